@@ -1,1 +1,15 @@
-//! placeholder
+//! mydia-plugins: the Mydia plugin system as a supervised service and an embeddable library.
+//!
+//! Events from the media manager pass through sandboxed Lua hooks ([`hooks`]), then an
+//! [`bus::EventBus`] hands them to plugin actors ([`plugins`]) that run under a
+//! [`supervisor::PluginSupervisor`] with restarts, circuit breakers and timeouts.
+//! [`app`] builds the actor graph from a validated [`config::Config`] and hands back a
+//! handle; [`api`] serves it over HTTP.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod event;
+pub mod hooks;
+pub mod http;
+pub mod plugins;

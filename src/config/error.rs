@@ -1,0 +1,123 @@
+//! Config problems: each with its field path and, where known, its line; all reported at once.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One thing wrong with the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted field path, e.g. `plugins.ntfy.priority` (empty for the whole file).
+    pub path: String,
+    /// 1-based line in the file, where known.
+    pub line: Option<usize>,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+/// Collects problems during validation, so every one is reported in one go.
+#[derive(Debug, Default)]
+pub struct Problems {
+    items: Vec<Problem>,
+}
+
+impl Problems {
+    /// Record a problem at `path`.
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.items.push(Problem {
+            path: path.into(),
+            line: None,
+            message: message.into(),
+        });
+    }
+
+    /// Record a problem whose line is already known (e.g. from the YAML parser).
+    pub fn push_at(&mut self, path: impl Into<String>, line: Option<usize>, message: impl Into<String>) {
+        self.items.push(Problem {
+            path: path.into(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    /// No problems so far.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The problems recorded so far.
+    pub fn items(&self) -> &[Problem] {
+        &self.items
+    }
+
+    /// Take the problems out.
+    pub fn into_vec(self) -> Vec<Problem> {
+        self.items
+    }
+}
+
+/// The config could not be loaded. Display lists every problem, one per line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}; pass --config PATH to choose another", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but is not valid.
+    #[error("{}", render(file.as_ref(), problems))]
+    Invalid {
+        /// The file, when there is one.
+        file: Option<PathBuf>,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// The problems, when the config was read but is invalid.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+fn render(file: Option<&PathBuf>, problems: &[Problem]) -> String {
+    let name = file
+        .map(|f| f.display().to_string())
+        .unwrap_or_else(|| "config".to_owned());
+    let mut out = format!(
+        "{name} has {} problem{}:",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        out.push_str("\n  ");
+        out.push_str(&p.to_string_in(&name));
+    }
+    out
+}
+
+impl Problem {
+    fn to_string_in(&self, file: &str) -> String {
+        let loc = match self.line {
+            Some(l) => format!("{file}:{l}: "),
+            None => String::new(),
+        };
+        if self.path.is_empty() {
+            format!("{loc}{}", self.message)
+        } else {
+            format!("{loc}{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_string_in("config"))
+    }
+}

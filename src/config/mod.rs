@@ -1,0 +1,162 @@
+//! Configuration: read → expand `${VAR}` → parse → validate, reporting every problem at once.
+//!
+//! Relative paths in the file (the hooks directory) resolve against the directory of the
+//! config file, so the service behaves the same wherever it is started from.
+
+pub mod error;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, Problem, Problems};
+
+use crate::plugins::PluginConfig;
+
+/// The validated configuration the service is built from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, when there is one.
+    pub source: Option<PathBuf>,
+    /// The HTTP API.
+    pub server: ServerConfig,
+    /// Lua hooks.
+    pub hooks: HooksConfig,
+    /// Restarts, breaker and delivery defaults.
+    pub supervision: SupervisionConfig,
+    /// Every configured plugin instance, in file order (enabled or not).
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// `server:`: where the HTTP API listens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address to bind; default `127.0.0.1:8787`.
+    pub listen: SocketAddr,
+}
+
+/// `hooks:`: where the Lua hooks live and what each call may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HooksConfig {
+    /// Run hooks at all (default true).
+    pub enabled: bool,
+    /// `<directory>/<event>/NN_name.lua`; default `hooks` beside the config file.
+    pub directory: PathBuf,
+    /// Wall-clock budget per hook call (default 100 ms).
+    pub timeout: Duration,
+    /// Memory limit of the Lua VM (default 16 MiB).
+    pub memory_limit_bytes: usize,
+    /// Largest event data (as JSON) handed to hooks (default 1 MiB); larger events skip hooks.
+    pub max_input_bytes: usize,
+}
+
+/// `supervision:`: restart policy, circuit breaker and delivery defaults (DESIGN.md's numbers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisionConfig {
+    /// First restart backoff (default 500 ms); doubles per restart, full jitter.
+    pub restart_backoff_base: Duration,
+    /// Largest restart backoff (default 60 s).
+    pub restart_backoff_max: Duration,
+    /// Healthy this long and the backoff starts over (default 60 s).
+    pub restart_reset_after: Duration,
+    /// More than this many restarts within `restart_window` trips the plugin open (default 5).
+    pub max_restarts: u32,
+    /// The window for `max_restarts` (default 60 s).
+    pub restart_window: Duration,
+    /// How long an open plugin rests before a probe (default 5 min), doubling per reopen.
+    pub open_cooldown: Duration,
+    /// The cooldown's cap (default 1 h).
+    pub open_cooldown_max: Duration,
+    /// Breaker window: the last N calls (default 20).
+    pub breaker_window: u32,
+    /// The breaker judges only with at least this many calls in the window (default 5).
+    pub breaker_min_calls: u32,
+    /// Failure rate (0..1) over the window that opens the breaker (default 0.5).
+    pub breaker_failure_rate: f64,
+    /// Default per-delivery timeout (default 10 s, the seed's); a plugin may set its own.
+    pub delivery_timeout: Duration,
+    /// Deliveries a plugin may have in flight at once (default 8).
+    pub max_in_flight: u32,
+    /// Deliveries kept per plugin while it is paused or open, delivered once it recovers (default 1000).
+    pub backlog: u32,
+    /// Undelivered events older than this are dropped from the backlog (default 1 h).
+    pub backlog_max_age: Duration,
+    /// How long shutdown waits for in-flight work (default 10 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+        }
+    }
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            enabled: true,
+            directory: PathBuf::from("hooks"),
+            timeout: Duration::from_millis(100),
+            memory_limit_bytes: 16 * 1024 * 1024,
+            max_input_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            restart_backoff_base: Duration::from_millis(500),
+            restart_backoff_max: Duration::from_secs(60),
+            restart_reset_after: Duration::from_secs(60),
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            open_cooldown: Duration::from_secs(300),
+            open_cooldown_max: Duration::from_secs(3600),
+            breaker_window: 20,
+            breaker_min_calls: 5,
+            breaker_failure_rate: 0.5,
+            delivery_timeout: Duration::from_secs(10),
+            max_in_flight: 8,
+            backlog: 1000,
+            backlog_max_age: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// A config with defaults and no plugins (for embedding and tests).
+    pub fn empty() -> Self {
+        Config {
+            source: None,
+            server: ServerConfig::default(),
+            hooks: HooksConfig::default(),
+            supervision: SupervisionConfig::default(),
+            plugins: Vec::new(),
+        }
+    }
+
+    /// Read, expand, parse and validate the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, Some(path))
+    }
+
+    /// Parse and validate YAML text; `source` names the file and anchors relative paths.
+    pub fn parse(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
+        let _ = (text, source);
+        todo!("config loader")
+    }
+
+    /// The enabled plugin instances.
+    pub fn enabled_plugins(&self) -> impl Iterator<Item = &PluginConfig> {
+        self.plugins.iter().filter(|p| p.common.enabled)
+    }
+}

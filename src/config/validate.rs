@@ -1,0 +1,54 @@
+//! Pure validation helpers shared by the loader and by each plugin's own checks (no I/O).
+
+use super::Problems;
+
+/// Check a URL a plugin will call: it must parse, be `https://` (or `http://` with the
+/// instance's `allow_insecure_http: true`), and have a host.
+pub fn check_url(problems: &mut Problems, path: &str, url: &str, allow_insecure_http: bool) {
+    let parsed = match reqwest::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(path, format!("`{url}` is not a valid URL ({e}); write e.g. https://host/path"));
+            return;
+        }
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_insecure_http => {}
+        "http" => problems.push(
+            path,
+            "uses http://, which sends data unencrypted; use https://, or set \
+             `allow_insecure_http: true` on this plugin for a server on your LAN",
+        ),
+        other => problems.push(path, format!("scheme `{other}` is not supported; use https://")),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        problems.push(path, format!("`{url}` has no host"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(url: &str, insecure: bool) -> Vec<String> {
+        let mut p = Problems::default();
+        check_url(&mut p, "plugins.x.url", url, insecure);
+        p.into_vec().into_iter().map(|p| p.message).collect()
+    }
+
+    #[test]
+    fn https_passes_and_http_needs_opt_in() {
+        assert!(check("https://ntfy.sh", false).is_empty());
+        assert!(check("http://10.0.0.2:8080", true).is_empty());
+        let msgs = check("http://10.0.0.2:8080", false);
+        assert_eq!(msgs.len(), 1);
+        assert!(msgs[0].contains("allow_insecure_http: true"), "{msgs:?}");
+    }
+
+    #[test]
+    fn garbage_and_other_schemes_are_reported() {
+        assert!(check("ntfy.sh", false)[0].contains("not a valid URL"));
+        assert!(check("ftp://x", false)[0].contains("scheme `ftp`"));
+    }
+}

@@ -1,0 +1,3 @@
+//! Notification plugins: one file per service.
+
+pub mod ntfy;

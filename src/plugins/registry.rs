@@ -1,0 +1,115 @@
+//! The one explicit registry: every plugin type, its settings, its default events.
+//!
+//! Adding a plugin type means one variant in [`PluginKind`], one in [`PluginSettings`],
+//! and one arm in each `match` below and in [`crate::supervisor::spawn`]; the compiler
+//! points at any arm that is missed.
+
+use std::time::Duration;
+
+use crate::config::Problems;
+use crate::event::EventName;
+use crate::plugins::notification::ntfy::NtfyConfig;
+
+/// A plugin type, as written in `type:` (or as the instance key when `type:` is absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PluginKind {
+    /// ntfy.sh or a self-hosted ntfy server.
+    Ntfy,
+}
+
+impl PluginKind {
+    /// Every plugin type.
+    pub const ALL: &'static [PluginKind] = &[PluginKind::Ntfy];
+
+    /// The name used in `type:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Ntfy => "ntfy",
+        }
+    }
+
+    /// `notification`, `webhook` or `enrichment`.
+    pub fn role(self) -> &'static str {
+        match self {
+            PluginKind::Ntfy => "notification",
+        }
+    }
+
+    /// The type named `s`, if there is one.
+    pub fn parse(s: &str) -> Option<PluginKind> {
+        PluginKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    /// The events an instance subscribes to when its config has no `events:` list.
+    pub fn default_events(self) -> Vec<EventName> {
+        match self {
+            // The seed's ntfy defaults.
+            PluginKind::Ntfy => vec![
+                EventName::AfterMediaAdded,
+                EventName::OnDownloadCompleted,
+                EventName::AfterImportCompleted,
+            ],
+        }
+    }
+
+    /// Parse this type's own settings (`deny_unknown_fields` on each struct).
+    pub fn parse_settings(self, value: serde_yaml::Value) -> Result<PluginSettings, serde_yaml::Error> {
+        Ok(match self {
+            PluginKind::Ntfy => PluginSettings::Ntfy(serde_yaml::from_value(value)?),
+        })
+    }
+
+    /// Names of the type-specific fields, for "unknown field" help.
+    pub fn known_type_names() -> String {
+        PluginKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Fields every plugin instance has, whatever its type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommonSettings {
+    /// Deliver to this instance at all (default false, as in the seed).
+    pub enabled: bool,
+    /// Events this instance receives (default: the type's defaults).
+    pub events: Vec<EventName>,
+    /// Permit `http://` URLs (for a server on the LAN); logged as a warning at start.
+    pub allow_insecure_http: bool,
+    /// Per-delivery timeout; default `supervision.delivery_timeout`.
+    pub timeout: Option<Duration>,
+}
+
+/// The type-specific settings of one instance.
+#[derive(Debug, Clone)]
+pub enum PluginSettings {
+    /// ntfy.
+    Ntfy(NtfyConfig),
+}
+
+impl PluginSettings {
+    /// Pure checks of the type's own fields; `path` is e.g. `plugins.ntfy`.
+    pub fn validate(&self, path: &str, common: &CommonSettings, problems: &mut Problems) {
+        match self {
+            PluginSettings::Ntfy(c) => c.validate(path, common, problems),
+        }
+    }
+}
+
+/// One configured plugin instance.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// The instance name: its key under `plugins:`. Names it everywhere (logs, API).
+    pub name: String,
+    /// Its type.
+    pub kind: PluginKind,
+    /// Fields every instance has.
+    pub common: CommonSettings,
+    /// The type's own fields.
+    pub settings: PluginSettings,
+}
+
+impl PluginConfig {
+    /// Whether this instance receives `event` (enabled and subscribed).
+    pub fn wants(&self, event: EventName) -> bool {
+        self.common.enabled && self.common.events.contains(&event)
+    }
+}
