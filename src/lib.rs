@@ -4,12 +4,21 @@
 //! [`bus::EventBus`] hands them to plugin actors ([`plugins`]) that run under a
 //! [`supervisor::PluginSupervisor`] with restarts, circuit breakers and timeouts.
 //! [`app`] builds the actor graph from a validated [`config::Config`] and hands back a
-//! handle; [`api`] serves it over HTTP.
+//! [`app::Handle`]; [`api`] serves it over HTTP.
 
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod app;
+pub mod bus;
 pub mod config;
 pub mod event;
 pub mod hooks;
 pub mod http;
 pub mod plugins;
+pub mod supervisor;
+pub mod telemetry;
+
+pub use app::{start, start_with, Handle};
+pub use config::Config;
+pub use event::{Event, EventData, EventName};

@@ -7,3 +7,26 @@
 pub mod actor;
 
 pub use actor::{ApplyHooks, HookActor, HookRejected};
+
+// TEMPORARY until the hooks branch lands: a pass-through handle with the agreed API.
+use crate::config::HooksConfig;
+use crate::event::Event;
+
+/// Runs the hook chain (temporary pass-through).
+#[derive(Clone, Default)]
+pub struct Hooks;
+
+impl Hooks {
+    /// No hooks at all.
+    pub fn disabled() -> Self {
+        Hooks
+    }
+    /// Start the hook actor.
+    pub fn start(_: &HooksConfig) -> Self {
+        Hooks
+    }
+    /// Run the hooks for `event`.
+    pub async fn apply(&self, event: Event) -> Result<Event, HookRejected> {
+        Ok(event)
+    }
+}

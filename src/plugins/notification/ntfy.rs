@@ -77,3 +77,26 @@ pub fn is_valid_topic(t: &str) -> bool {
     (1..=64).contains(&t.len())
         && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
+
+// TEMPORARY until the ntfy branch lands.
+/// The ntfy plugin (temporary stub).
+pub struct Ntfy(#[allow(dead_code)] NtfyConfig);
+impl Ntfy {
+    /// Build from config.
+    pub fn new(c: NtfyConfig) -> Self {
+        Ntfy(c)
+    }
+}
+impl crate::plugins::Plugin for Ntfy {
+    fn info(&self) -> crate::plugins::PluginInfo {
+        todo!()
+    }
+    async fn test_connection(&self, _: &crate::plugins::PluginContext) -> Result<crate::plugins::ConnectionReport, crate::plugins::PluginError> {
+        todo!()
+    }
+}
+impl crate::plugins::NotificationPlugin for Ntfy {
+    async fn notify(&self, _: &crate::plugins::PluginContext, _: &crate::event::Event) -> Result<crate::plugins::Delivered, crate::plugins::PluginError> {
+        todo!()
+    }
+}

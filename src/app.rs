@@ -1,0 +1,126 @@
+//! Build the actor graph from a validated config and hand back a [`Handle`]; own graceful shutdown.
+//!
+//! The bus and the supervisor share one "core" arbiter (a hand-over between them is a
+//! same-thread message); the hook VM and every plugin instance get arbiters of their own.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::bus::{Emit, EmitError, Emitted, EventBus};
+use crate::config::Config;
+use crate::event::{Event, EventData, EventName};
+use crate::hooks::Hooks;
+use crate::plugins::ConnectionReport;
+use crate::supervisor::{
+    GetStatus, InstanceSpec, PluginStatus, PluginSupervisor, SetHealthSink, Shutdown, ShutdownReport, TestConnection,
+    TestError,
+};
+
+/// A running plugin system. Cheap to clone; every method sends to the actors' mailboxes.
+#[derive(Clone)]
+pub struct Handle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bus: Addr<EventBus>,
+    supervisor: Addr<PluginSupervisor>,
+    hooks: Hooks,
+    closed: Arc<AtomicBool>,
+    grace: Duration,
+    core: Arbiter,
+}
+
+/// Start everything `config` describes. Call from inside a running actix `System`.
+pub fn start(config: &Config) -> Handle {
+    let specs = config
+        .plugins
+        .iter()
+        .map(|p| InstanceSpec::from_config(p, &config.supervision))
+        .collect();
+    start_with(config, specs)
+}
+
+/// Start with these plugin instances instead of the config's (for embedders and tests);
+/// hooks and supervision settings still come from `config`.
+pub fn start_with(config: &Config, specs: Vec<InstanceSpec>) -> Handle {
+    for p in config.enabled_plugins().filter(|p| p.common.allow_insecure_http) {
+        tracing::warn!(plugin = %p.name, "allow_insecure_http is set: this plugin may send data over plain http://");
+    }
+    let hooks = if config.hooks.enabled { Hooks::start(&config.hooks) } else { Hooks::disabled() };
+    let closed = Arc::new(AtomicBool::new(false));
+    let core = Arbiter::new();
+    let sup_config = config.supervision.clone();
+    let bus_specs = specs.clone();
+    let supervisor = PluginSupervisor::start_in_arbiter(&core.handle(), move |_| PluginSupervisor::new(specs, sup_config));
+    let (bus_hooks, bus_sup, bus_closed) = (hooks.clone(), supervisor.clone(), Arc::clone(&closed));
+    let bus = EventBus::start_in_arbiter(&core.handle(), move |_| EventBus::new(bus_hooks, bus_sup, &bus_specs, bus_closed));
+    supervisor.do_send(SetHealthSink(bus.clone().recipient()));
+    Handle {
+        inner: Arc::new(Inner {
+            bus,
+            supervisor,
+            hooks,
+            closed,
+            grace: config.supervision.shutdown_grace,
+            core,
+        }),
+    }
+}
+
+/// Why a handle call could not be answered.
+fn gone() -> EmitError {
+    EmitError::ShuttingDown
+}
+
+impl Handle {
+    /// Emit an event by name: returns after hooks (with the final data); delivery goes on in the background.
+    pub async fn emit(&self, name: EventName, data: EventData) -> Result<Emitted, EmitError> {
+        self.emit_event(Event::new(name, data), false).await
+    }
+
+    /// Emit and wait for every plugin's outcome, each bounded by its timeout.
+    pub async fn emit_sync(&self, name: EventName, data: EventData) -> Result<Emitted, EmitError> {
+        self.emit_event(Event::new(name, data), true).await
+    }
+
+    /// Emit a fully formed event (with the caller's id); `wait` as in [`Handle::emit_sync`].
+    pub async fn emit_event(&self, event: Event, wait: bool) -> Result<Emitted, EmitError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(EmitError::ShuttingDown);
+        }
+        self.inner.bus.send(Emit { event, wait }).await.map_err(|_| gone())?
+    }
+
+    /// Run one instance's `test_connection`; a pass also clears `misconfigured` or an open breaker.
+    pub async fn test_connection(&self, plugin: &str) -> Result<ConnectionReport, TestError> {
+        let msg = TestConnection { plugin: plugin.to_owned() };
+        self.inner.supervisor.send(msg).await.unwrap_or_else(|_| {
+            Err(TestError::Failed(crate::plugins::PluginError::Unavailable { state: "shut down".into() }))
+        })
+    }
+
+    /// Every instance's state and counters.
+    pub async fn status(&self) -> Vec<PluginStatus> {
+        self.inner.supervisor.send(GetStatus).await.unwrap_or_default()
+    }
+
+    /// The hook chain this handle runs.
+    pub fn hooks(&self) -> &Hooks {
+        &self.inner.hooks
+    }
+
+    /// Stop taking events, let in-flight deliveries finish within the configured grace, stop everything.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return ShutdownReport::default();
+        }
+        let grace = self.inner.grace;
+        let report = self.inner.supervisor.send(Shutdown { grace }).await.unwrap_or_default();
+        self.inner.core.stop();
+        report
+    }
+}

@@ -1,0 +1,289 @@
+//! `PluginSupervisor`: one-for-one supervision of every plugin instance.
+//!
+//! It owns each instance's actor, circuit breaker, restart budget and backlog, and is
+//! the only place that decides what a result means: success closes things, a transient
+//! failure or timeout counts against the breaker and holds the delivery for a retry, a
+//! 429 pauses the instance, a 401/403/404 marks it misconfigured, a panic or a blocked
+//! thread restarts it with backoff until the budget trips it open. Timeouts run on the
+//! supervisor's own thread, so a plugin that blocks its thread cannot delay them or any
+//! other plugin. Every state change is one `tracing` event with target `supervision`.
+
+pub mod breaker;
+mod deliver;
+pub mod restart;
+mod slot;
+pub mod spec;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+pub use breaker::{BreakerPolicy, BreakerState};
+pub use restart::RestartPolicy;
+pub use slot::PluginStatus;
+pub use spec::InstanceSpec;
+
+use crate::config::SupervisionConfig;
+use crate::event::Event;
+use crate::plugins::{ConnectionReport, PluginError};
+use slot::{Slot, Stats};
+
+/// Deliver `event` to the instances at `targets` (indices into the supervisor's list); fire and forget.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    /// The event, after hooks.
+    pub event: Arc<Event>,
+    /// Which instances, from the bus's subscription table.
+    pub targets: Arc<[usize]>,
+}
+
+/// Deliver and wait for each instance's outcome, each bounded by its timeout.
+#[derive(Message)]
+#[rtype(result = "Vec<DeliveryReport>")]
+pub struct DeliverAndWait {
+    /// The event, after hooks.
+    pub event: Arc<Event>,
+    /// Which instances.
+    pub targets: Arc<[usize]>,
+}
+
+/// Run one instance's `test_connection`.
+#[derive(Message)]
+#[rtype(result = "Result<ConnectionReport, TestError>")]
+pub struct TestConnection {
+    /// Instance name.
+    pub plugin: String,
+}
+
+/// Every instance's status.
+#[derive(Message)]
+#[rtype(result = "Vec<PluginStatus>")]
+pub struct GetStatus;
+
+/// Where `on_plugin_health_changed` events go (the bus, so hooks see them too).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetHealthSink(pub Recipient<HealthChanged>);
+
+/// A plugin tripped open, recovered or was found misconfigured.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct HealthChanged(pub Event);
+
+/// Stop taking work, let in-flight deliveries finish within `grace`, then stop every plugin.
+#[derive(Message)]
+#[rtype(result = "ShutdownReport")]
+pub struct Shutdown {
+    /// How long to wait for in-flight deliveries.
+    pub grace: Duration,
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Deliveries still running when the grace ran out.
+    pub abandoned_in_flight: u64,
+    /// Queued deliveries that were never sent.
+    pub undelivered: u64,
+}
+
+/// What happened to one delivery (for `emit_sync` and the API's `mode: sync`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeliveryReport {
+    /// Instance name.
+    pub plugin: String,
+    /// `delivered`, `failed`, `queued` (held for a later retry) or `skipped`.
+    pub status: &'static str,
+    /// What the service answered, on success.
+    pub detail: Option<String>,
+    /// The error's kind (`transient`, `timeout`, `rate_limited`, ...), on failure.
+    pub error_kind: Option<&'static str>,
+    /// The error, redacted.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// A connection test could not be run or failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TestError {
+    /// No instance has that name.
+    #[error("no plugin instance named `{name}`; configured: {known}")]
+    UnknownPlugin {
+        /// What was asked for.
+        name: String,
+        /// The instance names.
+        known: String,
+    },
+    /// The test ran and failed.
+    #[error("{0}")]
+    Failed(PluginError),
+}
+
+/// The supervisor actor.
+pub struct PluginSupervisor {
+    slots: Vec<Slot>,
+    config: SupervisionConfig,
+    health_sink: Option<Recipient<HealthChanged>>,
+    shutting_down: bool,
+    shutdown_waiter: Option<oneshot::Sender<ShutdownReport>>,
+}
+
+impl PluginSupervisor {
+    /// A supervisor for these instances; their index in `specs` is their target index.
+    pub fn new(specs: Vec<InstanceSpec>, config: SupervisionConfig) -> Self {
+        let breaker = BreakerPolicy {
+            window: config.breaker_window,
+            min_calls: config.breaker_min_calls,
+            failure_rate: config.breaker_failure_rate,
+            cooldown: config.open_cooldown,
+            cooldown_max: config.open_cooldown_max,
+        };
+        let restart = RestartPolicy {
+            base: config.restart_backoff_base,
+            max: config.restart_backoff_max,
+            reset_after: config.restart_reset_after,
+            max_restarts: config.max_restarts,
+            window: config.restart_window,
+        };
+        let slots = specs
+            .into_iter()
+            .map(|spec| Slot {
+                spec,
+                handle: None,
+                generation: 0,
+                breaker: breaker::Breaker::new(breaker.clone()),
+                restarts: restart::RestartTracker::new(restart.clone()),
+                misconfigured: None,
+                held_until: None,
+                hold_reason: None,
+                pause_streak: 0,
+                pinging: false,
+                in_flight: 0,
+                backlog: Default::default(),
+                stats: Stats::default(),
+            })
+            .collect();
+        PluginSupervisor {
+            slots,
+            config,
+            health_sink: None,
+            shutting_down: false,
+            shutdown_waiter: None,
+        }
+    }
+}
+
+impl Actor for PluginSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Pipelined emits arrive in bursts; the default mailbox (16) would push back on the bus.
+        ctx.set_mailbox_capacity(65_536);
+        for slot in self.slots.iter_mut().filter(|s| s.spec.enabled) {
+            slot.handle = Some((slot.spec.factory)());
+            tracing::info!(
+                target: "supervision",
+                plugin = %slot.spec.name,
+                kind = %slot.spec.kind,
+                events = slot.spec.events.len(),
+                "plugin started"
+            );
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for slot in &mut self.slots {
+            if let Some(h) = slot.handle.take() {
+                h.stop();
+            }
+        }
+    }
+}
+
+impl Handler<Deliver> for PluginSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        for &idx in msg.targets.iter() {
+            self.offer(idx, Arc::clone(&msg.event), None, ctx);
+        }
+    }
+}
+
+impl Handler<DeliverAndWait> for PluginSupervisor {
+    type Result = ResponseFuture<Vec<DeliveryReport>>;
+
+    fn handle(&mut self, msg: DeliverAndWait, ctx: &mut Context<Self>) -> Self::Result {
+        let waiters: Vec<_> = msg
+            .targets
+            .iter()
+            .map(|&idx| {
+                let (tx, rx) = oneshot::channel();
+                self.offer(idx, Arc::clone(&msg.event), Some(tx), ctx);
+                (self.slots[idx].spec.name.clone(), rx)
+            })
+            .collect();
+        Box::pin(async move {
+            let mut reports = Vec::with_capacity(waiters.len());
+            for (plugin, rx) in waiters {
+                reports.push(rx.await.unwrap_or_else(|_| DeliveryReport {
+                    plugin,
+                    status: "failed",
+                    detail: None,
+                    error_kind: Some("unavailable"),
+                    error: Some("the supervisor stopped before the delivery finished".into()),
+                    duration_ms: 0,
+                }));
+            }
+            reports
+        })
+    }
+}
+
+impl Handler<TestConnection> for PluginSupervisor {
+    type Result = ResponseActFuture<Self, Result<ConnectionReport, TestError>>;
+
+    fn handle(&mut self, msg: TestConnection, _: &mut Context<Self>) -> Self::Result {
+        let Some(idx) = self.slots.iter().position(|s| s.spec.name == msg.plugin) else {
+            let known = self.slots.iter().map(|s| s.spec.name.as_str()).collect::<Vec<_>>();
+            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            return Box::pin(actix::fut::ready(Err(TestError::UnknownPlugin { name: msg.plugin, known })));
+        };
+        self.test_connection(idx)
+    }
+}
+
+impl Handler<GetStatus> for PluginSupervisor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        MessageResult(self.slots.iter().map(|s| s.status(now)).collect())
+    }
+}
+
+impl Handler<SetHealthSink> for PluginSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetHealthSink, _: &mut Context<Self>) {
+        self.health_sink = Some(msg.0);
+    }
+}
+
+impl Handler<Shutdown> for PluginSupervisor {
+    type Result = ResponseFuture<ShutdownReport>;
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let (tx, rx) = oneshot::channel();
+        self.shutdown_waiter = Some(tx);
+        ctx.run_later(msg.grace, |act, ctx| act.finish_shutdown(ctx));
+        self.maybe_finish_shutdown(ctx);
+        Box::pin(async move { rx.await.unwrap_or_default() })
+    }
+}

@@ -1,0 +1,155 @@
+//! One supervised instance's state: its actor, breaker, restart budget, backlog and counters,
+//! and the status the API shows.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::breaker::{Breaker, BreakerState};
+use super::restart::RestartTracker;
+use super::spec::InstanceSpec;
+use crate::event::{Event, EventName};
+use crate::plugins::actor::PluginHandle;
+
+/// A delivery waiting its turn (the plugin is paused, open, restarting or at its in-flight limit).
+pub(crate) struct Pending {
+    pub event: Arc<Event>,
+    /// Failed attempts that crashed the plugin (bounded, so one poison event cannot loop).
+    pub crashes: u32,
+    pub queued_at: Instant,
+}
+
+/// Per-instance counters.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Stats {
+    pub delivered: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_delivered_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) struct Slot {
+    pub spec: InstanceSpec,
+    pub handle: Option<PluginHandle>,
+    /// Bumped at every restart; answers from an older actor do not judge the new one.
+    pub generation: u64,
+    pub breaker: Breaker,
+    pub restarts: RestartTracker,
+    pub misconfigured: Option<String>,
+    /// No deliveries until then: a restart backoff, a 429, or a retry pause after a failure.
+    pub held_until: Option<Instant>,
+    pub hold_reason: Option<&'static str>,
+    /// Consecutive pauses without a success between them (grows the pause).
+    pub pause_streak: u32,
+    pub pinging: bool,
+    pub in_flight: u32,
+    pub backlog: VecDeque<Pending>,
+    pub stats: Stats,
+}
+
+impl Slot {
+    pub fn is_held(&self, now: Instant) -> bool {
+        self.held_until.is_some_and(|t| now < t)
+    }
+
+    /// Can start another delivery right now (the breaker is asked separately).
+    pub fn can_send(&self, now: Instant) -> bool {
+        self.handle.is_some()
+            && self.misconfigured.is_none()
+            && !self.is_held(now)
+            && self.in_flight < self.spec.max_in_flight
+    }
+
+    pub fn state_label(&self, now: Instant) -> &'static str {
+        if !self.spec.enabled {
+            "disabled"
+        } else if self.misconfigured.is_some() {
+            "misconfigured"
+        } else {
+            match self.breaker.state() {
+                BreakerState::Closed => "closed",
+                BreakerState::HalfOpen => "half_open",
+                // Cooldown over: the next delivery is the probe.
+                BreakerState::Open if self.breaker.open_until().is_some_and(|t| t <= now) => "half_open",
+                BreakerState::Open => "open",
+            }
+        }
+    }
+
+    pub fn note_error(&mut self, text: String) {
+        self.stats.last_error = Some(text);
+        self.stats.last_error_at = Some(Utc::now());
+    }
+
+    pub fn status(&self, now: Instant) -> PluginStatus {
+        let until = |t: Instant| Utc::now() + chrono::Duration::from_std(t.saturating_duration_since(now)).unwrap_or_default();
+        let retry_at = self.breaker.open_until().or(self.held_until.filter(|t| *t > now));
+        PluginStatus {
+            name: self.spec.name.clone(),
+            kind: self.spec.kind.clone(),
+            role: self.spec.role,
+            enabled: self.spec.enabled,
+            events: self.spec.events.clone(),
+            state: self.state_label(now),
+            held: self.hold_reason.filter(|_| self.is_held(now)),
+            misconfigured_reason: self.misconfigured.clone(),
+            restarts: self.restarts.total(),
+            delivered: self.stats.delivered,
+            failed: self.stats.failed,
+            dropped: self.stats.dropped,
+            queued: self.backlog.len(),
+            in_flight: self.in_flight,
+            last_error: self.stats.last_error.clone(),
+            last_error_at: self.stats.last_error_at,
+            last_delivered_at: self.stats.last_delivered_at,
+            retry_at: retry_at.filter(|t| *t > now).map(until),
+        }
+    }
+}
+
+/// What `GET /api/v1/plugins` shows for one instance.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PluginStatus {
+    /// Instance name.
+    pub name: String,
+    /// Plugin type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `notification`, `webhook` or `enrichment`.
+    pub role: &'static str,
+    /// Whether it receives events.
+    pub enabled: bool,
+    /// Events it receives.
+    pub events: Vec<EventName>,
+    /// `closed`, `open`, `half_open`, `misconfigured` or `disabled`.
+    pub state: &'static str,
+    /// Why deliveries are held right now (`restarting`, `rate_limited`, `retry_backoff`), if they are.
+    pub held: Option<&'static str>,
+    /// What to fix, when misconfigured.
+    pub misconfigured_reason: Option<String>,
+    /// Restarts since start.
+    pub restarts: u64,
+    /// Successful deliveries.
+    pub delivered: u64,
+    /// Failed delivery attempts.
+    pub failed: u64,
+    /// Deliveries given up on (misconfigured, too old, shut down).
+    pub dropped: u64,
+    /// Deliveries waiting in the backlog.
+    pub queued: usize,
+    /// Deliveries running now.
+    pub in_flight: u32,
+    /// The last error, redacted.
+    pub last_error: Option<String>,
+    /// When it happened.
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// When the last delivery succeeded.
+    pub last_delivered_at: Option<DateTime<Utc>>,
+    /// When deliveries resume (end of cooldown, pause or restart backoff).
+    pub retry_at: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,99 @@
+//! `InstanceSpec`: what the supervisor needs to run one plugin instance, built from the
+//! registry (the one `match` that spawns each plugin type) or by tests and embedders.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::SupervisionConfig;
+use crate::event::EventName;
+use crate::plugins::actor::{self, PluginHandle};
+use crate::plugins::notification::ntfy::Ntfy;
+use crate::plugins::registry::PluginSettings;
+use crate::plugins::{AsNotification, PluginConfig, Role};
+
+/// Builds a fresh instance of the plugin on a new arbiter; called at start and on every restart.
+pub type Factory = Arc<dyn Fn() -> PluginHandle + Send + Sync>;
+
+/// One plugin instance as the supervisor sees it.
+#[derive(Clone)]
+pub struct InstanceSpec {
+    /// Instance name (the key under `plugins:`).
+    pub name: String,
+    /// Plugin type (`ntfy`, ...).
+    pub kind: String,
+    /// `notification`, `webhook` or `enrichment`.
+    pub role: &'static str,
+    /// Whether it receives events.
+    pub enabled: bool,
+    /// Events it receives.
+    pub events: Vec<EventName>,
+    /// Per-delivery timeout.
+    pub timeout: Duration,
+    /// Deliveries in flight at once.
+    pub max_in_flight: u32,
+    /// Makes a fresh instance.
+    pub factory: Factory,
+}
+
+impl InstanceSpec {
+    /// A spec for any [`Role`], built fresh by `make` at every (re)start.
+    pub fn new<R, F>(name: &str, kind: &str, role: &'static str, make: F) -> Self
+    where
+        R: Role,
+        F: Fn() -> R + Send + Sync + 'static,
+    {
+        let instance = name.to_owned();
+        InstanceSpec {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            role,
+            enabled: true,
+            events: EventName::ALL.to_vec(),
+            timeout: Duration::from_secs(10),
+            max_in_flight: 8,
+            factory: Arc::new(move || actor::spawn(instance.clone(), make())),
+        }
+    }
+
+    /// Subscribe to these events only.
+    pub fn with_events(mut self, events: impl Into<Vec<EventName>>) -> Self {
+        self.events = events.into();
+        self
+    }
+
+    /// Set the per-delivery timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Enable or disable.
+    pub fn with_enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Whether this instance receives `event`.
+    pub fn wants(&self, event: EventName) -> bool {
+        self.enabled && self.events.contains(&event)
+    }
+
+    /// The spec for a configured instance: the one registry `match` that spawns plugins.
+    pub fn from_config(cfg: &PluginConfig, sup: &SupervisionConfig) -> Self {
+        let spec = match &cfg.settings {
+            PluginSettings::Ntfy(c) => {
+                let c = c.clone();
+                InstanceSpec::new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    AsNotification(Ntfy::new(c.clone()))
+                })
+            }
+        };
+        InstanceSpec {
+            enabled: cfg.common.enabled,
+            events: cfg.common.events.clone(),
+            timeout: cfg.common.timeout.unwrap_or(sup.delivery_timeout),
+            max_in_flight: sup.max_in_flight.max(1),
+            ..spec
+        }
+    }
+}
