@@ -15,8 +15,8 @@ use crate::event::{Event, EventData, EventName};
 use crate::hooks::Hooks;
 use crate::plugins::ConnectionReport;
 use crate::supervisor::{
-    GetStatus, InstanceSpec, PluginStatus, PluginSupervisor, SetHealthSink, Shutdown, ShutdownReport, TestConnection,
-    TestError,
+    GetStatus, InstanceSpec, PluginStatus, PluginSupervisor, SetHealthSink, Shutdown,
+    ShutdownReport, TestConnection, TestError,
 };
 
 /// A running plugin system. Cheap to clone; every method sends to the actors' mailboxes.
@@ -39,7 +39,7 @@ pub fn start(config: &Config) -> Handle {
     let specs = config
         .plugins
         .iter()
-        .map(|p| InstanceSpec::from_config(p, &config.supervision))
+        .map(InstanceSpec::from_config)
         .collect();
     start_with(config, specs)
 }
@@ -47,17 +47,28 @@ pub fn start(config: &Config) -> Handle {
 /// Start with these plugin instances instead of the config's (for embedders and tests);
 /// hooks and supervision settings still come from `config`.
 pub fn start_with(config: &Config, specs: Vec<InstanceSpec>) -> Handle {
-    for p in config.enabled_plugins().filter(|p| p.common.allow_insecure_http) {
+    for p in config
+        .enabled_plugins()
+        .filter(|p| p.common.allow_insecure_http)
+    {
         tracing::warn!(plugin = %p.name, "allow_insecure_http is set: this plugin may send data over plain http://");
     }
-    let hooks = if config.hooks.enabled { Hooks::start(&config.hooks) } else { Hooks::disabled() };
+    let hooks = if config.hooks.enabled {
+        Hooks::start(&config.hooks)
+    } else {
+        Hooks::disabled()
+    };
     let closed = Arc::new(AtomicBool::new(false));
     let core = Arbiter::new();
     let sup_config = config.supervision.clone();
     let bus_specs = specs.clone();
-    let supervisor = PluginSupervisor::start_in_arbiter(&core.handle(), move |_| PluginSupervisor::new(specs, sup_config));
+    let supervisor = PluginSupervisor::start_in_arbiter(&core.handle(), move |_| {
+        PluginSupervisor::new(specs, sup_config)
+    });
     let (bus_hooks, bus_sup, bus_closed) = (hooks.clone(), supervisor.clone(), Arc::clone(&closed));
-    let bus = EventBus::start_in_arbiter(&core.handle(), move |_| EventBus::new(bus_hooks, bus_sup, &bus_specs, bus_closed));
+    let bus = EventBus::start_in_arbiter(&core.handle(), move |_| {
+        EventBus::new(bus_hooks, bus_sup, &bus_specs, bus_closed)
+    });
     supervisor.do_send(SetHealthSink(bus.clone().recipient()));
     Handle {
         inner: Arc::new(Inner {
@@ -92,20 +103,34 @@ impl Handle {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(EmitError::ShuttingDown);
         }
-        self.inner.bus.send(Emit { event, wait }).await.map_err(|_| gone())?
+        self.inner
+            .bus
+            .send(Emit { event, wait })
+            .await
+            .map_err(|_| gone())?
     }
 
     /// Run one instance's `test_connection`; a pass also clears `misconfigured` or an open breaker.
     pub async fn test_connection(&self, plugin: &str) -> Result<ConnectionReport, TestError> {
-        let msg = TestConnection { plugin: plugin.to_owned() };
+        let msg = TestConnection {
+            plugin: plugin.to_owned(),
+        };
         self.inner.supervisor.send(msg).await.unwrap_or_else(|_| {
-            Err(TestError::Failed(crate::plugins::PluginError::Unavailable { state: "shut down".into() }))
+            Err(TestError::Failed(
+                crate::plugins::PluginError::Unavailable {
+                    state: "shut down".into(),
+                },
+            ))
         })
     }
 
     /// Every instance's state and counters.
     pub async fn status(&self) -> Vec<PluginStatus> {
-        self.inner.supervisor.send(GetStatus).await.unwrap_or_default()
+        self.inner
+            .supervisor
+            .send(GetStatus)
+            .await
+            .unwrap_or_default()
     }
 
     /// The hook chain this handle runs.
@@ -119,7 +144,12 @@ impl Handle {
             return ShutdownReport::default();
         }
         let grace = self.inner.grace;
-        let report = self.inner.supervisor.send(Shutdown { grace }).await.unwrap_or_default();
+        let report = self
+            .inner
+            .supervisor
+            .send(Shutdown { grace })
+            .await
+            .unwrap_or_default();
         self.inner.core.stop();
         report
     }

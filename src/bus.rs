@@ -8,7 +8,9 @@ use actix::prelude::*;
 
 use crate::event::{Event, EventName};
 use crate::hooks::{HookRejected, Hooks};
-use crate::supervisor::{Deliver, DeliverAndWait, DeliveryReport, HealthChanged, InstanceSpec, PluginSupervisor};
+use crate::supervisor::{
+    Deliver, DeliverAndWait, DeliveryReport, HealthChanged, InstanceSpec, PluginSupervisor,
+};
 
 /// Run an event through hooks and hand it to its plugins.
 #[derive(Message)]
@@ -55,15 +57,30 @@ pub struct EventBus {
 
 impl EventBus {
     /// A bus delivering through `supervisor`, whose instances are `specs` (same order).
-    pub fn new(hooks: Hooks, supervisor: Addr<PluginSupervisor>, specs: &[InstanceSpec], closed: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        hooks: Hooks,
+        supervisor: Addr<PluginSupervisor>,
+        specs: &[InstanceSpec],
+        closed: Arc<AtomicBool>,
+    ) -> Self {
         let subscriptions = EventName::ALL
             .iter()
             .map(|&name| {
-                let targets: Vec<usize> = specs.iter().enumerate().filter(|(_, s)| s.wants(name)).map(|(i, _)| i).collect();
+                let targets: Vec<usize> = specs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.wants(name))
+                    .map(|(i, _)| i)
+                    .collect();
                 (name, Arc::from(targets))
             })
             .collect();
-        EventBus { hooks, supervisor, subscriptions, closed }
+        EventBus {
+            hooks,
+            supervisor,
+            subscriptions,
+            closed,
+        }
     }
 }
 
@@ -90,17 +107,36 @@ impl Handler<Emit> for EventBus {
             let plugins = targets.len();
             if targets.is_empty() {
                 let deliveries = msg.wait.then(Vec::new);
-                return Ok(Emitted { event, plugins, deliveries });
+                return Ok(Emitted {
+                    event,
+                    plugins,
+                    deliveries,
+                });
             }
             let deliveries = if msg.wait {
-                let wait = DeliverAndWait { event: Arc::clone(&event), targets };
-                Some(supervisor.send(wait).await.map_err(|_| EmitError::SupervisorGone)?)
+                let wait = DeliverAndWait {
+                    event: Arc::clone(&event),
+                    targets,
+                };
+                Some(
+                    supervisor
+                        .send(wait)
+                        .await
+                        .map_err(|_| EmitError::SupervisorGone)?,
+                )
             } else {
                 // Hand-over only: the supervisor holds what it cannot deliver yet.
-                supervisor.do_send(Deliver { event: Arc::clone(&event), targets });
+                supervisor.do_send(Deliver {
+                    event: Arc::clone(&event),
+                    targets,
+                });
                 None
             };
-            Ok(Emitted { event, plugins, deliveries })
+            Ok(Emitted {
+                event,
+                plugins,
+                deliveries,
+            })
         })
     }
 }
@@ -110,7 +146,13 @@ impl Handler<HealthChanged> for EventBus {
 
     fn handle(&mut self, msg: HealthChanged, ctx: &mut Context<Self>) {
         let plugin = msg.0.str_at("plugin").unwrap_or_default().to_owned();
-        let fut = self.handle(Emit { event: msg.0, wait: false }, ctx);
+        let fut = self.handle(
+            Emit {
+                event: msg.0,
+                wait: false,
+            },
+            ctx,
+        );
         actix::spawn(async move {
             if let Err(e) = fut.await {
                 tracing::debug!(target: "supervision", plugin = %plugin, error = %e, "health event not delivered");

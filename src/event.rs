@@ -65,12 +65,17 @@ pub struct UnknownEvent {
 }
 
 fn suggestion_hint(s: &Option<&'static str>) -> String {
-    s.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    s.map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
 }
 
 /// The canonical names, comma separated, for error messages.
 pub fn known_names() -> String {
-    EventName::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+    EventName::ALL
+        .iter()
+        .map(|e| e.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl FromStr for EventName {
@@ -218,9 +223,15 @@ mod tests {
     #[test]
     fn value_at_follows_dotted_paths() {
         let data = serde_json::json!({"media_item": {"title": "Dune", "year": 2021}});
-        let ev = Event::new(EventName::AfterMediaAdded, data.as_object().unwrap().clone());
+        let ev = Event::new(
+            EventName::AfterMediaAdded,
+            data.as_object().unwrap().clone(),
+        );
         assert_eq!(ev.str_at("media_item.title"), Some("Dune"));
-        assert_eq!(ev.value_at("media_item.year"), Some(&serde_json::json!(2021)));
+        assert_eq!(
+            ev.value_at("media_item.year"),
+            Some(&serde_json::json!(2021))
+        );
         assert_eq!(ev.str_at("media_item.missing"), None);
     }
 }

@@ -11,10 +11,20 @@ use mydia_plugins::telemetry::{self, LogFormat};
 use mydia_plugins::{api, Config};
 
 #[derive(Parser)]
-#[command(name = "mydia-plugins", version, about = "Mydia's plugin system: Lua hooks and supervised notification plugins")]
+#[command(
+    name = "mydia-plugins",
+    version,
+    about = "Mydia's plugin system: Lua hooks and supervised notification plugins"
+)]
 struct Cli {
     /// The config file.
-    #[arg(long, short, global = true, default_value = "config/config.yaml", env = "MYDIA_PLUGINS_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "config/config.yaml",
+        env = "MYDIA_PLUGINS_CONFIG"
+    )]
     config: PathBuf,
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value = "pretty")]
@@ -105,12 +115,25 @@ async fn wait_for_signal() {
 }
 
 fn check(config: Config, test: bool) -> ExitCode {
-    let source = config.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config".into());
+    let source = config
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "config".into());
     println!("{source}: ok");
     for p in &config.plugins {
         let events: Vec<&str> = p.common.events.iter().map(|e| e.as_str()).collect();
-        let state = if p.common.enabled { "enabled" } else { "disabled" };
-        println!("  plugin {} (type {}, {state}): {}", p.name, p.kind.as_str(), events.join(", "));
+        let state = if p.common.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        };
+        println!(
+            "  plugin {} (type {}, {state}): {}",
+            p.name,
+            p.kind.as_str(),
+            events.join(", ")
+        );
     }
     if !test {
         return ExitCode::SUCCESS;

@@ -47,20 +47,29 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
                 Value::Number(_) => "a number",
                 _ => "a boolean",
             };
-            return error(StatusCode::BAD_REQUEST, format!("`data` must be a JSON object, got {kind}"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`data` must be a JSON object, got {kind}"),
+            );
         }
     };
     let wait = match req.mode.as_deref() {
         None | Some("async") => false,
         Some("sync") => true,
         Some(other) => {
-            return error(StatusCode::BAD_REQUEST, format!("`mode` must be \"async\" (the default) or \"sync\", got {other:?}"))
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`mode` must be \"async\" (the default) or \"sync\", got {other:?}"),
+            )
         }
     };
     let mut event = Event::new(name, data);
     if let Some(id) = req.id {
         if id.trim().is_empty() || id.len() > 200 {
-            return error(StatusCode::BAD_REQUEST, "`id` must be a non-empty string of at most 200 characters");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`id` must be a non-empty string of at most 200 characters",
+            );
         }
         event = event.with_id(id);
     }
@@ -75,7 +84,11 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
                 "plugins": done.plugins,
                 "deliveries": done.deliveries,
             });
-            let status = if wait { StatusCode::OK } else { StatusCode::ACCEPTED };
+            let status = if wait {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
             HttpResponse::build(status).json(body)
         }
         Err(EmitError::Rejected(r)) => HttpResponse::UnprocessableEntity().json(json!({

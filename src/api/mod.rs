@@ -31,7 +31,10 @@ pub fn server(listen: SocketAddr, handle: Handle) -> Result<actix_web::dev::Serv
         .disable_signals()
         .shutdown_timeout(5)
         .bind(listen)
-        .map_err(|source| BindError { addr: listen, source })?;
+        .map_err(|source| BindError {
+            addr: listen,
+            source,
+        })?;
     Ok(server.run())
 }
 
@@ -71,6 +74,9 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
 }
 
 /// A JSON error body `{"error": ...}` with `status`.
-pub(crate) fn error(status: actix_web::http::StatusCode, message: impl Into<String>) -> HttpResponse {
+pub(crate) fn error(
+    status: actix_web::http::StatusCode,
+    message: impl Into<String>,
+) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": message.into() }))
 }

@@ -16,7 +16,10 @@ pub(super) async fn one(handle: web::Data<Handle>, name: web::Path<String>) -> H
     let all = handle.status().await;
     match all.iter().find(|p| p.name == *name) {
         Some(p) => HttpResponse::Ok().json(p),
-        None => error(StatusCode::NOT_FOUND, unknown(&name, all.iter().map(|p| p.name.as_str()))),
+        None => error(
+            StatusCode::NOT_FOUND,
+            unknown(&name, all.iter().map(|p| p.name.as_str())),
+        ),
     }
 }
 
@@ -36,6 +39,10 @@ pub(super) async fn test(handle: web::Data<Handle>, name: web::Path<String>) -> 
 
 fn unknown<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
     let known: Vec<_> = known.collect();
-    let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+    let known = if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known.join(", ")
+    };
     format!("no plugin instance named `{name}`; configured: {known}")
 }

@@ -99,7 +99,9 @@ impl<R: Role> Handler<Call> for PluginActor<R> {
             let work = async {
                 match msg {
                     Call::Deliver(event, timeout) => {
-                        match tokio::time::timeout(timeout + CANCEL_GRACE, role.call(&cx, &event)).await {
+                        match tokio::time::timeout(timeout + CANCEL_GRACE, role.call(&cx, &event))
+                            .await
+                        {
                             Ok(r) => r.map(Reply::Outcome),
                             Err(_) => Err(PluginError::Timeout { after: timeout }),
                         }
@@ -111,7 +113,11 @@ impl<R: Role> Handler<Call> for PluginActor<R> {
             AssertUnwindSafe(work)
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|panic| Err(PluginError::Panicked { message: panic_message(&panic) }))
+                .unwrap_or_else(|panic| {
+                    Err(PluginError::Panicked {
+                        message: panic_message(&panic),
+                    })
+                })
         })
     }
 }

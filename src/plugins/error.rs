@@ -68,7 +68,10 @@ fn retry_hint(d: &Option<Duration>) -> String {
 impl PluginError {
     /// Worth retrying the same request soon (network trouble, 5xx, timeouts).
     pub fn is_transient(&self) -> bool {
-        matches!(self, PluginError::Transient { .. } | PluginError::Timeout { .. })
+        matches!(
+            self,
+            PluginError::Transient { .. } | PluginError::Timeout { .. }
+        )
     }
 
     /// Counts toward opening the circuit breaker: the service (or the plugin) looks unhealthy.
@@ -103,14 +106,27 @@ mod tests {
 
     #[test]
     fn classification_drives_policy() {
-        let t = PluginError::Transient { status: Some(502), reason: "bad gateway".into() };
+        let t = PluginError::Transient {
+            status: Some(502),
+            reason: "bad gateway".into(),
+        };
         assert!(t.is_transient() && t.is_breaker_failure());
-        let r = PluginError::RateLimited { retry_after: Some(Duration::from_secs(3)) };
+        let r = PluginError::RateLimited {
+            retry_after: Some(Duration::from_secs(3)),
+        };
         assert!(!r.is_transient() && !r.is_breaker_failure());
-        assert_eq!(r.to_string(), "rate limited by the service (retry after 3s)");
-        let m = PluginError::Misconfigured { status: Some(401), reason: "bad token".into() };
+        assert_eq!(
+            r.to_string(),
+            "rate limited by the service (retry after 3s)"
+        );
+        let m = PluginError::Misconfigured {
+            status: Some(401),
+            reason: "bad token".into(),
+        };
         assert!(!m.is_transient() && !m.is_breaker_failure());
-        let p = PluginError::Panicked { message: "boom".into() };
+        let p = PluginError::Panicked {
+            message: "boom".into(),
+        };
         assert!(!p.is_transient() && p.is_breaker_failure());
     }
 }

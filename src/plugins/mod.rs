@@ -145,7 +145,11 @@ macro_rules! role_adapter {
             fn info(&self) -> PluginInfo {
                 self.0.info()
             }
-            async fn call(&self, cx: &PluginContext, event: &Event) -> Result<Outcome, PluginError> {
+            async fn call(
+                &self,
+                cx: &PluginContext,
+                event: &Event,
+            ) -> Result<Outcome, PluginError> {
                 self.0.$method(cx, event).await.map($wrap)
             }
             async fn test(&self, cx: &PluginContext) -> Result<ConnectionReport, PluginError> {
@@ -155,6 +159,11 @@ macro_rules! role_adapter {
     };
 }
 
-role_adapter!(AsNotification, NotificationPlugin, notify, Outcome::Delivered);
+role_adapter!(
+    AsNotification,
+    NotificationPlugin,
+    notify,
+    Outcome::Delivered
+);
 role_adapter!(AsWebhook, WebhookPlugin, send_webhook, Outcome::Delivered);
 role_adapter!(AsEnrichment, EnrichmentPlugin, enrich, Outcome::Enriched);

@@ -53,7 +53,10 @@ impl PluginKind {
     }
 
     /// Parse this type's own settings (`deny_unknown_fields` on each struct).
-    pub fn parse_settings(self, value: serde_yaml::Value) -> Result<PluginSettings, serde_yaml::Error> {
+    pub fn parse_settings(
+        self,
+        value: serde_yaml::Value,
+    ) -> Result<PluginSettings, serde_yaml::Error> {
         Ok(match self {
             PluginKind::Ntfy => PluginSettings::Ntfy(serde_yaml::from_value(value)?),
         })
@@ -61,7 +64,11 @@ impl PluginKind {
 
     /// Names of the type-specific fields, for "unknown field" help.
     pub fn known_type_names() -> String {
-        PluginKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+        PluginKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -102,7 +102,8 @@ impl Breaker {
 
     /// When an open breaker will admit a probe.
     pub fn open_until(&self) -> Option<Instant> {
-        self.opened_until.filter(|_| self.state == BreakerState::Open)
+        self.opened_until
+            .filter(|_| self.state == BreakerState::Open)
     }
 
     /// Ask to make one call now; may move open → half-open.
@@ -278,7 +279,10 @@ mod tests {
         let mut b = Breaker::new(policy());
         open_it(&mut b, now);
         let until = now + Duration::from_secs(300);
-        assert_eq!(b.admit(now + Duration::from_secs(10)).0, Admission::Refused(Some(until)));
+        assert_eq!(
+            b.admit(now + Duration::from_secs(10)).0,
+            Admission::Refused(Some(until))
+        );
         let (a, t) = b.admit(until);
         assert_eq!(a, Admission::Probe);
         assert_eq!(t.map(|t| t.to), Some(BreakerState::HalfOpen));
@@ -298,7 +302,10 @@ mod tests {
         let later2 = later + Duration::from_secs(600);
         b.admit(later2);
         let t = b.record_success().expect("closes");
-        assert_eq!((t.from, t.to), (BreakerState::HalfOpen, BreakerState::Closed));
+        assert_eq!(
+            (t.from, t.to),
+            (BreakerState::HalfOpen, BreakerState::Closed)
+        );
         open_it(&mut b, later2);
         assert_eq!(b.open_until(), Some(later2 + Duration::from_secs(300)));
     }

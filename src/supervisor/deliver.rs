@@ -49,7 +49,13 @@ fn reply(waiter: Waiter, r: impl FnOnce() -> DeliveryReport) {
 
 impl PluginSupervisor {
     /// A new delivery for instance `idx`: send it now, or hold it in order.
-    pub(super) fn offer(&mut self, idx: usize, event: Arc<Event>, waiter: Waiter, ctx: &mut Context<Self>) {
+    pub(super) fn offer(
+        &mut self,
+        idx: usize,
+        event: Arc<Event>,
+        waiter: Waiter,
+        ctx: &mut Context<Self>,
+    ) {
         let now = Instant::now();
         let slot = &mut self.slots[idx];
         let name = slot.spec.name.as_str();
@@ -62,10 +68,18 @@ impl PluginSupervisor {
         }
         if let Some(reason) = &slot.misconfigured {
             slot.stats.dropped += 1;
-            let err = PluginError::Unavailable { state: format!("misconfigured ({reason})") };
+            let err = PluginError::Unavailable {
+                state: format!("misconfigured ({reason})"),
+            };
             return reply(waiter, || failed(name, &err, Duration::ZERO));
         }
-        let pending = Pending { event, crashes: 0, queued_at: now };
+        slot.next_seq += 1;
+        let pending = Pending {
+            event,
+            seq: slot.next_seq,
+            crashes: 0,
+            queued_at: now,
+        };
         if !slot.backlog.is_empty() || !slot.can_send(now) {
             return self.hold(idx, pending, waiter);
         }
@@ -83,7 +97,9 @@ impl PluginSupervisor {
                 target: "supervision", plugin = %slot.spec.name, event_id = %pending.event.id,
                 backlog = slot.backlog.len(), "backlog full: dropping the delivery"
             );
-            let err = PluginError::Unavailable { state: "backlogged (queue full)".into() };
+            let err = PluginError::Unavailable {
+                state: "backlogged (queue full)".into(),
+            };
             return reply(waiter, || failed(&slot.spec.name, &err, Duration::ZERO));
         }
         slot.backlog.push_back(pending);
@@ -107,8 +123,10 @@ impl PluginSupervisor {
         };
         slot.in_flight += 1;
         let generation = slot.generation;
-        let timeout = slot.spec.timeout;
-        let call = handle.recipient.send(Call::Deliver(Arc::clone(&pending.event), timeout));
+        let timeout = slot.timeout;
+        let call = handle
+            .recipient
+            .send(Call::Deliver(Arc::clone(&pending.event), timeout));
         let started = Instant::now();
         let fut = async move {
             match tokio::time::timeout(timeout, call).await {
@@ -118,7 +136,15 @@ impl PluginSupervisor {
             }
         };
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            act.finished(idx, generation, pending, waiter, result, started.elapsed(), ctx);
+            act.finished(
+                idx,
+                generation,
+                pending,
+                waiter,
+                result,
+                started.elapsed(),
+                ctx,
+            );
         }));
     }
 
@@ -153,7 +179,10 @@ impl PluginSupervisor {
                         self.log_breaker(idx, &t, "probe delivery succeeded");
                     }
                 }
-                reply(waiter, || DeliveryReport { detail, ..report(&name, "delivered", took) });
+                reply(waiter, || DeliveryReport {
+                    detail,
+                    ..report(&name, "delivered", took)
+                });
             }
             Err(err) => {
                 slot.stats.failed += 1;
@@ -162,10 +191,15 @@ impl PluginSupervisor {
                 match &err {
                     PluginError::RateLimited { retry_after } => {
                         slot.breaker.record_neutral();
-                        slot.backlog.push_front(pending);
-                        let pause = retry_after.unwrap_or_else(|| backoff(RATE_LIMIT_PAUSE, slot.pause_streak));
+                        slot.requeue(pending);
+                        let pause = retry_after
+                            .unwrap_or_else(|| backoff(RATE_LIMIT_PAUSE, slot.pause_streak));
                         self.pause(idx, pause, "rate_limited", ctx);
-                        reply(waiter, || DeliveryReport { error_kind: Some(err.kind()), error: Some(err.to_string()), ..report(&name, "queued", took) });
+                        reply(waiter, || DeliveryReport {
+                            error_kind: Some(err.kind()),
+                            error: Some(err.to_string()),
+                            ..report(&name, "queued", took)
+                        });
                     }
                     PluginError::Misconfigured { reason, .. } => {
                         slot.breaker.record_neutral();
@@ -205,7 +239,11 @@ impl PluginSupervisor {
                         if timed_out && current {
                             self.check_alive(idx, ctx);
                         }
-                        reply(waiter, || DeliveryReport { error_kind: Some(err.kind()), error: Some(err.to_string()), ..report(&name, "queued", took) });
+                        reply(waiter, || DeliveryReport {
+                            error_kind: Some(err.kind()),
+                            error: Some(err.to_string()),
+                            ..report(&name, "queued", took)
+                        });
                     }
                 }
             }
@@ -223,7 +261,7 @@ impl PluginSupervisor {
                 crashes = pending.crashes, error = %err, "dropping a delivery that crashed the plugin repeatedly"
             );
         } else {
-            slot.backlog.push_front(pending);
+            slot.requeue(pending);
         }
     }
 
@@ -240,7 +278,11 @@ impl PluginSupervisor {
             let now = Instant::now();
             let max_age = self.config.backlog_max_age;
             let slot = &mut self.slots[idx];
-            while slot.backlog.front().is_some_and(|p| now.duration_since(p.queued_at) > max_age) {
+            while slot
+                .backlog
+                .front()
+                .is_some_and(|p| now.duration_since(p.queued_at) > max_age)
+            {
                 let p = slot.backlog.pop_front().expect("front exists");
                 slot.stats.dropped += 1;
                 tracing::warn!(
@@ -251,7 +293,10 @@ impl PluginSupervisor {
             if slot.backlog.is_empty() || !slot.can_send(now) || !self.admit(idx, now) {
                 return;
             }
-            let pending = self.slots[idx].backlog.pop_front().expect("checked non-empty");
+            let pending = self.slots[idx]
+                .backlog
+                .pop_front()
+                .expect("checked non-empty");
             self.send(idx, pending, None, ctx);
         }
     }
@@ -280,7 +325,10 @@ impl PluginSupervisor {
             let generation = self.slots[idx].generation;
             ctx.run_later(wait, move |act, ctx| {
                 let slot = &mut act.slots[idx];
-                if slot.handle.is_none() && slot.generation == generation && slot.misconfigured.is_none() {
+                if slot.handle.is_none()
+                    && slot.generation == generation
+                    && slot.misconfigured.is_none()
+                {
                     slot.handle = Some((slot.spec.factory)());
                 }
                 act.drain(idx, ctx);
@@ -311,7 +359,9 @@ impl PluginSupervisor {
             }
             RestartDecision::GiveUp { restarts } => {
                 let window = self.config.restart_window.as_secs();
-                let why = format!("restart budget spent: {restarts} restarts within {window}s (last: {reason})");
+                let why = format!(
+                    "restart budget spent: {restarts} restarts within {window}s (last: {reason})"
+                );
                 if let Some(t) = slot.breaker.trip(now) {
                     self.log_breaker(idx, &t, &why);
                 }
@@ -345,7 +395,12 @@ impl PluginSupervisor {
         slot.pinging = true;
         let generation = slot.generation;
         let ping = handle.recipient.send(Call::Ping);
-        let fut = async move { matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(Ok(_)))) };
+        let fut = async move {
+            matches!(
+                tokio::time::timeout(PING_TIMEOUT, ping).await,
+                Ok(Ok(Ok(_)))
+            )
+        };
         ctx.spawn(fut.into_actor(self).map(move |alive, act, ctx| {
             let slot = &mut act.slots[idx];
             if slot.generation != generation {
@@ -353,7 +408,10 @@ impl PluginSupervisor {
             }
             slot.pinging = false;
             if !alive {
-                let why = format!("unresponsive: no answer to a ping within {}ms after a delivery timed out", PING_TIMEOUT.as_millis());
+                let why = format!(
+                    "unresponsive: no answer to a ping within {}ms after a delivery timed out",
+                    PING_TIMEOUT.as_millis()
+                );
                 act.crash(idx, why, ctx);
             }
         }));
@@ -361,19 +419,25 @@ impl PluginSupervisor {
 
     fn mark_misconfigured(&mut self, idx: usize, reason: String) {
         let slot = &mut self.slots[idx];
+        if slot.misconfigured.is_some() {
+            return;
+        }
+        let from = slot.state_label(Instant::now());
         let dropped = slot.backlog.len();
         slot.backlog.clear();
         slot.stats.dropped += dropped as u64;
         tracing::error!(
-            target: "supervision", plugin = %slot.spec.name, from = %slot.state_label(Instant::now()),
-            to = "misconfigured", reason = %reason, dropped,
+            target: "supervision", plugin = %slot.spec.name, from, to = "misconfigured", reason = %reason, dropped,
             "plugin misconfigured: deliveries stop until the config is fixed or a connection test passes"
         );
         slot.misconfigured = Some(reason.clone());
-        self.health_changed(idx, "closed", "misconfigured", &reason);
+        self.health_changed(idx, from, "misconfigured", &reason);
     }
 
-    pub(super) fn test_connection(&mut self, idx: usize) -> ResponseActFuture<Self, Result<ConnectionReport, TestError>> {
+    pub(super) fn test_connection(
+        &mut self,
+        idx: usize,
+    ) -> ResponseActFuture<Self, Result<ConnectionReport, TestError>> {
         let slot = &mut self.slots[idx];
         // A tripped or restarting instance has no actor: test on a temporary one.
         let (recipient, temp) = match &slot.handle {
@@ -383,7 +447,7 @@ impl PluginSupervisor {
                 (h.recipient.clone(), Some(h))
             }
         };
-        let timeout = slot.spec.timeout;
+        let timeout = slot.timeout;
         let fut = async move {
             let r = match tokio::time::timeout(timeout, recipient.send(Call::Test)).await {
                 Err(_) => Err(PluginError::Timeout { after: timeout }),
@@ -437,23 +501,32 @@ impl PluginSupervisor {
                 cooldown_ms = slot.breaker.open_until().map(|u| u.saturating_duration_since(Instant::now()).as_millis() as u64),
                 queued = slot.backlog.len(), "circuit opened: deliveries held until a probe succeeds"
             ),
-            _ => tracing::info!(target: "supervision", plugin = %name, from = %from, to = %to, reason = %reason, "circuit state changed"),
+            _ => {
+                tracing::info!(target: "supervision", plugin = %name, from = %from, to = %to, reason = %reason, "circuit state changed")
+            }
         }
         // Half-open is internal to recovery; users hear about open and closed.
-        if t.to != BreakerState::HalfOpen && !(t.from == BreakerState::HalfOpen && t.to == BreakerState::Open) {
+        if t.to != BreakerState::HalfOpen
+            && !(t.from == BreakerState::HalfOpen && t.to == BreakerState::Open)
+        {
             self.health_changed(idx, &from, &to, reason);
         }
     }
 
     fn health_changed(&self, idx: usize, from: &str, to: &str, reason: &str) {
-        let Some(sink) = &self.health_sink else { return };
+        let Some(sink) = &self.health_sink else {
+            return;
+        };
         let slot = &self.slots[idx];
         let data = json!({
             "plugin": slot.spec.name, "type": slot.spec.kind, "from": from, "to": to,
             "reason": reason, "healthy": to == "closed",
         });
         let data = data.as_object().cloned().unwrap_or_default();
-        sink.do_send(HealthChanged(Event::new(EventName::OnPluginHealthChanged, data)));
+        sink.do_send(HealthChanged(Event::new(
+            EventName::OnPluginHealthChanged,
+            data,
+        )));
     }
 
     pub(super) fn maybe_finish_shutdown(&mut self, ctx: &mut Context<Self>) {
@@ -463,7 +536,9 @@ impl PluginSupervisor {
     }
 
     pub(super) fn finish_shutdown(&mut self, ctx: &mut Context<Self>) {
-        let Some(tx) = self.shutdown_waiter.take() else { return };
+        let Some(tx) = self.shutdown_waiter.take() else {
+            return;
+        };
         let mut r = ShutdownReport::default();
         for slot in &mut self.slots {
             r.abandoned_in_flight += u64::from(slot.in_flight);

@@ -153,7 +153,7 @@ impl PluginSupervisor {
         let slots = specs
             .into_iter()
             .map(|spec| Slot {
-                spec,
+                spec: spec.clone(),
                 handle: None,
                 generation: 0,
                 breaker: breaker::Breaker::new(breaker.clone()),
@@ -165,6 +165,9 @@ impl PluginSupervisor {
                 pinging: false,
                 in_flight: 0,
                 backlog: Default::default(),
+                next_seq: 0,
+                timeout: spec.timeout.unwrap_or(config.delivery_timeout),
+                max_in_flight: spec.max_in_flight.unwrap_or(config.max_in_flight).max(1),
                 stats: Stats::default(),
             })
             .collect();
@@ -250,9 +253,20 @@ impl Handler<TestConnection> for PluginSupervisor {
 
     fn handle(&mut self, msg: TestConnection, _: &mut Context<Self>) -> Self::Result {
         let Some(idx) = self.slots.iter().position(|s| s.spec.name == msg.plugin) else {
-            let known = self.slots.iter().map(|s| s.spec.name.as_str()).collect::<Vec<_>>();
-            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
-            return Box::pin(actix::fut::ready(Err(TestError::UnknownPlugin { name: msg.plugin, known })));
+            let known = self
+                .slots
+                .iter()
+                .map(|s| s.spec.name.as_str())
+                .collect::<Vec<_>>();
+            let known = if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            };
+            return Box::pin(actix::fut::ready(Err(TestError::UnknownPlugin {
+                name: msg.plugin,
+                known,
+            })));
         };
         self.test_connection(idx)
     }

@@ -126,7 +126,11 @@ mod tests {
     #[test]
     fn backoff_doubles_with_full_jitter_up_to_the_cap() {
         let now = Instant::now();
-        let mut r = RestartTracker::new(RestartPolicy { max_restarts: 100, window: Duration::from_secs(1), ..policy() });
+        let mut r = RestartTracker::new(RestartPolicy {
+            max_restarts: 100,
+            window: Duration::from_secs(1),
+            ..policy()
+        });
         let mut ceilings = Vec::new();
         for i in 0..10 {
             // unit just below 1 gives (almost) the ceiling; each crash 2 s apart keeps the window small.
@@ -136,10 +140,15 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(ceilings[..8], [499, 999, 1999, 3999, 7999, 15999, 31999, 59999]);
+        assert_eq!(
+            ceilings[..8],
+            [499, 999, 1999, 3999, 7999, 15999, 31999, 59999]
+        );
         assert_eq!(ceilings[9], 59999);
         let half = r.on_crash(now + Duration::from_secs(21), 0.5);
-        assert!(matches!(half, RestartDecision::Restart { backoff, .. } if backoff == Duration::from_secs(30)));
+        assert!(
+            matches!(half, RestartDecision::Restart { backoff, .. } if backoff == Duration::from_secs(30))
+        );
     }
 
     #[test]
@@ -148,9 +157,15 @@ mod tests {
         let mut r = RestartTracker::new(policy());
         for i in 1..=5 {
             let d = r.on_crash(now + Duration::from_secs(i), 0.0);
-            assert!(matches!(d, RestartDecision::Restart { restarts, .. } if restarts == i as u32), "{d:?}");
+            assert!(
+                matches!(d, RestartDecision::Restart { restarts, .. } if restarts == i as u32),
+                "{d:?}"
+            );
         }
-        assert_eq!(r.on_crash(now + Duration::from_secs(6), 0.0), RestartDecision::GiveUp { restarts: 5 });
+        assert_eq!(
+            r.on_crash(now + Duration::from_secs(6), 0.0),
+            RestartDecision::GiveUp { restarts: 5 }
+        );
         assert_eq!(r.total(), 5);
     }
 
@@ -162,7 +177,10 @@ mod tests {
             r.on_crash(now + Duration::from_secs(i), 0.0);
         }
         let d = r.on_crash(now + Duration::from_secs(70), 0.0);
-        assert!(matches!(d, RestartDecision::Restart { restarts: 1, .. }), "{d:?}");
+        assert!(
+            matches!(d, RestartDecision::Restart { restarts: 1, .. }),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -172,6 +190,9 @@ mod tests {
         r.on_crash(now, 0.999_999);
         r.on_crash(now + Duration::from_secs(1), 0.999_999);
         let d = r.on_crash(now + Duration::from_secs(100), 0.999_999);
-        assert!(matches!(d, RestartDecision::Restart { backoff, .. } if backoff.as_millis() == 499), "{d:?}");
+        assert!(
+            matches!(d, RestartDecision::Restart { backoff, .. } if backoff.as_millis() == 499),
+            "{d:?}"
+        );
     }
 }

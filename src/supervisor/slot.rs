@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -17,6 +17,8 @@ use crate::plugins::actor::PluginHandle;
 /// A delivery waiting its turn (the plugin is paused, open, restarting or at its in-flight limit).
 pub(crate) struct Pending {
     pub event: Arc<Event>,
+    /// Offer order within the instance: a retried delivery goes back to its place.
+    pub seq: u64,
     /// Failed attempts that crashed the plugin (bounded, so one poison event cannot loop).
     pub crashes: u32,
     pub queued_at: Instant,
@@ -49,6 +51,11 @@ pub(crate) struct Slot {
     pub pinging: bool,
     pub in_flight: u32,
     pub backlog: VecDeque<Pending>,
+    pub next_seq: u64,
+    /// The spec's timeout, or the supervision default.
+    pub timeout: Duration,
+    /// The spec's in-flight limit, or the supervision default.
+    pub max_in_flight: u32,
     pub stats: Stats,
 }
 
@@ -62,7 +69,14 @@ impl Slot {
         self.handle.is_some()
             && self.misconfigured.is_none()
             && !self.is_held(now)
-            && self.in_flight < self.spec.max_in_flight
+            && self.in_flight < self.max_in_flight
+    }
+
+    /// Put a delivery that must be retried back in offer order (concurrent failures
+    /// come back in any order; the user should still get their notifications in order).
+    pub fn requeue(&mut self, pending: Pending) {
+        let at = self.backlog.partition_point(|p| p.seq < pending.seq);
+        self.backlog.insert(at, pending);
     }
 
     pub fn state_label(&self, now: Instant) -> &'static str {
@@ -75,7 +89,9 @@ impl Slot {
                 BreakerState::Closed => "closed",
                 BreakerState::HalfOpen => "half_open",
                 // Cooldown over: the next delivery is the probe.
-                BreakerState::Open if self.breaker.open_until().is_some_and(|t| t <= now) => "half_open",
+                BreakerState::Open if self.breaker.open_until().is_some_and(|t| t <= now) => {
+                    "half_open"
+                }
                 BreakerState::Open => "open",
             }
         }
@@ -87,8 +103,14 @@ impl Slot {
     }
 
     pub fn status(&self, now: Instant) -> PluginStatus {
-        let until = |t: Instant| Utc::now() + chrono::Duration::from_std(t.saturating_duration_since(now)).unwrap_or_default();
-        let retry_at = self.breaker.open_until().or(self.held_until.filter(|t| *t > now));
+        let until = |t: Instant| {
+            Utc::now()
+                + chrono::Duration::from_std(t.saturating_duration_since(now)).unwrap_or_default()
+        };
+        let retry_at = self
+            .breaker
+            .open_until()
+            .or(self.held_until.filter(|t| *t > now));
         PluginStatus {
             name: self.spec.name.clone(),
             kind: self.spec.kind.clone(),

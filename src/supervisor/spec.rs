@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::SupervisionConfig;
 use crate::event::EventName;
 use crate::plugins::actor::{self, PluginHandle};
 use crate::plugins::notification::ntfy::Ntfy;
@@ -27,10 +26,10 @@ pub struct InstanceSpec {
     pub enabled: bool,
     /// Events it receives.
     pub events: Vec<EventName>,
-    /// Per-delivery timeout.
-    pub timeout: Duration,
-    /// Deliveries in flight at once.
-    pub max_in_flight: u32,
+    /// Per-delivery timeout; `None` takes `supervision.delivery_timeout`.
+    pub timeout: Option<Duration>,
+    /// Deliveries in flight at once; `None` takes `supervision.max_in_flight`.
+    pub max_in_flight: Option<u32>,
     /// Makes a fresh instance.
     pub factory: Factory,
 }
@@ -49,8 +48,8 @@ impl InstanceSpec {
             role,
             enabled: true,
             events: EventName::ALL.to_vec(),
-            timeout: Duration::from_secs(10),
-            max_in_flight: 8,
+            timeout: None,
+            max_in_flight: None,
             factory: Arc::new(move || actor::spawn(instance.clone(), make())),
         }
     }
@@ -63,7 +62,7 @@ impl InstanceSpec {
 
     /// Set the per-delivery timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
         self
     }
 
@@ -79,7 +78,7 @@ impl InstanceSpec {
     }
 
     /// The spec for a configured instance: the one registry `match` that spawns plugins.
-    pub fn from_config(cfg: &PluginConfig, sup: &SupervisionConfig) -> Self {
+    pub fn from_config(cfg: &PluginConfig) -> Self {
         let spec = match &cfg.settings {
             PluginSettings::Ntfy(c) => {
                 let c = c.clone();
@@ -91,8 +90,7 @@ impl InstanceSpec {
         InstanceSpec {
             enabled: cfg.common.enabled,
             events: cfg.common.events.clone(),
-            timeout: cfg.common.timeout.unwrap_or(sup.delivery_timeout),
-            max_in_flight: sup.max_in_flight.max(1),
+            timeout: cfg.common.timeout,
             ..spec
         }
     }

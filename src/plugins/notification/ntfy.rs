@@ -65,7 +65,9 @@ impl NtfyConfig {
             if tag.trim().is_empty() || tag.contains(',') {
                 problems.push(
                     format!("{path}.tags[{i}]"),
-                    format!("`{tag}` is not a usable tag: tags are non-empty and contain no commas"),
+                    format!(
+                        "`{tag}` is not a usable tag: tags are non-empty and contain no commas"
+                    ),
                 );
             }
         }
@@ -75,7 +77,8 @@ impl NtfyConfig {
 /// ntfy topic names: `[-_A-Za-z0-9]{1,64}`.
 pub fn is_valid_topic(t: &str) -> bool {
     (1..=64).contains(&t.len())
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 // TEMPORARY until the ntfy branch lands.
@@ -91,12 +94,19 @@ impl crate::plugins::Plugin for Ntfy {
     fn info(&self) -> crate::plugins::PluginInfo {
         todo!()
     }
-    async fn test_connection(&self, _: &crate::plugins::PluginContext) -> Result<crate::plugins::ConnectionReport, crate::plugins::PluginError> {
+    async fn test_connection(
+        &self,
+        _: &crate::plugins::PluginContext,
+    ) -> Result<crate::plugins::ConnectionReport, crate::plugins::PluginError> {
         todo!()
     }
 }
 impl crate::plugins::NotificationPlugin for Ntfy {
-    async fn notify(&self, _: &crate::plugins::PluginContext, _: &crate::event::Event) -> Result<crate::plugins::Delivered, crate::plugins::PluginError> {
+    async fn notify(
+        &self,
+        _: &crate::plugins::PluginContext,
+        _: &crate::event::Event,
+    ) -> Result<crate::plugins::Delivered, crate::plugins::PluginError> {
         todo!()
     }
 }

@@ -1,0 +1,357 @@
+//! Supervision end to end with scripted plugins: restarts, the breaker, pauses, isolation, no loss.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mydia_plugins::event::EventName;
+use mydia_plugins::plugins::PluginError;
+use mydia_plugins::{start_with, Handle};
+
+use crate::data;
+use crate::support::scripted::{Mode, Script};
+use crate::support::{fast_config, wait_until};
+
+const LONG: Duration = Duration::from_secs(5);
+
+async fn state(h: &Handle, name: &str) -> mydia_plugins::supervisor::PluginStatus {
+    h.status()
+        .await
+        .into_iter()
+        .find(|p| p.name == name)
+        .expect("plugin exists")
+}
+
+async fn emit_n(h: &Handle, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let done = h
+            .emit(
+                EventName::AfterMediaAdded,
+                data!({"media_item": {"title": format!("Movie {i}")}}),
+            )
+            .await
+            .unwrap();
+        ids.push(done.event.id.clone());
+    }
+    ids
+}
+
+#[actix_rt::test]
+async fn panicking_plugin_restarts_with_backoff_then_trips_open_then_recovers() {
+    let bad = Script::new(Mode::Panic);
+    let observer = Script::new(Mode::Ok);
+    let mut cfg = fast_config();
+    // Let the restart budget, not the breaker's failure rate, be what trips it.
+    cfg.supervision.breaker_min_calls = 100;
+    let h = start_with(
+        &cfg,
+        vec![
+            bad.spec("bad"),
+            observer
+                .spec("observer")
+                .with_events([EventName::OnPluginHealthChanged]),
+        ],
+    );
+    // max_restarts = 3: the first event crashes it three times (three restarts) and is
+    // dropped as a poison event; the second crashes it a fourth time: budget spent, open.
+    let mut ids = emit_n(&h, 1).await;
+    assert!(
+        wait_until(LONG, || async { state(&h, "bad").await.dropped == 1 }).await,
+        "{:?}",
+        state(&h, "bad").await
+    );
+    assert_eq!(state(&h, "bad").await.state, "closed");
+    ids.extend(emit_n(&h, 1).await);
+    assert!(
+        wait_until(LONG, || async { state(&h, "bad").await.state == "open" }).await,
+        "{:?}",
+        state(&h, "bad").await
+    );
+    let s = state(&h, "bad").await;
+    assert_eq!(s.restarts, 3, "{s:?}");
+    assert!(
+        s.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("scripted panic"),
+        "{s:?}"
+    );
+    assert_eq!((s.dropped, s.queued), (1, 1), "{s:?}");
+    // Every restart built a fresh instance (1 at start + 3 restarts); none while open.
+    assert_eq!(*bad.built.lock().unwrap(), 4);
+
+    // The other plugin heard about it.
+    assert!(wait_until(LONG, || async { observer.delivered_count() >= 1 }).await);
+    let health = observer.delivered.lock().unwrap()[0].clone();
+    assert_eq!(health.str_at("plugin"), Some("bad"));
+    assert_eq!(health.str_at("to"), Some("open"));
+    assert!(
+        health
+            .str_at("reason")
+            .unwrap()
+            .contains("restart budget spent"),
+        "{health:?}"
+    );
+
+    // It behaves again: after the cooldown the held event is the probe; success closes it.
+    bad.set(Mode::Ok);
+    assert!(
+        wait_until(LONG, || async { state(&h, "bad").await.state == "closed" }).await,
+        "{:?}",
+        state(&h, "bad").await
+    );
+    assert_eq!(bad.delivered_ids(), vec![ids[1].clone()]);
+    assert!(wait_until(LONG, || async { observer.delivered_count() >= 2 }).await);
+    assert_eq!(
+        observer.delivered.lock().unwrap()[1].str_at("to"),
+        Some("closed")
+    );
+    let later = emit_n(&h, 1).await;
+    assert!(wait_until(LONG, || async { bad.delivered_count() == 2 }).await);
+    assert_eq!(bad.delivered_ids()[1], later[0]);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_plugin_that_blocks_its_thread_does_not_delay_another() {
+    let blocker = Script::new(Mode::Block(Duration::from_secs(3)));
+    let fast = Script::new(Mode::Ok);
+    let h = start_with(
+        &fast_config(),
+        vec![blocker.spec("blocker"), fast.spec("fast")],
+    );
+    let started = Instant::now();
+    let ids = emit_n(&h, 5).await;
+    assert!(wait_until(LONG, || async { fast.delivered_count() == 5 }).await);
+    // All five reached the healthy plugin long before the blocked thread woke up.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(fast.delivered_ids(), ids);
+    // The blocked actor missed its timeout and a ping: it was restarted on a fresh arbiter.
+    assert!(
+        wait_until(LONG, || async { state(&h, "blocker").await.restarts >= 1 }).await,
+        "{:?}",
+        state(&h, "blocker").await
+    );
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_plugin_that_never_answers_times_out_and_opens_without_stalling_others() {
+    let hung = Script::new(Mode::Hang);
+    let fast = Script::new(Mode::Ok);
+    let mut cfg = fast_config();
+    cfg.supervision.delivery_timeout = Duration::from_millis(100);
+    let specs = vec![
+        hung.spec("hung").with_timeout(Duration::from_millis(100)),
+        fast.spec("fast"),
+    ];
+    let h = start_with(&cfg, specs);
+    let res = h
+        .emit_sync(
+            EventName::AfterMediaAdded,
+            data!({"media_item": {"title": "X"}}),
+        )
+        .await
+        .unwrap();
+    let reports = res.deliveries.unwrap();
+    let hung_r = reports.iter().find(|r| r.plugin == "hung").unwrap();
+    let fast_r = reports.iter().find(|r| r.plugin == "fast").unwrap();
+    assert_eq!(fast_r.status, "delivered");
+    assert_eq!(hung_r.error_kind, Some("timeout"), "{hung_r:?}");
+    assert_eq!(
+        hung_r.status, "queued",
+        "a timed-out delivery is kept for a retry: {hung_r:?}"
+    );
+    // It answers pings (its thread is free), so it is not restarted, but the breaker opens.
+    assert!(
+        wait_until(LONG, || async { state(&h, "hung").await.state == "open" }).await,
+        "{:?}",
+        state(&h, "hung").await
+    );
+    assert_eq!(state(&h, "hung").await.restarts, 0);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn failing_server_opens_the_breaker_and_nothing_is_lost_when_it_recovers() {
+    let flaky = Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503 Service Unavailable".into(),
+    }));
+    let h = start_with(&fast_config(), vec![flaky.spec("flaky")]);
+    let ids = emit_n(&h, 6).await;
+    assert!(
+        wait_until(LONG, || async { state(&h, "flaky").await.state == "open" }).await,
+        "{:?}",
+        state(&h, "flaky").await
+    );
+    let s = state(&h, "flaky").await;
+    assert!(s.queued >= 1 && s.delivered == 0, "{s:?}");
+    assert_eq!(
+        s.last_error.as_deref(),
+        Some("transient failure: 503 Service Unavailable")
+    );
+
+    flaky.set(Mode::Ok);
+    assert!(
+        wait_until(LONG, || async { flaky.delivered_count() == 6 }).await,
+        "{:?}",
+        state(&h, "flaky").await
+    );
+    let s = state(&h, "flaky").await;
+    assert_eq!(s.state, "closed", "{s:?}");
+    assert_eq!((s.queued, s.dropped), (0, 0), "{s:?}");
+    // Every event arrived exactly once, in the order it was emitted.
+    assert_eq!(flaky.delivered_ids(), ids);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn rate_limit_pauses_without_counting_a_failure_and_keeps_order() {
+    let limited = Script::new(Mode::Fail(PluginError::RateLimited {
+        retry_after: Some(Duration::from_millis(300)),
+    }));
+    let h = start_with(&fast_config(), vec![limited.spec("limited")]);
+    let ids = emit_n(&h, 3).await;
+    assert!(
+        wait_until(LONG, || async {
+            state(&h, "limited").await.held == Some("rate_limited")
+        })
+        .await
+    );
+    limited.set(Mode::Ok);
+    let paused_at = Instant::now();
+    assert!(wait_until(LONG, || async { limited.delivered_count() == 3 }).await);
+    assert!(
+        paused_at.elapsed() >= Duration::from_millis(150),
+        "resumed before Retry-After: {:?}",
+        paused_at.elapsed()
+    );
+    assert_eq!(limited.delivered_ids(), ids);
+    let s = state(&h, "limited").await;
+    assert_eq!(s.state, "closed", "a 429 is not a breaker failure: {s:?}");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn unauthorized_marks_misconfigured_until_a_connection_test_passes() {
+    let bad_token = Script::new(Mode::Fail(PluginError::Misconfigured {
+        status: Some(401),
+        reason: "401 Unauthorized: check auth_token".into(),
+    }));
+    let observer = Script::new(Mode::Ok);
+    let h = start_with(
+        &fast_config(),
+        vec![
+            bad_token.spec("ntfy"),
+            observer
+                .spec("observer")
+                .with_events([EventName::OnPluginHealthChanged]),
+        ],
+    );
+    emit_n(&h, 3).await;
+    assert!(
+        wait_until(LONG, || async {
+            state(&h, "ntfy").await.state == "misconfigured"
+        })
+        .await
+    );
+    // No retry storm: what was already in flight got its 401; nothing after is sent.
+    let calls = bad_token.received.lock().unwrap().len();
+    assert!((1..=3).contains(&calls), "{calls}");
+    emit_n(&h, 5).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(bad_token.received.lock().unwrap().len(), calls);
+    assert_eq!(state(&h, "ntfy").await.dropped, 8);
+    let s = state(&h, "ntfy").await;
+    assert_eq!(
+        s.misconfigured_reason.as_deref(),
+        Some("401 Unauthorized: check auth_token")
+    );
+    assert!(wait_until(LONG, || async { observer.delivered_count() == 1 }).await);
+    assert_eq!(
+        observer.delivered.lock().unwrap()[0].str_at("to"),
+        Some("misconfigured")
+    );
+
+    assert!(h.test_connection("ntfy").await.is_err());
+    bad_token.set(Mode::Ok);
+    let report = h.test_connection("ntfy").await.expect("test passes");
+    assert_eq!(report.detail, "scripted ok");
+    assert_eq!(state(&h, "ntfy").await.state, "closed");
+    emit_n(&h, 1).await;
+    assert!(wait_until(LONG, || async { bad_token.delivered_count() == 1 }).await);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn emit_sync_reports_each_plugin_and_disabled_ones_get_nothing() {
+    let a = Script::new(Mode::Ok);
+    let b = Script::new(Mode::Fail(PluginError::Rejected {
+        status: Some(400),
+        reason: "400: bad message".into(),
+    }));
+    let off = Script::new(Mode::Ok);
+    let other_event = Script::new(Mode::Ok);
+    let h = start_with(
+        &fast_config(),
+        vec![
+            a.spec("a"),
+            b.spec("b"),
+            off.spec("off").with_enabled(false),
+            other_event
+                .spec("other")
+                .with_events([EventName::OnImportFailed]),
+        ],
+    );
+    let res = h
+        .emit_sync(EventName::AfterMediaAdded, data!({"x": 1}))
+        .await
+        .unwrap();
+    let mut reports = res.deliveries.unwrap();
+    reports.sort_by(|x, y| x.plugin.cmp(&y.plugin));
+    let summary: Vec<_> = reports
+        .iter()
+        .map(|r| (r.plugin.as_str(), r.status, r.error_kind))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("a", "delivered", None), ("b", "failed", Some("rejected"))]
+    );
+    assert_eq!(res.plugins, 2);
+    // A 4xx for one message is not retried and does not hurt the instance's health.
+    assert_eq!(state(&h, "b").await.state, "closed");
+    assert_eq!(state(&h, "off").await.state, "disabled");
+    assert_eq!(
+        *off.built.lock().unwrap(),
+        0,
+        "a disabled plugin is never started"
+    );
+    assert!(other_event.received.lock().unwrap().is_empty());
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn shutdown_waits_for_in_flight_deliveries_and_refuses_new_events() {
+    let slow = Script::new(Mode::Block(Duration::from_millis(200)));
+    let mut cfg = fast_config();
+    cfg.supervision.delivery_timeout = Duration::from_secs(2);
+    let h = start_with(
+        &cfg,
+        vec![slow.spec("slow").with_timeout(Duration::from_secs(2))],
+    );
+    emit_n(&h, 1).await;
+    assert!(wait_until(LONG, || async { state(&h, "slow").await.in_flight == 1 }).await);
+    let report = h.shutdown().await;
+    assert_eq!(report.abandoned_in_flight, 0, "{report:?}");
+    let again = h.emit(EventName::AfterMediaAdded, data!({})).await;
+    assert!(
+        matches!(again, Err(mydia_plugins::bus::EmitError::ShuttingDown)),
+        "{again:?}"
+    );
+    let _ = Arc::clone(&slow);
+}

@@ -1,0 +1,118 @@
+//! A plugin whose behaviour a test scripts at run time: succeed, fail, panic, hang, block its thread.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mydia_plugins::event::Event;
+use mydia_plugins::plugins::{
+    ConnectionReport, Delivered, Outcome, PluginContext, PluginError, PluginInfo, Role,
+};
+use mydia_plugins::supervisor::InstanceSpec;
+
+/// What the next calls do.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    Ok,
+    Fail(PluginError),
+    Panic,
+    /// Never answer (an async future that stays pending).
+    Hang,
+    /// Block the actor's thread with a synchronous sleep.
+    Block(Duration),
+}
+
+/// What a scripted plugin saw; shared between the test and every instance the factory builds.
+pub struct Script {
+    pub mode: Mutex<Mode>,
+    pub received: Mutex<Vec<(Instant, Arc<Event>)>>,
+    pub delivered: Mutex<Vec<Arc<Event>>>,
+    pub built: Mutex<u32>,
+}
+
+impl Script {
+    pub fn new(mode: Mode) -> Arc<Self> {
+        Arc::new(Script {
+            mode: Mutex::new(mode),
+            received: Mutex::default(),
+            delivered: Mutex::default(),
+            built: Mutex::new(0),
+        })
+    }
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+    pub fn delivered_ids(&self) -> Vec<String> {
+        self.delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.id.clone())
+            .collect()
+    }
+    pub fn delivered_count(&self) -> usize {
+        self.delivered.lock().unwrap().len()
+    }
+    /// A supervised instance named `name` running this script.
+    pub fn spec(self: &Arc<Self>, name: &str) -> InstanceSpec {
+        let script = Arc::clone(self);
+        InstanceSpec::new(name, "scripted", "notification", move || {
+            *script.built.lock().unwrap() += 1;
+            Scripted(Arc::clone(&script))
+        })
+    }
+}
+
+pub struct Scripted(pub Arc<Script>);
+
+impl Role for Scripted {
+    fn info(&self) -> PluginInfo {
+        PluginInfo {
+            name: "Scripted",
+            description: "test double",
+            version: "0",
+            config_schema: serde_json::json!({}),
+        }
+    }
+
+    async fn call(&self, _: &PluginContext, event: &Event) -> Result<Outcome, PluginError> {
+        let event = Arc::new(event.clone());
+        self.0
+            .received
+            .lock()
+            .unwrap()
+            .push((Instant::now(), Arc::clone(&event)));
+        let mode = self.0.mode.lock().unwrap().clone();
+        match mode {
+            Mode::Ok => {
+                self.0.delivered.lock().unwrap().push(event);
+                Ok(Outcome::Delivered(Delivered {
+                    detail: "ok".into(),
+                }))
+            }
+            Mode::Fail(e) => Err(e),
+            Mode::Panic => panic!("scripted panic"),
+            Mode::Hang => futures::future::pending().await,
+            Mode::Block(d) => {
+                std::thread::sleep(d);
+                Err(PluginError::Transient {
+                    status: None,
+                    reason: "was blocked".into(),
+                })
+            }
+        }
+    }
+
+    async fn test(&self, _: &PluginContext) -> Result<ConnectionReport, PluginError> {
+        match self.0.mode.lock().unwrap().clone() {
+            Mode::Ok => Ok(ConnectionReport {
+                detail: "scripted ok".into(),
+                sent_message: false,
+            }),
+            Mode::Fail(e) => Err(e),
+            _ => Err(PluginError::Transient {
+                status: None,
+                reason: "scripted test failure".into(),
+            }),
+        }
+    }
+}
