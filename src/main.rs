@@ -67,8 +67,7 @@ fn main() -> ExitCode {
 fn serve(config: Config) -> ExitCode {
     actix_rt::System::new().block_on(async move {
         let handle = mydia_plugins::start(&config);
-        let listen = config.server.listen;
-        let server = match api::server(listen, handle.clone()) {
+        let (server, listen) = match api::server(config.server.listen, handle.clone()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the HTTP API");

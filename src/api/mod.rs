@@ -23,8 +23,12 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-/// A bound server, ready to run (`.await` it or spawn it); its `handle()` stops it.
-pub fn server(listen: SocketAddr, handle: Handle) -> Result<actix_web::dev::Server, BindError> {
+/// A bound server, ready to run (`.await` it or spawn it; its `handle()` stops it), and
+/// the address it is bound to (port 0 in `listen` picks a free port).
+pub fn server(
+    listen: SocketAddr,
+    handle: Handle,
+) -> Result<(actix_web::dev::Server, SocketAddr), BindError> {
     let data = web::Data::new(handle);
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
         .workers(2)
@@ -35,7 +39,8 @@ pub fn server(listen: SocketAddr, handle: Handle) -> Result<actix_web::dev::Serv
             addr: listen,
             source,
         })?;
-    Ok(server.run())
+    let bound = server.addrs().first().copied().unwrap_or(listen);
+    Ok((server.run(), bound))
 }
 
 /// The routes, for embedding into another actix-web `App` (needs `web::Data<Handle>`).
