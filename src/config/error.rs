@@ -31,7 +31,12 @@ impl Problems {
     }
 
     /// Record a problem whose line is already known (e.g. from the YAML parser).
-    pub fn push_at(&mut self, path: impl Into<String>, line: Option<usize>, message: impl Into<String>) {
+    pub fn push_at(
+        &mut self,
+        path: impl Into<String>,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) {
         self.items.push(Problem {
             path: path.into(),
             line,

@@ -8,7 +8,10 @@ pub fn check_url(problems: &mut Problems, path: &str, url: &str, allow_insecure_
     let parsed = match reqwest::Url::parse(url) {
         Ok(u) => u,
         Err(e) => {
-            problems.push(path, format!("`{url}` is not a valid URL ({e}); write e.g. https://host/path"));
+            problems.push(
+                path,
+                format!("`{url}` is not a valid URL ({e}); write e.g. https://host/path"),
+            );
             return;
         }
     };
@@ -20,7 +23,10 @@ pub fn check_url(problems: &mut Problems, path: &str, url: &str, allow_insecure_
             "uses http://, which sends data unencrypted; use https://, or set \
              `allow_insecure_http: true` on this plugin for a server on your LAN",
         ),
-        other => problems.push(path, format!("scheme `{other}` is not supported; use https://")),
+        other => problems.push(
+            path,
+            format!("scheme `{other}` is not supported; use https://"),
+        ),
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         problems.push(path, format!("`{url}` has no host"));
