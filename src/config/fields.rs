@@ -43,6 +43,10 @@ impl Collector {
 
     /// Deserialize the mapping at `path` with `parse`, recording every bad field.
     /// `also_known` lists fields taken out before `parse` (for "unknown field" help).
+    ///
+    /// When some fields are bad, the answer is built from the good ones (defaults stand
+    /// in for the bad), so validation can go on and find the problems behind them; the
+    /// recorded problems already reject the config. `None` only when even that fails.
     pub fn mapping<T>(
         &mut self,
         path: &str,
@@ -53,7 +57,6 @@ impl Collector {
         if let Ok(t) = parse(Value::Mapping(map.clone())) {
             return Some(t);
         }
-        let before = self.problems.items().len();
         let mut bad = Vec::new();
         for (k, v) in map.iter_mut() {
             let field_path = join(path, &key_label(k));
@@ -88,8 +91,7 @@ impl Collector {
             map.shift_remove(k);
         }
         match parse(Value::Mapping(map)) {
-            Ok(t) if self.problems.items().len() == before => Some(t),
-            Ok(_) => None,
+            Ok(t) => Some(t),
             Err(e) => {
                 let (field, message) = describe(&e, also_known);
                 self.problems
@@ -251,9 +253,15 @@ mod tests {
     #[test]
     fn every_bad_field_is_reported_at_its_own_path() {
         let mut c = Collector::default();
+        // The good field survives, so validation can go on behind the bad ones.
+        let partial = run(&mut c, "name: x\ncuont: 2\ncount: -1\non: maybe\n");
         assert_eq!(
-            run(&mut c, "name: x\ncuont: 2\ncount: -1\non: maybe\n"),
-            None
+            partial,
+            Some(Sample {
+                name: "x".into(),
+                count: 0,
+                on: false
+            })
         );
         let got = paths(&c);
         assert_eq!(got.len(), 3, "{got:?}");
@@ -307,7 +315,7 @@ mod tests {
         assert!(c.problems.is_empty());
         // Without the mark, a string stays a string and is an error for a number.
         let mut c = Collector::default();
-        assert_eq!(run(&mut c, "name: x\ncount: '42'"), None);
+        assert!(run(&mut c, "name: x\ncount: '42'").is_some());
         assert_eq!(paths(&c)[0].0, "s.count");
         // And a single value works the same way.
         let mut c = Collector::default();

@@ -35,6 +35,28 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
     found
 }
 
+/// The line where `key` appears a second time in one mapping, at or after `from_line`
+/// (the start of the mapping serde_yaml reports for a duplicate key).
+pub fn duplicate_key_line(text: &str, key: &str, from_line: usize) -> Option<usize> {
+    let nodes = scan(text);
+    let first = nodes.iter().position(|n| n.line >= from_line)?;
+    for (i, a) in nodes.iter().enumerate().skip(first) {
+        if !matches!(&a.kind, Kind::Key(k) if k == key) {
+            continue;
+        }
+        // Siblings of `a` are the nodes after it at its column, until the mapping ends.
+        let repeat = nodes[i + 1..]
+            .iter()
+            .take_while(|n| n.col >= a.col)
+            .filter(|n| n.col == a.col)
+            .find(|n| n.kind == a.kind);
+        if let Some(n) = repeat {
+            return Some(n.line);
+        }
+    }
+    None
+}
+
 #[derive(Debug, PartialEq)]
 enum Segment<'a> {
     Key(&'a str),
@@ -267,6 +289,19 @@ plugins:
         assert_eq!(line_of(TEXT, "plugins.ntfy_alerts.type"), Some(17));
         // A key deeper in the tree is not a child of the root.
         assert_eq!(line_of(TEXT, "topic"), None);
+    }
+
+    #[test]
+    fn finds_the_repeat_of_a_duplicate_key() {
+        let text =
+            "plugins:\n  ntfy:\n    topic: a\n  other:\n    topic: b\n  ntfy:\n    topic: c\n";
+        assert_eq!(duplicate_key_line(text, "ntfy", 2), Some(6));
+        // `topic` under two different instances is not a duplicate.
+        assert_eq!(duplicate_key_line(text, "topic", 3), None);
+        assert_eq!(
+            duplicate_key_line("a: 1\nb:\n  a: 2\na: 3\n", "a", 1),
+            Some(4)
+        );
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub fn parse(
     }
 
     let mut cx = Collector::default();
-    expand_tree(&mut root, "", env, &mut cx.problems, &mut cx.whole_refs);
+    let mut env_problems = Problems::default();
+    expand_tree(&mut root, "", env, &mut env_problems, &mut cx.whole_refs);
     let mut sections = match root {
         Value::Null => Mapping::new(),
         Value::Mapping(m) => m,
@@ -86,7 +87,19 @@ pub fn parse(
     let supervision = supervision.validate(&mut cx.problems);
     let plugins = plugins::parse(plugin_section, &mut cx);
 
-    let problems = with_lines(text, cx.problems);
+    // A value whose `${VAR}` failed still holds the reference text; checks on it would
+    // only repeat the env problem in other words, so they are left out.
+    let env_paths: Vec<String> = env_problems
+        .items()
+        .iter()
+        .map(|p| p.path.clone())
+        .collect();
+    for p in cx.problems.into_vec() {
+        if !env_paths.contains(&p.path) {
+            env_problems.push_at(p.path, p.line, p.message);
+        }
+    }
+    let problems = with_lines(text, env_problems);
     if !problems.is_empty() {
         return Err(invalid(problems));
     }
@@ -122,7 +135,15 @@ fn section<T: Default>(
 
 /// A YAML syntax error as a problem at its line, with advice for the common cases.
 fn syntax_problem(text: &str, e: &serde_yaml::Error) -> Problem {
-    let line = e.location().map(|l| l.line());
+    let mut line = e.location().map(|l| l.line());
+    // serde_yaml points a duplicate key at the start of its mapping; find the repeat.
+    let text_of_error = e.to_string();
+    if let Some(key) = text_of_error
+        .split_once("duplicate entry with key \"")
+        .and_then(|(_, r)| r.split('"').next())
+    {
+        line = locate::duplicate_key_line(text, key, line.unwrap_or(1)).or(line);
+    }
     let mut message = format!("invalid YAML: {e}");
     let has_tab = line
         .and_then(|l| text.lines().nth(l.saturating_sub(1)))
@@ -141,9 +162,10 @@ fn syntax_problem(text: &str, e: &serde_yaml::Error) -> Problem {
     }
 }
 
-/// The problems, each with the line of its path where the locator finds one.
+/// The problems, each with the line of its path where the locator finds one, in file
+/// order (those without a line first; the sort is stable within a line).
 fn with_lines(text: &str, problems: Problems) -> Vec<Problem> {
-    problems
+    let mut out: Vec<Problem> = problems
         .into_vec()
         .into_iter()
         .map(|mut p| {
@@ -152,10 +174,94 @@ fn with_lines(text: &str, problems: Problems) -> Vec<Problem> {
             }
             p
         })
-        .collect()
+        .collect();
+    out.sort_by_key(|p| p.line);
+    out
 }
 
 fn is_content(line: &str) -> bool {
     let t = line.trim();
     !(t.is_empty() || t.starts_with('#') || t.starts_with("---") || t.starts_with('%'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(text, None, &|_| None)
+    }
+
+    fn problems(text: &str) -> Vec<(String, Option<usize>, String)> {
+        parse_str(text)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| (p.path.clone(), p.line, p.message.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_text_and_empty_sections_are_defaults() {
+        for text in [
+            "",
+            "\n# only a comment\n",
+            "server:\nhooks:\nsupervision:\nplugins:\n",
+        ] {
+            let c = parse_str(text).unwrap();
+            assert_eq!(c.server, super::super::ServerConfig::default());
+            assert_eq!(c.supervision, super::super::SupervisionConfig::default());
+            assert!(c.plugins.is_empty() && c.warnings.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_duplicate_key_points_at_the_repeat() {
+        let got = problems("plugins:\n  ntfy:\n    topic: a\n  ntfy:\n    topic: b\n");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, Some(4), "{got:?}");
+        assert!(
+            got[0].2.contains("duplicate entry with key \"ntfy\""),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn an_unset_variable_is_reported_once_not_again_by_the_field_checks() {
+        let got = problems("plugins:\n  ntfy:\n    enabled: ${ON}\n    topic: ${TOPIC}\n");
+        let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["plugins.ntfy.enabled", "plugins.ntfy.topic"],
+            "{got:?}"
+        );
+        assert!(
+            got.iter().all(|(_, _, m)| m.contains("is not set")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn merge_keys_share_settings_between_instances() {
+        let text = "plugins:\n  ntfy: &base\n    enabled: true\n    topic: a\n    priority: 4\n  \
+                    ntfy_b:\n    <<: *base\n    type: ntfy\n    topic: b\n";
+        let c = parse_str(text).unwrap();
+        assert_eq!(c.plugins.len(), 2);
+        assert!(c.plugins[1].common.enabled);
+    }
+
+    #[test]
+    fn unknown_sections_suggest_the_near_one() {
+        let got = problems("plugin:\n  ntfy: {}\n");
+        assert_eq!(got[0].0, "plugin");
+        assert_eq!(got[0].1, Some(1));
+        assert!(got[0].2.contains("did you mean `plugins`?"), "{got:?}");
+    }
+
+    #[test]
+    fn problems_come_in_file_order() {
+        let got = problems("plugins:\n  ntfy:\n    priority: 9\nserver:\n  listen: x\n");
+        let lines: Vec<Option<usize>> = got.iter().map(|p| p.1).collect();
+        assert_eq!(lines, [Some(3), Some(5)], "{got:?}");
+    }
 }
