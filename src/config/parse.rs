@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use super::env::expand_tree;
@@ -22,84 +23,24 @@ pub fn parse(
         file: source.map(Path::to_path_buf),
         problems,
     };
-    let mut root: Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return Err(invalid(vec![syntax_problem(text, &e)])),
-    };
-    if let Err(e) = root.apply_merge() {
-        return Err(invalid(vec![syntax_problem(text, &e)]));
-    }
-
+    let mut root = tree(text).map_err(|p| invalid(vec![p]))?;
     let mut cx = Collector::default();
     let mut env_problems = Problems::default();
     expand_tree(&mut root, "", env, &mut env_problems, &mut cx.whole_refs);
-    let mut sections = match root {
-        Value::Null => Mapping::new(),
-        Value::Mapping(m) => m,
-        _ => {
-            let line = text.lines().position(is_content).map(|i| i + 1);
-            let message =
-                "the file must be a mapping with the sections server, hooks, supervision \
-                           and plugins (each optional), e.g. `plugins:` on the first line";
-            return Err(invalid(vec![Problem {
-                path: String::new(),
-                line,
-                message: message.into(),
-            }]));
-        }
-    };
+    let mut top = top_level(text, root).map_err(|p| invalid(vec![p]))?;
 
-    let server = section(
-        &mut cx,
-        &mut sections,
-        "server",
-        serde_yaml::from_value::<RawServer>,
-    );
-    let hooks = section(
-        &mut cx,
-        &mut sections,
-        "hooks",
-        serde_yaml::from_value::<RawHooks>,
-    );
-    let supervision = section(
-        &mut cx,
-        &mut sections,
-        "supervision",
-        serde_yaml::from_value::<RawSupervision>,
-    );
-    let plugin_section = sections.shift_remove("plugins").unwrap_or(Value::Null);
-    for (k, _) in sections {
-        let name = key_label(&k);
-        let hint = closest(&name, SECTIONS.iter().copied())
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
-        cx.problems.push(
-            name,
-            format!(
-                "unknown section{hint}; known sections: {}",
-                SECTIONS.join(", ")
-            ),
-        );
-    }
+    let server: RawServer = section(&mut cx, &mut top, "server");
+    let hooks: RawHooks = section(&mut cx, &mut top, "hooks");
+    let supervision: RawSupervision = section(&mut cx, &mut top, "supervision");
+    let plugin_section = top.shift_remove("plugins").unwrap_or(Value::Null);
+    unknown_sections(&mut cx, top);
 
     let server = server.validate(&mut cx.problems);
     let hooks = hooks.validate(source, &mut cx.problems);
     let supervision = supervision.validate(&mut cx.problems);
     let plugins = plugins::parse(plugin_section, &mut cx);
 
-    // A value whose `${VAR}` failed still holds the reference text; checks on it would
-    // only repeat the env problem in other words, so they are left out.
-    let env_paths: Vec<String> = env_problems
-        .items()
-        .iter()
-        .map(|p| p.path.clone())
-        .collect();
-    for p in cx.problems.into_vec() {
-        if !env_paths.contains(&p.path) {
-            env_problems.push_at(p.path, p.line, p.message);
-        }
-    }
-    let problems = with_lines(text, env_problems);
+    let problems = with_lines(text, without_echoes(env_problems, cx.problems));
     if !problems.is_empty() {
         return Err(invalid(problems));
     }
@@ -113,16 +54,35 @@ pub fn parse(
     })
 }
 
+/// The YAML tree, with `<<` merge keys applied.
+fn tree(text: &str) -> Result<Value, Problem> {
+    let mut root: Value = serde_yaml::from_str(text).map_err(|e| syntax_problem(text, &e))?;
+    root.apply_merge().map_err(|e| syntax_problem(text, &e))?;
+    Ok(root)
+}
+
+/// The top-level mapping (empty for an empty file).
+fn top_level(text: &str, root: Value) -> Result<Mapping, Problem> {
+    match root {
+        Value::Null => Ok(Mapping::new()),
+        Value::Mapping(m) => Ok(m),
+        _ => Err(Problem {
+            path: String::new(),
+            line: text.lines().position(is_content).map(|i| i + 1),
+            message: "the file must be a mapping with the sections server, hooks, supervision \
+                      and plugins (each optional), e.g. `plugins:` on the first line"
+                .to_owned(),
+        }),
+    }
+}
+
 /// Take section `name` out of the top level and deserialize it (defaults when absent).
-fn section<T: Default>(
-    cx: &mut Collector,
-    sections: &mut Mapping,
-    name: &str,
-    parse: impl Fn(Value) -> Result<T, serde_yaml::Error>,
-) -> T {
-    match sections.shift_remove(name) {
+fn section<T: DeserializeOwned + Default>(cx: &mut Collector, top: &mut Mapping, name: &str) -> T {
+    match top.shift_remove(name) {
         None | Some(Value::Null) => T::default(),
-        Some(Value::Mapping(m)) => cx.mapping(name, m, &[], parse).unwrap_or_default(),
+        Some(Value::Mapping(m)) => cx
+            .mapping(name, m, &[], serde_yaml::from_value::<T>)
+            .unwrap_or_default(),
         Some(_) => {
             cx.problems.push(
                 name,
@@ -131,6 +91,39 @@ fn section<T: Default>(
             T::default()
         }
     }
+}
+
+/// Whatever is left at the top level after the known sections were taken out.
+fn unknown_sections(cx: &mut Collector, rest: Mapping) {
+    for (k, _) in rest {
+        let name = key_label(&k);
+        let hint = closest(&name, SECTIONS.iter().copied())
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        let known = SECTIONS.join(", ");
+        cx.problems.push(
+            name,
+            format!("unknown section{hint}; known sections: {known}"),
+        );
+    }
+}
+
+/// The env problems, then the others except checks of a value whose `${VAR}` failed:
+/// that value still holds the reference text, and checks on it would only repeat the
+/// env problem in other words. An unknown field is about the key, so it stays.
+fn without_echoes(env_problems: Problems, others: Problems) -> Problems {
+    let failed: Vec<String> = env_problems
+        .items()
+        .iter()
+        .map(|p| p.path.clone())
+        .collect();
+    let mut out = env_problems;
+    for p in others.into_vec() {
+        if !failed.contains(&p.path) || p.message.starts_with("unknown field") {
+            out.push_at(p.path, p.line, p.message);
+        }
+    }
+    out
 }
 
 /// A YAML syntax error as a problem at its line, with advice for the common cases.
@@ -239,6 +232,14 @@ mod tests {
             got.iter().all(|(_, _, m)| m.contains("is not set")),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn an_unknown_field_holding_an_unset_variable_gets_both_problems() {
+        let got = problems("plugins:\n  ntfy:\n    prority: ${P}\n");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].2.contains("P is not set"), "{got:?}");
+        assert!(got[1].2.contains("unknown field `prority`"), "{got:?}");
     }
 
     #[test]

@@ -231,3 +231,103 @@ fn is_valid_instance_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(yaml: &str) -> (Vec<PluginConfig>, Collector) {
+        let mut cx = Collector::default();
+        let section: Value = serde_yaml::from_str(yaml).unwrap();
+        (parse(section, &mut cx), cx)
+    }
+
+    fn paths(p: &crate::config::Problems) -> Vec<&str> {
+        p.items().iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn a_bare_instance_is_disabled_with_the_type_defaults() {
+        let (plugins, cx) = run("ntfy:");
+        assert!(cx.problems.is_empty() && cx.warnings.is_empty());
+        let p = &plugins[0];
+        assert_eq!((p.name.as_str(), p.kind), ("ntfy", PluginKind::Ntfy));
+        assert!(!p.common.enabled && !p.common.allow_insecure_http);
+        assert_eq!(p.common.events, PluginKind::Ntfy.default_events());
+        assert_eq!(p.common.timeout, None);
+    }
+
+    #[test]
+    fn planned_types_are_skipped_with_a_warning_enabled_or_not() {
+        let (plugins, cx) = run(
+            "discord: {enabled: false, webhook_url: x}\nanilist: {enabled: true}\nmy_tg: {type: telegram}",
+        );
+        assert!(plugins.is_empty());
+        assert!(cx.problems.is_empty(), "{:?}", cx.problems);
+        assert_eq!(
+            paths(&cx.warnings),
+            ["plugins.discord", "plugins.anilist", "plugins.my_tg.type"]
+        );
+        assert!(cx.warnings.items()[1].message.contains("has no effect"));
+        assert!(!cx.warnings.items()[0].message.contains("has no effect"));
+    }
+
+    #[test]
+    fn common_fields_of_a_planned_type_are_still_checked() {
+        let (_, cx) = run("discord:\n  enabled: yes please\n  events: [after_media_aded]");
+        assert_eq!(
+            paths(&cx.problems),
+            ["plugins.discord.enabled", "plugins.discord.events[0]"]
+        );
+    }
+
+    #[test]
+    fn unknown_types_are_errors_that_suggest_a_near_name() {
+        let (plugins, cx) = run("alerts: {type: discrod}\nntfyy: {}");
+        assert!(plugins.is_empty());
+        assert_eq!(
+            paths(&cx.problems),
+            ["plugins.alerts.type", "plugins.ntfyy"]
+        );
+        assert!(cx.problems.items()[0]
+            .message
+            .contains("did you mean `discord`?"));
+        assert!(cx.problems.items()[1]
+            .message
+            .contains("did you mean `ntfy`?"));
+    }
+
+    #[test]
+    fn events_are_canonicalised_and_repeats_warned_about() {
+        let (plugins, cx) =
+            run("ntfy:\n  events: [download.failed, on_download_failed, after_media_added]");
+        assert!(cx.problems.is_empty());
+        assert_eq!(
+            plugins[0].common.events,
+            [EventName::OnDownloadFailed, EventName::AfterMediaAdded]
+        );
+        assert_eq!(paths(&cx.warnings), ["plugins.ntfy.events[1]"]);
+    }
+
+    #[test]
+    fn an_enabled_instance_with_no_events_is_warned_about() {
+        let (plugins, cx) = run("ntfy: {enabled: true, topic: t, events: []}");
+        assert!(plugins[0].common.events.is_empty());
+        assert_eq!(paths(&cx.warnings), ["plugins.ntfy.events"]);
+    }
+
+    #[test]
+    fn instance_names_stay_simple() {
+        let (plugins, cx) = run(
+            "ntfy-home_2: {type: ntfy}\n'a b': {type: ntfy}\n'': {type: ntfy}\n3: {type: ntfy}",
+        );
+        assert_eq!(plugins.len(), 1);
+        assert_eq!(cx.problems.items().len(), 3, "{:?}", cx.problems);
+    }
+
+    #[test]
+    fn timeout_must_be_positive() {
+        let (_, cx) = run("ntfy: {timeout_ms: 0}");
+        assert_eq!(paths(&cx.problems), ["plugins.ntfy.timeout_ms"]);
+    }
+}

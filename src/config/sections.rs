@@ -139,110 +139,38 @@ impl RawSupervision {
     /// Check ranges and the relations between fields (a cap at least its base).
     pub fn validate(self, problems: &mut Problems) -> SupervisionConfig {
         let mut out = SupervisionConfig::default();
+        let raw = self;
+        let (ms, secs, same) = (
+            Duration::from_millis,
+            Duration::from_secs,
+            std::convert::identity,
+        );
+        // `field` must be at least 1 when written; it lands in `slot` converted by `unit`.
+        macro_rules! positive {
+            ($field:ident => $slot:expr, $unit:expr) => {
+                let path = concat!("supervision.", stringify!($field));
+                if let Some(v) = at_least(problems, path, raw.$field, 1) {
+                    $slot = $unit(v);
+                }
+            };
+        }
+        positive!(restart_backoff_base_ms => out.restart_backoff_base, ms);
+        positive!(restart_backoff_max_ms => out.restart_backoff_max, ms);
+        positive!(restart_reset_after_secs => out.restart_reset_after, secs);
+        positive!(restart_window_secs => out.restart_window, secs);
+        positive!(open_cooldown_secs => out.open_cooldown, secs);
+        positive!(open_cooldown_max_secs => out.open_cooldown_max, secs);
+        positive!(breaker_window => out.breaker_window, same);
+        positive!(breaker_min_calls => out.breaker_min_calls, same);
+        positive!(delivery_timeout_ms => out.delivery_timeout, ms);
+        positive!(max_in_flight => out.max_in_flight, same);
+        positive!(backlog_max_age_secs => out.backlog_max_age, secs);
+        // Zero is meaningful for these: trip on the first restart, keep no backlog, wait for nothing.
+        set(&mut out.max_restarts, raw.max_restarts);
+        set(&mut out.backlog, raw.backlog);
+        set(&mut out.shutdown_grace, raw.shutdown_grace_ms.map(ms));
         let p = problems;
-        let ms = Duration::from_millis;
-        let secs = Duration::from_secs;
-        set(
-            &mut out.restart_backoff_base,
-            at_least(
-                p,
-                "supervision.restart_backoff_base_ms",
-                self.restart_backoff_base_ms,
-                1,
-            )
-            .map(ms),
-        );
-        set(
-            &mut out.restart_backoff_max,
-            at_least(
-                p,
-                "supervision.restart_backoff_max_ms",
-                self.restart_backoff_max_ms,
-                1,
-            )
-            .map(ms),
-        );
-        set(
-            &mut out.restart_reset_after,
-            at_least(
-                p,
-                "supervision.restart_reset_after_secs",
-                self.restart_reset_after_secs,
-                1,
-            )
-            .map(secs),
-        );
-        set(&mut out.max_restarts, self.max_restarts);
-        set(
-            &mut out.restart_window,
-            at_least(
-                p,
-                "supervision.restart_window_secs",
-                self.restart_window_secs,
-                1,
-            )
-            .map(secs),
-        );
-        set(
-            &mut out.open_cooldown,
-            at_least(
-                p,
-                "supervision.open_cooldown_secs",
-                self.open_cooldown_secs,
-                1,
-            )
-            .map(secs),
-        );
-        set(
-            &mut out.open_cooldown_max,
-            at_least(
-                p,
-                "supervision.open_cooldown_max_secs",
-                self.open_cooldown_max_secs,
-                1,
-            )
-            .map(secs),
-        );
-        set(
-            &mut out.breaker_window,
-            at_least(p, "supervision.breaker_window", self.breaker_window, 1),
-        );
-        set(
-            &mut out.breaker_min_calls,
-            at_least(
-                p,
-                "supervision.breaker_min_calls",
-                self.breaker_min_calls,
-                1,
-            ),
-        );
-        set(
-            &mut out.delivery_timeout,
-            at_least(
-                p,
-                "supervision.delivery_timeout_ms",
-                self.delivery_timeout_ms,
-                1,
-            )
-            .map(ms),
-        );
-        set(
-            &mut out.max_in_flight,
-            at_least(p, "supervision.max_in_flight", self.max_in_flight, 1),
-        );
-        set(&mut out.backlog, self.backlog);
-        set(
-            &mut out.backlog_max_age,
-            at_least(
-                p,
-                "supervision.backlog_max_age_secs",
-                self.backlog_max_age_secs,
-                1,
-            )
-            .map(secs),
-        );
-        set(&mut out.shutdown_grace, self.shutdown_grace_ms.map(ms));
-        if let Some(rate) = self.breaker_failure_rate {
+        if let Some(rate) = raw.breaker_failure_rate {
             if rate > 0.0 && rate <= 1.0 {
                 out.breaker_failure_rate = rate;
             } else {
