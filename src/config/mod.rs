@@ -2,15 +2,19 @@
 //!
 //! Relative paths in the file (the hooks directory) resolve against the directory of the
 //! config file, so the service behaves the same wherever it is started from.
+//!
+//! Every problem carries its field path and, where known, its line; problems that do not
+//! stop loading (an instance of a plugin type that is planned but not built yet) come
+//! back as [`Config::warnings`]. Nothing here does I/O beyond reading the one file.
 
-mod env;
-pub mod error;
-mod fields;
-mod locate;
-mod parse;
-mod plugins;
-mod sections;
-pub mod validate;
+mod env; // `${VAR}` expansion on the parsed tree
+pub mod error; // `Problem`, `Problems`, `ConfigError`
+mod fields; // field-by-field deserialization and serde message rewriting
+mod locate; // field path → line in the text
+mod parse; // the pipeline
+mod plugins; // `plugins:`: common fields, the type's own settings, planned types
+mod sections; // `server:`, `hooks:`, `supervision:`
+pub mod validate; // shared pure checks (URLs)
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
