@@ -1,0 +1,333 @@
+//! The `plugins:` section: one entry per instance, keyed by instance name.
+//!
+//! Each entry is split in two: the fields every instance has (`type`, `enabled`,
+//! `events`, `allow_insecure_http`, `timeout_ms`) are read here; the rest goes to the
+//! type's own struct through [`PluginKind::parse_settings`], which rejects unknown fields.
+//!
+//! Types the seed design describes but that are not built yet ([`PLANNED`]) are skipped
+//! with a warning, so the seed's YAML loads verbatim; any other unknown type is an error.
+
+use std::time::Duration;
+
+use serde_yaml::{Mapping, Value};
+
+use super::fields::{closest, Collector};
+use super::{join, key_label};
+use crate::event::EventName;
+use crate::plugins::registry::CommonSettings;
+use crate::plugins::{PluginConfig, PluginKind};
+
+/// Fields every instance has, whatever its type.
+pub const COMMON_FIELDS: &[&str] = &[
+    "type",
+    "enabled",
+    "events",
+    "allow_insecure_http",
+    "timeout_ms",
+];
+
+/// Plugin types named by the seed design that are not built yet. An instance of one is
+/// skipped with a warning (whether enabled or not) instead of failing the whole config.
+/// A name here that [`PluginKind::parse`] knows is a built type: built wins.
+pub const PLANNED: &[&str] = &[
+    "discord", "slack", "telegram", "pushover", "webhook", "anilist", "fanart",
+];
+
+/// Every instance under `plugins:` (the section's value), in file order; skipped and
+/// invalid instances are left out, with a warning or a problem recorded in `cx`.
+pub fn parse(section: Value, cx: &mut Collector) -> Vec<PluginConfig> {
+    let map = match section {
+        Value::Null => return Vec::new(),
+        Value::Mapping(m) => m,
+        _ => {
+            cx.problems.push(
+                "plugins",
+                "must be a mapping of instance name to settings, e.g. `ntfy: {enabled: true, topic: mydia}`",
+            );
+            return Vec::new();
+        }
+    };
+    map.into_iter()
+        .filter_map(|(k, v)| {
+            let name = key_label(&k);
+            let path = join("plugins", &name);
+            if !matches!(k, Value::String(_)) || !is_valid_instance_name(&name) {
+                cx.problems.push(
+                    path,
+                    "is not a usable instance name: use 1 to 64 letters, digits, `_` or `-`",
+                );
+                return None;
+            }
+            instance(&name, &path, v, cx)
+        })
+        .collect()
+}
+
+fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<PluginConfig> {
+    let mut rest = match value {
+        Value::Mapping(m) => m,
+        Value::Null => Mapping::new(),
+        _ => {
+            cx.problems.push(
+                path,
+                "must be a mapping of settings, e.g. `enabled: true` on the next line, indented",
+            );
+            return None;
+        }
+    };
+    let type_field = rest.shift_remove("type");
+    let enabled = rest.shift_remove("enabled");
+    let events = rest.shift_remove("events");
+    let insecure = rest.shift_remove("allow_insecure_http");
+    let timeout_ms = rest.shift_remove("timeout_ms");
+
+    let type_given = type_field.is_some();
+    let type_name: Option<String> = match type_field {
+        None => Some(name.to_owned()),
+        Some(v) => cx.value(&join(path, "type"), v),
+    };
+    let enabled: Option<bool> = opt(cx, path, "enabled", enabled);
+    let allow_insecure_http: Option<bool> = opt(cx, path, "allow_insecure_http", insecure);
+    let timeout = opt::<u64>(cx, path, "timeout_ms", timeout_ms).and_then(|ms| {
+        if ms == 0 {
+            cx.problems
+                .push(join(path, "timeout_ms"), "must be at least 1");
+            None
+        } else {
+            Some(Duration::from_millis(ms))
+        }
+    });
+    let events = event_list(cx, &join(path, "events"), events);
+
+    let type_path = if type_given {
+        join(path, "type")
+    } else {
+        path.to_owned()
+    };
+    let type_name = type_name?;
+    let Some(kind) = PluginKind::parse(&type_name) else {
+        unknown_type(cx, name, &type_name, &type_path, enabled == Some(true));
+        return None;
+    };
+
+    let common = CommonSettings {
+        enabled: enabled.unwrap_or(false),
+        events: events.unwrap_or_else(|| kind.default_events()),
+        allow_insecure_http: allow_insecure_http.unwrap_or(false),
+        timeout,
+    };
+    if common.enabled && common.events.is_empty() {
+        cx.warnings.push(
+            join(path, "events"),
+            "is empty, so this enabled instance receives nothing; list events or remove `events:` for the defaults",
+        );
+    }
+    let settings = cx.mapping(path, rest, COMMON_FIELDS, |v| kind.parse_settings(v))?;
+    settings.validate(path, &common, &mut cx.problems);
+    Some(PluginConfig {
+        name: name.to_owned(),
+        kind,
+        common,
+        settings,
+    })
+}
+
+/// A common field's value; `None` when absent, null, or wrong (with a problem).
+fn opt<T: serde::de::DeserializeOwned>(
+    cx: &mut Collector,
+    path: &str,
+    field: &str,
+    v: Option<Value>,
+) -> Option<T> {
+    match v? {
+        Value::Null => None,
+        v => cx.value(&join(path, field), v),
+    }
+}
+
+/// `events:` as canonical names, duplicates dropped with a warning; `None` when absent
+/// (the type's defaults apply) or when an entry is wrong (each wrong entry reported).
+fn event_list(cx: &mut Collector, path: &str, value: Option<Value>) -> Option<Vec<EventName>> {
+    let items = match value? {
+        Value::Null => return None,
+        Value::Sequence(items) => items,
+        _ => {
+            cx.problems.push(
+                path,
+                "must be a list of event names, e.g. `events: [after_media_added, on_download_failed]`",
+            );
+            return None;
+        }
+    };
+    let mut out: Vec<EventName> = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.into_iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let Value::String(s) = item else {
+            cx.problems
+                .push(at, "must be an event name, e.g. after_media_added");
+            ok = false;
+            continue;
+        };
+        match s.parse::<EventName>() {
+            Ok(e) if out.contains(&e) => cx.warnings.push(
+                at,
+                format!("`{s}` is listed twice (as `{e}`); the repeat is ignored"),
+            ),
+            Ok(e) => out.push(e),
+            Err(err) => {
+                cx.problems.push(at, err.to_string());
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn unknown_type(cx: &mut Collector, name: &str, type_name: &str, type_path: &str, enabled: bool) {
+    let known = PluginKind::known_type_names();
+    if PLANNED.contains(&type_name) {
+        let effect = if enabled {
+            " (its `enabled: true` has no effect yet)"
+        } else {
+            ""
+        };
+        cx.warnings.push(
+            type_path,
+            format!(
+                "plugin type `{type_name}` is not built yet, so instance `{name}` is skipped{effect}; \
+                 built types: {known}"
+            ),
+        );
+        return;
+    }
+    let candidates = PluginKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .chain(PLANNED.iter().copied());
+    let hint = closest(type_name, candidates)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    let how = if type_path.ends_with(".type") {
+        String::new()
+    } else {
+        format!(
+            "; for another instance of a type, keep the name `{name}` and add e.g. `type: ntfy`"
+        )
+    };
+    cx.problems.push(
+        type_path,
+        format!(
+            "unknown plugin type `{type_name}`{hint}; built types: {known}; planned: {}{how}",
+            PLANNED.join(", ")
+        ),
+    );
+}
+
+/// Instance names appear in logs, metrics and API paths, so they stay simple.
+fn is_valid_instance_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(yaml: &str) -> (Vec<PluginConfig>, Collector) {
+        let mut cx = Collector::default();
+        let section: Value = serde_yaml::from_str(yaml).unwrap();
+        (parse(section, &mut cx), cx)
+    }
+
+    fn paths(p: &crate::config::Problems) -> Vec<&str> {
+        p.items().iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn a_bare_instance_is_disabled_with_the_type_defaults() {
+        let (plugins, cx) = run("ntfy:");
+        assert!(cx.problems.is_empty() && cx.warnings.is_empty());
+        let p = &plugins[0];
+        assert_eq!((p.name.as_str(), p.kind), ("ntfy", PluginKind::Ntfy));
+        assert!(!p.common.enabled && !p.common.allow_insecure_http);
+        assert_eq!(p.common.events, PluginKind::Ntfy.default_events());
+        assert_eq!(p.common.timeout, None);
+    }
+
+    #[test]
+    fn planned_types_are_skipped_with_a_warning_enabled_or_not() {
+        let (plugins, cx) = run(
+            "discord: {enabled: false, webhook_url: x}\nanilist: {enabled: true}\nmy_tg: {type: telegram}",
+        );
+        assert!(plugins.is_empty());
+        assert!(cx.problems.is_empty(), "{:?}", cx.problems);
+        assert_eq!(
+            paths(&cx.warnings),
+            ["plugins.discord", "plugins.anilist", "plugins.my_tg.type"]
+        );
+        assert!(cx.warnings.items()[1].message.contains("has no effect"));
+        assert!(!cx.warnings.items()[0].message.contains("has no effect"));
+    }
+
+    #[test]
+    fn common_fields_of_a_planned_type_are_still_checked() {
+        let (_, cx) = run("discord:\n  enabled: yes please\n  events: [after_media_aded]");
+        assert_eq!(
+            paths(&cx.problems),
+            ["plugins.discord.enabled", "plugins.discord.events[0]"]
+        );
+    }
+
+    #[test]
+    fn unknown_types_are_errors_that_suggest_a_near_name() {
+        let (plugins, cx) = run("alerts: {type: discrod}\nntfyy: {}");
+        assert!(plugins.is_empty());
+        assert_eq!(
+            paths(&cx.problems),
+            ["plugins.alerts.type", "plugins.ntfyy"]
+        );
+        assert!(cx.problems.items()[0]
+            .message
+            .contains("did you mean `discord`?"));
+        assert!(cx.problems.items()[1]
+            .message
+            .contains("did you mean `ntfy`?"));
+    }
+
+    #[test]
+    fn events_are_canonicalised_and_repeats_warned_about() {
+        let (plugins, cx) =
+            run("ntfy:\n  events: [download.failed, on_download_failed, after_media_added]");
+        assert!(cx.problems.is_empty());
+        assert_eq!(
+            plugins[0].common.events,
+            [EventName::OnDownloadFailed, EventName::AfterMediaAdded]
+        );
+        assert_eq!(paths(&cx.warnings), ["plugins.ntfy.events[1]"]);
+    }
+
+    #[test]
+    fn an_enabled_instance_with_no_events_is_warned_about() {
+        let (plugins, cx) = run("ntfy: {enabled: true, topic: t, events: []}");
+        assert!(plugins[0].common.events.is_empty());
+        assert_eq!(paths(&cx.warnings), ["plugins.ntfy.events"]);
+    }
+
+    #[test]
+    fn instance_names_stay_simple() {
+        let (plugins, cx) = run(
+            "ntfy-home_2: {type: ntfy}\n'a b': {type: ntfy}\n'': {type: ntfy}\n3: {type: ntfy}",
+        );
+        assert_eq!(plugins.len(), 1);
+        assert_eq!(cx.problems.items().len(), 3, "{:?}", cx.problems);
+    }
+
+    #[test]
+    fn timeout_must_be_positive() {
+        let (_, cx) = run("ntfy: {timeout_ms: 0}");
+        assert_eq!(paths(&cx.problems), ["plugins.ntfy.timeout_ms"]);
+    }
+}

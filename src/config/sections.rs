@@ -1,0 +1,358 @@
+//! The `server`, `hooks` and `supervision` sections: as written (every field optional,
+//! unknown fields rejected), then checked and turned into their typed configs.
+//!
+//! The raw structs use the file's units (`_ms`, `_secs`, `_mb`, `_kb`); the typed
+//! configs use `Duration` and bytes, so no other module converts units.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use super::{HooksConfig, Problems, ServerConfig, SupervisionConfig};
+
+/// `server:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Kept as a YAML value so `listen: 8787` gets the host:port advice, not a type error.
+    #[serde(default)]
+    listen: Option<Value>,
+}
+
+/// `hooks:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHooks {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    directory: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    memory_limit_mb: Option<u64>,
+    #[serde(default)]
+    max_input_kb: Option<u64>,
+}
+
+/// `supervision:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupervision {
+    #[serde(default)]
+    restart_backoff_base_ms: Option<u64>,
+    #[serde(default)]
+    restart_backoff_max_ms: Option<u64>,
+    #[serde(default)]
+    restart_reset_after_secs: Option<u64>,
+    #[serde(default)]
+    max_restarts: Option<u32>,
+    #[serde(default)]
+    restart_window_secs: Option<u64>,
+    #[serde(default)]
+    open_cooldown_secs: Option<u64>,
+    #[serde(default)]
+    open_cooldown_max_secs: Option<u64>,
+    #[serde(default)]
+    breaker_window: Option<u32>,
+    #[serde(default)]
+    breaker_min_calls: Option<u32>,
+    #[serde(default)]
+    breaker_failure_rate: Option<f64>,
+    #[serde(default)]
+    delivery_timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_in_flight: Option<u32>,
+    #[serde(default)]
+    backlog: Option<u32>,
+    #[serde(default)]
+    backlog_max_age_secs: Option<u64>,
+    #[serde(default)]
+    shutdown_grace_ms: Option<u64>,
+}
+
+impl RawServer {
+    /// Check and convert; problems go to `problems`, defaults fill what is absent or bad.
+    pub fn validate(self, problems: &mut Problems) -> ServerConfig {
+        let mut out = ServerConfig::default();
+        match self.listen {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => match s.trim().parse::<SocketAddr>() {
+                Ok(addr) => out.listen = addr,
+                Err(_) => problems.push(
+                    "server.listen",
+                    format!("`{s}` is not a socket address; write host:port, e.g. 127.0.0.1:8787"),
+                ),
+            },
+            Some(_) => problems.push(
+                "server.listen",
+                "is not a socket address; write host:port, e.g. 127.0.0.1:8787",
+            ),
+        }
+        out
+    }
+}
+
+impl RawHooks {
+    /// Check and convert; a relative `directory` resolves against the config file's
+    /// directory when there is a file (else it stays relative to the working directory).
+    pub fn validate(self, source: Option<&Path>, problems: &mut Problems) -> HooksConfig {
+        let mut out = HooksConfig::default();
+        if let Some(enabled) = self.enabled {
+            out.enabled = enabled;
+        }
+        if let Some(dir) = self.directory {
+            if dir.trim().is_empty() {
+                problems.push("hooks.directory", "is empty; write a directory, e.g. hooks");
+            } else {
+                out.directory = PathBuf::from(dir);
+            }
+        }
+        if out.directory.is_relative() {
+            if let Some(base) = source.and_then(Path::parent) {
+                out.directory = base.join(&out.directory);
+            }
+        }
+        if let Some(ms) = at_least(problems, "hooks.timeout_ms", self.timeout_ms, 1) {
+            out.timeout = Duration::from_millis(ms);
+        }
+        if let Some(mb) = at_least(problems, "hooks.memory_limit_mb", self.memory_limit_mb, 1) {
+            match bytes(mb, 1024 * 1024) {
+                Some(b) => out.memory_limit_bytes = b,
+                None => problems.push("hooks.memory_limit_mb", format!("{mb} is too large")),
+            }
+        }
+        if let Some(kb) = at_least(problems, "hooks.max_input_kb", self.max_input_kb, 1) {
+            match bytes(kb, 1024) {
+                Some(b) => out.max_input_bytes = b,
+                None => problems.push("hooks.max_input_kb", format!("{kb} is too large")),
+            }
+        }
+        out
+    }
+}
+
+impl RawSupervision {
+    /// Check ranges and the relations between fields (a cap at least its base).
+    pub fn validate(self, problems: &mut Problems) -> SupervisionConfig {
+        let mut out = SupervisionConfig::default();
+        let raw = self;
+        let (ms, secs, same) = (
+            Duration::from_millis,
+            Duration::from_secs,
+            std::convert::identity,
+        );
+        // `field` must be at least 1 when written; it lands in `slot` converted by `unit`.
+        macro_rules! positive {
+            ($field:ident => $slot:expr, $unit:expr) => {
+                let path = concat!("supervision.", stringify!($field));
+                if let Some(v) = at_least(problems, path, raw.$field, 1) {
+                    $slot = $unit(v);
+                }
+            };
+        }
+        positive!(restart_backoff_base_ms => out.restart_backoff_base, ms);
+        positive!(restart_backoff_max_ms => out.restart_backoff_max, ms);
+        positive!(restart_reset_after_secs => out.restart_reset_after, secs);
+        positive!(restart_window_secs => out.restart_window, secs);
+        positive!(open_cooldown_secs => out.open_cooldown, secs);
+        positive!(open_cooldown_max_secs => out.open_cooldown_max, secs);
+        positive!(breaker_window => out.breaker_window, same);
+        positive!(breaker_min_calls => out.breaker_min_calls, same);
+        positive!(delivery_timeout_ms => out.delivery_timeout, ms);
+        positive!(max_in_flight => out.max_in_flight, same);
+        positive!(backlog_max_age_secs => out.backlog_max_age, secs);
+        // Zero is meaningful for these: trip on the first restart, keep no backlog, wait for nothing.
+        set(&mut out.max_restarts, raw.max_restarts);
+        set(&mut out.backlog, raw.backlog);
+        set(&mut out.shutdown_grace, raw.shutdown_grace_ms.map(ms));
+        let p = problems;
+        if let Some(rate) = raw.breaker_failure_rate {
+            if rate > 0.0 && rate <= 1.0 {
+                out.breaker_failure_rate = rate;
+            } else {
+                p.push(
+                    "supervision.breaker_failure_rate",
+                    format!("must be more than 0 and at most 1 (e.g. 0.5 for half the calls), got {rate}"),
+                );
+            }
+        }
+        // Relations, judged on the values in effect (written or default).
+        if out.restart_backoff_max < out.restart_backoff_base {
+            p.push(
+                "supervision.restart_backoff_max_ms",
+                format!(
+                    "must be at least restart_backoff_base_ms ({} ms)",
+                    out.restart_backoff_base.as_millis()
+                ),
+            );
+        }
+        if out.open_cooldown_max < out.open_cooldown {
+            p.push(
+                "supervision.open_cooldown_max_secs",
+                format!(
+                    "must be at least open_cooldown_secs ({} s)",
+                    out.open_cooldown.as_secs()
+                ),
+            );
+        }
+        if out.breaker_min_calls > out.breaker_window {
+            p.push(
+                "supervision.breaker_min_calls",
+                format!(
+                    "must be at most breaker_window ({}): the breaker could never judge",
+                    out.breaker_window
+                ),
+            );
+        }
+        out
+    }
+}
+
+/// `value` when it is at least `min`; otherwise a problem at `path` and `None`.
+fn at_least<T: PartialOrd + std::fmt::Display + Copy>(
+    problems: &mut Problems,
+    path: &str,
+    value: Option<T>,
+    min: T,
+) -> Option<T> {
+    let v = value?;
+    if v < min {
+        problems.push(path, format!("must be at least {min}, got {v}"));
+        return None;
+    }
+    Some(v)
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn bytes(n: u64, unit: u64) -> Option<usize> {
+    usize::try_from(n.checked_mul(unit)?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn messages(p: Problems) -> Vec<(String, String)> {
+        p.into_vec()
+            .into_iter()
+            .map(|p| (p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn absent_fields_keep_the_design_defaults() {
+        let mut p = Problems::default();
+        assert_eq!(
+            RawServer::default().validate(&mut p),
+            ServerConfig::default()
+        );
+        assert_eq!(
+            RawHooks::default().validate(None, &mut p),
+            HooksConfig::default()
+        );
+        assert_eq!(
+            RawSupervision::default().validate(&mut p),
+            SupervisionConfig::default()
+        );
+        assert!(p.is_empty());
+        let d = SupervisionConfig::default();
+        assert_eq!(d.restart_backoff_base, Duration::from_millis(500));
+        assert_eq!(d.open_cooldown_max, Duration::from_secs(3600));
+        assert_eq!(d.breaker_failure_rate, 0.5);
+    }
+
+    #[test]
+    fn units_are_converted() {
+        let mut p = Problems::default();
+        let h = raw::<RawHooks>("timeout_ms: 250\nmemory_limit_mb: 2\nmax_input_kb: 3")
+            .validate(None, &mut p);
+        assert_eq!(h.timeout, Duration::from_millis(250));
+        assert_eq!(h.memory_limit_bytes, 2 * 1024 * 1024);
+        assert_eq!(h.max_input_bytes, 3 * 1024);
+        let s =
+            raw::<RawSupervision>("restart_window_secs: 30\nshutdown_grace_ms: 0").validate(&mut p);
+        assert_eq!(s.restart_window, Duration::from_secs(30));
+        assert_eq!(s.shutdown_grace, Duration::ZERO);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn hooks_directory_resolves_against_the_config_file() {
+        let mut p = Problems::default();
+        let h = RawHooks::default().validate(Some(Path::new("/etc/mydia/config.yaml")), &mut p);
+        assert_eq!(h.directory, PathBuf::from("/etc/mydia/hooks"));
+        let h = raw::<RawHooks>("directory: /srv/hooks")
+            .validate(Some(Path::new("/etc/x.yaml")), &mut p);
+        assert_eq!(h.directory, PathBuf::from("/srv/hooks"));
+        let h = raw::<RawHooks>("directory: lua").validate(None, &mut p);
+        assert_eq!(h.directory, PathBuf::from("lua"));
+    }
+
+    #[test]
+    fn listen_must_be_host_and_port() {
+        let mut p = Problems::default();
+        let s = raw::<RawServer>("listen: 0.0.0.0:9000").validate(&mut p);
+        assert_eq!(s.listen, "0.0.0.0:9000".parse().unwrap());
+        raw::<RawServer>("listen: localhost").validate(&mut p);
+        raw::<RawServer>("listen: 8787").validate(&mut p);
+        let got = messages(p);
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|(path, m)| path == "server.listen"
+            && m.contains("write host:port, e.g. 127.0.0.1:8787")));
+    }
+
+    #[test]
+    fn out_of_range_values_are_each_reported() {
+        let mut p = Problems::default();
+        raw::<RawHooks>("timeout_ms: 0\nmemory_limit_mb: 0").validate(None, &mut p);
+        raw::<RawSupervision>(
+            "breaker_failure_rate: 1.5\nbreaker_window: 4\nbreaker_min_calls: 5\n\
+             restart_backoff_base_ms: 1000\nrestart_backoff_max_ms: 10\nopen_cooldown_max_secs: 1",
+        )
+        .validate(&mut p);
+        let paths: Vec<String> = messages(p).into_iter().map(|(path, _)| path).collect();
+        assert_eq!(
+            paths,
+            [
+                "hooks.timeout_ms",
+                "hooks.memory_limit_mb",
+                "supervision.breaker_failure_rate",
+                "supervision.restart_backoff_max_ms",
+                "supervision.open_cooldown_max_secs",
+                "supervision.breaker_min_calls",
+            ]
+        );
+    }
+
+    #[test]
+    fn failure_rate_bounds() {
+        for (rate, ok) in [
+            (0.0, false),
+            (0.01, true),
+            (1.0, true),
+            (-0.5, false),
+            (f64::NAN, false),
+        ] {
+            let mut p = Problems::default();
+            RawSupervision {
+                breaker_failure_rate: Some(rate),
+                ..Default::default()
+            }
+            .validate(&mut p);
+            assert_eq!(p.is_empty(), ok, "rate {rate}");
+        }
+    }
+}
