@@ -1,3 +1,4 @@
-//! Notification plugins: one file per service.
+//! Notification plugins: one file per service, and the message text they share.
 
+pub mod format;
 pub mod ntfy;
