@@ -1,4 +1,5 @@
-//! Notification plugins: one file per service, and the message text they share.
+//! Notification plugins: one file per service, plus the message text and text limits they share.
 
 pub mod format;
 pub mod ntfy;
+pub mod text;
