@@ -104,11 +104,20 @@ pub async fn fetch(
     let status = response.status();
     let headers = std::mem::take(response.headers_mut());
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(fail)? {
-        let room = MAX_BODY_BYTES - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_BODY_BYTES {
-            break;
+    while body.len() < MAX_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_BODY_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) => break,
+            // A 2xx means the service took the request: failing (and so retrying) now
+            // would deliver it twice. Keep what was read.
+            Err(e) if status.is_success() => {
+                tracing::debug!(error = %fail(e), "response body cut short after a success status");
+                break;
+            }
+            Err(e) => return Err(fail(e)),
         }
     }
     let body = String::from_utf8_lossy(&body).into_owned();
@@ -176,5 +185,21 @@ mod tests {
             "{mapped:?}"
         );
         assert!(!format!("{mapped:?}").contains("tk_bad"));
+    }
+
+    #[tokio::test]
+    async fn reads_at_most_max_body_bytes() {
+        use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let huge = "x".repeat(3 * MAX_BODY_BYTES);
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(500).set_body_string(huge))
+            .mount(&server)
+            .await;
+        let reply = fetch(new_client().get(server.uri()), &Redactor::new())
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(reply.body.len(), MAX_BODY_BYTES);
     }
 }
