@@ -328,11 +328,33 @@ impl PluginSupervisor {
                 if slot.handle.is_none()
                     && slot.generation == generation
                     && slot.misconfigured.is_none()
+                    && !act.spawn_actor(idx)
                 {
-                    slot.handle = Some((slot.spec.factory)());
+                    return;
                 }
                 act.drain(idx, ctx);
             });
+        }
+    }
+
+    /// Start a fresh actor for `idx`; a plugin that cannot be built from its config is
+    /// marked misconfigured (false).
+    pub(super) fn spawn_actor(&mut self, idx: usize) -> bool {
+        let slot = &mut self.slots[idx];
+        match (slot.spec.factory)() {
+            Ok(h) => {
+                slot.handle = Some(h);
+                true
+            }
+            Err(e) => {
+                slot.handle = None;
+                let reason = match e {
+                    PluginError::Misconfigured { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                self.mark_misconfigured(idx, format!("cannot start: {reason}"));
+                false
+            }
         }
     }
 
@@ -375,9 +397,12 @@ impl PluginSupervisor {
         if slot.generation != generation || self.shutting_down {
             return;
         }
-        slot.handle = Some((slot.spec.factory)());
         slot.held_until = None;
         slot.hold_reason = None;
+        if !self.spawn_actor(idx) {
+            return;
+        }
+        let slot = &self.slots[idx];
         tracing::info!(
             target: "supervision", plugin = %slot.spec.name, from = "restarting", to = "running",
             restarts = slot.restarts.total(), "plugin restarted"
@@ -442,10 +467,10 @@ impl PluginSupervisor {
         // A tripped or restarting instance has no actor: test on a temporary one.
         let (recipient, temp) = match &slot.handle {
             Some(h) => (h.recipient.clone(), None),
-            None => {
-                let h = (slot.spec.factory)();
-                (h.recipient.clone(), Some(h))
-            }
+            None => match (slot.spec.factory)() {
+                Ok(h) => (h.recipient.clone(), Some(h)),
+                Err(e) => return Box::pin(actix::fut::ready(Err(TestError::Failed(e)))),
+            },
         };
         let timeout = slot.timeout;
         let fut = async move {
@@ -483,9 +508,10 @@ impl PluginSupervisor {
         slot.misconfigured = None;
         slot.breaker.reset();
         slot.restarts.clear();
-        if slot.handle.is_none() {
-            slot.handle = Some((slot.spec.factory)());
+        if slot.handle.is_none() && !self.spawn_actor(idx) {
+            return;
         }
+        let slot = &self.slots[idx];
         tracing::info!(target: "supervision", plugin = %slot.spec.name, from, to = "closed", reason = "connection test passed", "plugin recovered");
         self.health_changed(idx, from, "closed", "connection test passed");
         self.drain(idx, ctx);

@@ -187,8 +187,11 @@ impl Actor for PluginSupervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Pipelined emits arrive in bursts; the default mailbox (16) would push back on the bus.
         ctx.set_mailbox_capacity(65_536);
-        for slot in self.slots.iter_mut().filter(|s| s.spec.enabled) {
-            slot.handle = Some((slot.spec.factory)());
+        for idx in 0..self.slots.len() {
+            if !self.slots[idx].spec.enabled || !self.spawn_actor(idx) {
+                continue;
+            }
+            let slot = &self.slots[idx];
             tracing::info!(
                 target: "supervision",
                 plugin = %slot.spec.name,

@@ -8,10 +8,11 @@ use crate::event::EventName;
 use crate::plugins::actor::{self, PluginHandle};
 use crate::plugins::notification::ntfy::Ntfy;
 use crate::plugins::registry::PluginSettings;
-use crate::plugins::{AsNotification, PluginConfig, Role};
+use crate::plugins::{AsNotification, PluginConfig, PluginError, Role};
 
-/// Builds a fresh instance of the plugin on a new arbiter; called at start and on every restart.
-pub type Factory = Arc<dyn Fn() -> PluginHandle + Send + Sync>;
+/// Builds a fresh instance of the plugin on a new arbiter; called at start and on every
+/// restart. An error means the plugin cannot be built from its config (misconfigured).
+pub type Factory = Arc<dyn Fn() -> Result<PluginHandle, PluginError> + Send + Sync>;
 
 /// One plugin instance as the supervisor sees it.
 #[derive(Clone)]
@@ -41,6 +42,15 @@ impl InstanceSpec {
         R: Role,
         F: Fn() -> R + Send + Sync + 'static,
     {
+        Self::try_new(name, kind, role, move || Ok(make()))
+    }
+
+    /// Like [`InstanceSpec::new`] for a plugin whose construction can fail.
+    pub fn try_new<R, F>(name: &str, kind: &str, role: &'static str, make: F) -> Self
+    where
+        R: Role,
+        F: Fn() -> Result<R, PluginError> + Send + Sync + 'static,
+    {
         let instance = name.to_owned();
         InstanceSpec {
             name: name.to_owned(),
@@ -50,7 +60,7 @@ impl InstanceSpec {
             events: EventName::ALL.to_vec(),
             timeout: None,
             max_in_flight: None,
-            factory: Arc::new(move || actor::spawn(instance.clone(), make())),
+            factory: Arc::new(move || Ok(actor::spawn(instance.clone(), make()?))),
         }
     }
 
@@ -82,8 +92,8 @@ impl InstanceSpec {
         let spec = match &cfg.settings {
             PluginSettings::Ntfy(c) => {
                 let c = c.clone();
-                InstanceSpec::new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
-                    AsNotification(Ntfy::new(c.clone()))
+                InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    Ok(AsNotification(Ntfy::new(c.clone())?))
                 })
             }
         };

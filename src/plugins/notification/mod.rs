@@ -1,3 +1,5 @@
-//! Notification plugins: one file per service.
+//! Notification plugins: one file per service, plus the message text and text limits they share.
 
+pub mod format;
 pub mod ntfy;
+pub mod text;

@@ -1,112 +1,528 @@
 //! ntfy: publish to a topic on ntfy.sh or a self-hosted server (JSON publishing to the root URL).
+//!
+//! We publish JSON to the server root with the topic in the body. JSON posted to
+//! `/<topic>` is not parsed (its raw text would become the message), and JSON carries
+//! non-ASCII titles as they are, where `X-Title` headers would need RFC 2047 encoding.
 
-use secrecy::SecretString;
-use serde::Deserialize;
+use secrecy::ExposeSecret;
+use serde_json::{json, Map, Value};
 
-use crate::config::Problems;
-use crate::plugins::registry::CommonSettings;
+use crate::event::{Event, EventName};
+use crate::http::{self, Redactor, RetryPolicy};
+use crate::plugins::notification::format::{self, MediaKind, Tone};
+use crate::plugins::notification::text;
+use crate::plugins::{
+    ConnectionReport, Delivered, NotificationPlugin, Plugin, PluginContext, PluginError, PluginInfo,
+};
 
-/// `type: ntfy` settings (the seed's fields and defaults).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NtfyConfig {
-    /// Server base URL (default `https://ntfy.sh`).
-    #[serde(default = "default_server_url")]
-    pub server_url: String,
-    /// Topic to publish to; required when enabled. `[-_A-Za-z0-9]{1,64}`.
-    #[serde(default)]
-    pub topic: Option<String>,
-    /// Message priority 1..5 (default 3).
-    #[serde(default = "default_priority")]
-    pub priority: i64,
-    /// Tags (emoji short codes) added to every message; the event's own default tags are added too.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Access token (`tk_...`) for protected topics; sent as `Authorization: Bearer`.
-    #[serde(default)]
-    pub auth_token: Option<SecretString>,
+mod config;
+
+use config::{config_schema, has_credentials, CREDENTIALS_IN_URL, MAX_RETRIES};
+pub use config::{is_valid_topic, NtfyConfig};
+
+/// ntfy's message limit in bytes; a longer message would be turned into an attachment.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// The longest title we send, in characters (ntfy has no hard limit; phones show less).
+pub const MAX_TITLE_CHARS: usize = 250;
+
+/// The ntfy plugin: one configured topic on one server.
+#[derive(Debug)]
+pub struct Ntfy {
+    config: NtfyConfig,
+    topic: String,
+    publish_url: reqwest::Url,
+    health_url: reqwest::Url,
+    retry: RetryPolicy,
+    redactor: Redactor,
 }
 
-fn default_server_url() -> String {
-    "https://ntfy.sh".to_owned()
-}
+impl Ntfy {
+    /// A plugin for a validated config. Fails (`Misconfigured`) only on what it cannot work
+    /// without: a valid topic, a parseable http(s) `server_url` and a priority of 1..5.
+    pub fn new(config: NtfyConfig) -> Result<Self, PluginError> {
+        let bad = |reason: String| PluginError::Misconfigured {
+            status: None,
+            reason,
+        };
+        let topic = config
+            .topic
+            .clone()
+            .filter(|t| is_valid_topic(t))
+            .ok_or_else(|| {
+                bad("ntfy needs a `topic` of 1 to 64 letters, digits, `-` or `_`".to_owned())
+            })?;
+        if !(1..=5).contains(&config.priority) {
+            return Err(bad(format!(
+                "ntfy priority must be 1..5, got {}",
+                config.priority
+            )));
+        }
+        let base = config.server_url.trim().trim_end_matches('/');
+        let publish_url = reqwest::Url::parse(&format!("{base}/"))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                bad("ntfy `server_url` must be an http(s) URL, e.g. https://ntfy.sh".to_owned())
+            })?;
+        if has_credentials(&publish_url) {
+            return Err(bad(CREDENTIALS_IN_URL.to_owned()));
+        }
+        let health_url = publish_url
+            .join("v1/health")
+            .map_err(|e| bad(format!("ntfy `server_url`: {e}")))?;
+        let mut redactor = Redactor::new();
+        for secret in [config.auth_token.as_ref(), config.password.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            redactor.add(secret.expose_secret());
+        }
+        let retry = RetryPolicy {
+            max_attempts: config.retries.min(MAX_RETRIES) + 1,
+            ..RetryPolicy::default()
+        };
+        Ok(Ntfy {
+            config,
+            topic,
+            publish_url,
+            health_url,
+            retry,
+            redactor,
+        })
+    }
 
-fn default_priority() -> i64 {
-    3
-}
+    /// The same plugin with another retry policy (tests use tiny backoffs).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
 
-impl NtfyConfig {
-    /// Pure checks of the ntfy fields.
-    pub fn validate(&self, path: &str, common: &CommonSettings, problems: &mut Problems) {
-        crate::config::validate::check_url(
-            problems,
-            &format!("{path}.server_url"),
-            &self.server_url,
-            common.allow_insecure_http,
+    /// The JSON body published for `event`: topic, title, message, priority, tags, and
+    /// click and icon when known. Title and message fit ntfy's limits.
+    pub fn payload(&self, event: &Event) -> Value {
+        let notice = format::notice(event);
+        let click = self.config.click.clone().or(notice.link);
+        let tags = merged_tags(
+            &self.config.tags,
+            &default_tags(event.name, notice.media, notice.tone),
         );
-        match self.topic.as_deref() {
-            None | Some("") if common.enabled => problems.push(
-                format!("{path}.topic"),
-                "is required when the plugin is enabled; pick a hard-to-guess topic name, e.g. mydia-7f3k2",
-            ),
-            Some(t) if !is_valid_topic(t) => problems.push(
-                format!("{path}.topic"),
-                format!("`{t}` is not a valid ntfy topic: use 1 to 64 letters, digits, `-` or `_`"),
-            ),
-            _ => {}
+        self.body(&notice.title, &notice.message, tags, click)
+    }
+
+    fn body(&self, title: &str, message: &str, tags: Vec<String>, click: Option<String>) -> Value {
+        let mut body = Map::new();
+        body.insert("topic".into(), json!(self.topic));
+        body.insert(
+            "title".into(),
+            json!(text::truncate_chars(
+                &text::one_line(title),
+                MAX_TITLE_CHARS
+            )),
+        );
+        body.insert(
+            "message".into(),
+            json!(text::truncate_bytes(message, MAX_MESSAGE_BYTES)),
+        );
+        body.insert("priority".into(), json!(self.config.priority));
+        body.insert("tags".into(), json!(tags));
+        if let Some(click) = click {
+            body.insert("click".into(), json!(click));
         }
-        if !(1..=5).contains(&self.priority) {
-            problems.push(
-                format!("{path}.priority"),
-                format!("must be between 1 (min) and 5 (max), got {}", self.priority),
-            );
+        if let Some(icon) = &self.config.icon {
+            body.insert("icon".into(), json!(icon));
         }
-        for (i, tag) in self.tags.iter().enumerate() {
-            if tag.trim().is_empty() || tag.contains(',') {
-                problems.push(
-                    format!("{path}.tags[{i}]"),
-                    format!(
-                        "`{tag}` is not a usable tag: tags are non-empty and contain no commas"
-                    ),
+        Value::Object(body)
+    }
+
+    /// POST the body to the server root, with auth, retrying transient failures.
+    async fn publish(&self, cx: &PluginContext, body: &Value) -> Result<http::Reply, PluginError> {
+        http::send_with_retry(&self.retry, &self.redactor, || {
+            let request = cx.http.post(self.publish_url.clone()).json(body);
+            match (
+                &self.config.auth_token,
+                &self.config.username,
+                &self.config.password,
+            ) {
+                (Some(token), _, _) => request.bearer_auth(token.expose_secret().trim()),
+                (None, Some(user), Some(pass)) => {
+                    request.basic_auth(user, Some(pass.expose_secret()))
+                }
+                _ => request,
+            }
+        })
+        .await
+    }
+
+    /// `scheme://host[:port]` of the server, without credentials or path, for reports.
+    fn server_label(&self) -> String {
+        let url = &self.publish_url;
+        let host = url.host_str().unwrap_or("?");
+        match url.port() {
+            Some(port) => format!("{}://{host}:{port}", url.scheme()),
+            None => format!("{}://{host}", url.scheme()),
+        }
+    }
+}
+
+/// The event's own tags (ntfy shows emoji short codes as emoji before the title). Every
+/// code here is in ntfy's emoji table; the seed's `inbox_down` is not, so it is `inbox_tray`.
+pub fn default_tags(event: EventName, media: MediaKind, tone: Tone) -> Vec<&'static str> {
+    use EventName::*;
+    let media_tag = match media {
+        MediaKind::Movie => "movie_camera",
+        MediaKind::Series => "tv",
+        MediaKind::Unknown => "clapper",
+    };
+    let tag = match event {
+        BeforeMediaAdded | AfterMediaAdded => media_tag,
+        AfterMediaUpdated => "pencil2",
+        AfterMediaDeleted => "wastebasket",
+        BeforeDownloadInitiated => "mag",
+        AfterDownloadInitiated => "arrow_down",
+        OnDownloadCompleted => "inbox_tray",
+        OnDownloadFailed => "x",
+        AfterImportCompleted => "white_check_mark",
+        OnImportFailed => "warning",
+        OnPlaybackStarted => "arrow_forward",
+        OnPlaybackFinished => "checkered_flag",
+        OnPluginHealthChanged => match tone {
+            Tone::Failure => "rotating_light",
+            Tone::Success => "white_check_mark",
+            Tone::Warning | Tone::Info => "information_source",
+        },
+    };
+    vec![tag]
+}
+
+/// Config tags first, then the event's, trimmed, without blanks or repeats.
+fn merged_tags(config: &[String], defaults: &[&str]) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for tag in config
+        .iter()
+        .map(|t| t.trim())
+        .chain(defaults.iter().copied())
+    {
+        if !tag.is_empty() && !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+    tags
+}
+
+impl Plugin for Ntfy {
+    fn info(&self) -> PluginInfo {
+        PluginInfo {
+            name: "Ntfy",
+            description: "Send notifications via ntfy.sh or a self-hosted ntfy server",
+            version: env!("CARGO_PKG_VERSION"),
+            config_schema: config_schema(),
+        }
+    }
+
+    /// Checks `GET /v1/health`; publishes a test message only with `test_publishes: true`.
+    async fn test_connection(&self, cx: &PluginContext) -> Result<ConnectionReport, PluginError> {
+        let server = self.server_label();
+        let not_ntfy = |status| PluginError::Misconfigured {
+            status,
+            reason: format!(
+                "{server} did not answer GET /v1/health like an ntfy server; check server_url"
+            ),
+        };
+        let reply = http::send_with_retry(&self.retry, &self.redactor, || {
+            cx.http.get(self.health_url.clone())
+        })
+        .await
+        .map_err(|e| match e {
+            PluginError::Misconfigured {
+                status: Some(404), ..
+            } => not_ntfy(Some(404)),
+            other => other,
+        })?;
+        match serde_json::from_str::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v.get("healthy")?.as_bool())
+        {
+            Some(true) => {}
+            Some(false) => {
+                return Err(PluginError::Transient {
+                    status: Some(reply.status.as_u16()),
+                    reason: format!("{server} reports itself unhealthy (GET /v1/health)"),
+                })
+            }
+            None => return Err(not_ntfy(Some(reply.status.as_u16()))),
+        }
+        if !self.config.test_publishes {
+            return Ok(ConnectionReport {
+                detail: format!(
+                    "ntfy server {server} is reachable and healthy (GET /v1/health); nothing was published, \
+                     so the topic and credentials are not proven (only a real publish proves write access; \
+                     set test_publishes: true to send a test message)"
+                ),
+                sent_message: false,
+            });
+        }
+        let tags = merged_tags(&self.config.tags, &["test_tube"]);
+        let text = "If you can read this, Mydia can publish notifications to this topic.";
+        self.publish(
+            cx,
+            &self.body(
+                "Mydia test notification",
+                text,
+                tags,
+                self.config.click.clone(),
+            ),
+        )
+        .await?;
+        Ok(ConnectionReport {
+            detail: format!("ntfy server {server} is healthy and accepted a test message on the topic: publishing works"),
+            sent_message: true,
+        })
+    }
+}
+
+impl NotificationPlugin for Ntfy {
+    async fn notify(&self, cx: &PluginContext, event: &Event) -> Result<Delivered, PluginError> {
+        let reply = self.publish(cx, &self.payload(event)).await?;
+        let id = serde_json::from_str::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+        tracing::debug!(plugin = %cx.instance, event = %event.name, message_id = id.as_deref(), "published to ntfy");
+        let detail = match id {
+            Some(id) => format!("{}, message id {id}", reply.status),
+            None => reply.status.to_string(),
+        };
+        Ok(Delivered { detail })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+    use serde_json::json;
+
+    /// Every tag `default_tags` can return, each checked against ntfy's emoji table
+    /// (`server/mailer_emoji_map.json` in the ntfy repository).
+    const NTFY_EMOJI: &[&str] = &[
+        "movie_camera",
+        "tv",
+        "clapper",
+        "pencil2",
+        "wastebasket",
+        "mag",
+        "arrow_down",
+        "inbox_tray",
+        "x",
+        "white_check_mark",
+        "warning",
+        "arrow_forward",
+        "checkered_flag",
+        "rotating_light",
+        "information_source",
+        "test_tube",
+    ];
+
+    fn ntfy(config: NtfyConfig) -> Ntfy {
+        Ntfy::new(config).expect("valid config")
+    }
+
+    fn config() -> NtfyConfig {
+        NtfyConfig {
+            topic: Some("mydia-alerts".into()),
+            ..NtfyConfig::default()
+        }
+    }
+
+    fn event(name: EventName, data: Value) -> Event {
+        Event::new(name, data.as_object().cloned().unwrap_or_default())
+    }
+
+    #[test]
+    fn payload_has_the_json_fields_ntfy_reads() {
+        let plugin = ntfy(NtfyConfig {
+            priority: 4,
+            tags: vec!["mydia".into()],
+            ..config()
+        });
+        let ev = event(
+            EventName::AfterMediaAdded,
+            json!({"media_item": {"title": "Dune", "year": 2021, "type": "movie", "tmdb_id": 438631}}),
+        );
+        assert_eq!(
+            plugin.payload(&ev),
+            json!({
+                "topic": "mydia-alerts",
+                "title": "Movie added",
+                "message": "Dune (2021)",
+                "priority": 4,
+                "tags": ["mydia", "movie_camera"],
+                "click": "https://www.themoviedb.org/movie/438631",
+            })
+        );
+    }
+
+    #[test]
+    fn configured_click_and_icon_win() {
+        let plugin = ntfy(NtfyConfig {
+            click: Some("https://mydia.local/".into()),
+            icon: Some("https://mydia.local/logo.png".into()),
+            ..config()
+        });
+        let ev = event(
+            EventName::AfterMediaAdded,
+            json!({"media_item": {"imdb_id": "tt1160419"}}),
+        );
+        let body = plugin.payload(&ev);
+        assert_eq!(body["click"], "https://mydia.local/");
+        assert_eq!(body["icon"], "https://mydia.local/logo.png");
+    }
+
+    #[test]
+    fn every_event_gets_a_known_emoji_tag_and_a_title() {
+        let plugin = ntfy(NtfyConfig {
+            tags: vec![" x ".into(), "x".into()],
+            ..config()
+        });
+        for name in EventName::ALL {
+            for data in [
+                json!({}),
+                json!({"media_item": {"type": "tv_show"}, "to": "open"}),
+            ] {
+                let body = plugin.payload(&event(*name, data));
+                let tags: Vec<&str> = body["tags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap())
+                    .collect();
+                assert_eq!(tags[0], "x", "config tags first, trimmed and deduplicated");
+                assert!(
+                    tags.iter().all(|t| NTFY_EMOJI.contains(t)),
+                    "{name}: {tags:?}"
                 );
+                assert!(!body["title"].as_str().unwrap().is_empty(), "{name}");
             }
         }
+        let tv = default_tags(EventName::AfterMediaAdded, MediaKind::Series, Tone::Info);
+        assert_eq!(tv, ["tv"]);
+        assert_eq!(
+            default_tags(
+                EventName::OnDownloadCompleted,
+                MediaKind::Movie,
+                Tone::Success
+            ),
+            ["inbox_tray"]
+        );
     }
-}
 
-/// ntfy topic names: `[-_A-Za-z0-9]{1,64}`.
-pub fn is_valid_topic(t: &str) -> bool {
-    (1..=64).contains(&t.len())
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+    #[test]
+    fn long_text_fits_ntfy_limits() {
+        let plugin = ntfy(config());
+        let ev = event(
+            EventName::OnImportFailed,
+            json!({"media_item": {"title": "千と千尋の神隠し".repeat(100)}, "error_message": "é".repeat(5000)}),
+        );
+        let body = plugin.payload(&ev);
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.len() <= MAX_MESSAGE_BYTES && message.ends_with('…'),
+            "{}",
+            message.len()
+        );
+        let long_title = plugin.body(&"Ä".repeat(400), "m", vec![], None);
+        assert_eq!(
+            long_title["title"].as_str().unwrap().chars().count(),
+            MAX_TITLE_CHARS
+        );
+    }
 
-// TEMPORARY until the ntfy branch lands.
-/// The ntfy plugin (temporary stub).
-pub struct Ntfy(#[allow(dead_code)] NtfyConfig);
-impl Ntfy {
-    /// Build from config.
-    pub fn new(c: NtfyConfig) -> Self {
-        Ntfy(c)
+    #[test]
+    fn new_refuses_what_it_cannot_work_without() {
+        for bad in [
+            NtfyConfig {
+                topic: None,
+                ..config()
+            },
+            NtfyConfig {
+                topic: Some("a/b".into()),
+                ..config()
+            },
+            NtfyConfig {
+                priority: 0,
+                ..config()
+            },
+            NtfyConfig {
+                server_url: "ntfy.sh".into(),
+                ..config()
+            },
+            NtfyConfig {
+                server_url: "file:///etc".into(),
+                ..config()
+            },
+        ] {
+            assert!(matches!(
+                Ntfy::new(bad),
+                Err(PluginError::Misconfigured { .. })
+            ));
+        }
+        let trailing = ntfy(NtfyConfig {
+            server_url: "http://10.0.0.2:8080/".into(),
+            ..config()
+        });
+        assert_eq!(trailing.publish_url.as_str(), "http://10.0.0.2:8080/");
+        assert_eq!(
+            trailing.health_url.as_str(),
+            "http://10.0.0.2:8080/v1/health"
+        );
+        assert_eq!(trailing.retry.max_attempts, 3);
     }
-}
-impl crate::plugins::Plugin for Ntfy {
-    fn info(&self) -> crate::plugins::PluginInfo {
-        todo!()
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let plugin = ntfy(NtfyConfig {
+            auth_token: Some(SecretString::from("tk_DEBUGCANARY")),
+            password: Some(SecretString::from("pw_DEBUGCANARY")),
+            server_url: "https://ntfy.example.com:8443/base/".into(),
+            ..config()
+        });
+        let shown = format!("{plugin:?}");
+        assert!(!shown.contains("DEBUGCANARY"), "{shown}");
+        assert_eq!(plugin.server_label(), "https://ntfy.example.com:8443");
+        assert_eq!(
+            plugin.redactor.redact("a pw_DEBUGCANARY b"),
+            "a [redacted] b"
+        );
     }
-    async fn test_connection(
-        &self,
-        _: &crate::plugins::PluginContext,
-    ) -> Result<crate::plugins::ConnectionReport, crate::plugins::PluginError> {
-        todo!()
+
+    #[test]
+    fn credentials_in_the_server_url_are_refused_without_echoing_them() {
+        let url = "https://me:pw_URLCANARY@ntfy.example.com";
+        let err = Ntfy::new(NtfyConfig {
+            server_url: url.into(),
+            ..config()
+        })
+        .unwrap_err();
+        assert!(matches!(err, PluginError::Misconfigured { .. }));
+        assert!(!format!("{err} {err:?}").contains("pw_URLCANARY"));
     }
-}
-impl crate::plugins::NotificationPlugin for Ntfy {
-    async fn notify(
-        &self,
-        _: &crate::plugins::PluginContext,
-        _: &crate::event::Event,
-    ) -> Result<crate::plugins::Delivered, crate::plugins::PluginError> {
-        todo!()
+
+    #[test]
+    fn info_describes_the_plugin() {
+        let info = ntfy(config()).info();
+        assert_eq!(info.name, "Ntfy");
+        assert_eq!(info.config_schema["required"], json!(["topic"]));
+    }
+
+    #[test]
+    fn futures_are_send() {
+        fn assert_send<T: Send>(_: T) {}
+        let plugin = ntfy(config());
+        let cx = PluginContext {
+            instance: "ntfy".into(),
+            http: http::new_client(),
+        };
+        let ev = event(EventName::AfterMediaAdded, json!({}));
+        assert_send(plugin.notify(&cx, &ev));
+        assert_send(plugin.test_connection(&cx));
     }
 }

@@ -1,0 +1,556 @@
+//! Notification text shared by every notification plugin: a human title, a short message and a link per event.
+//!
+//! Event data comes from the media manager and may have been changed by user hooks, so
+//! every field is optional here: a missing or oddly typed field drops its line, and an
+//! event with nothing usable still reads well (its catalog description). Values are
+//! flattened to one line each, so data cannot forge extra lines or control characters.
+
+use serde_json::Value;
+
+use super::text::{human_size, one_line};
+use crate::event::{Event, EventName};
+
+/// What kind of media an event is about, from `media_item.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// A film.
+    Movie,
+    /// A TV series (or one of its episodes).
+    Series,
+    /// No type, or one we do not know.
+    Unknown,
+}
+
+impl MediaKind {
+    /// The kind named by the event's `media_item.type` (`movie`, `tv_show`, `series`...).
+    pub fn of(event: &Event) -> MediaKind {
+        let kind = event
+            .str_at("media_item.type")
+            .map(|t| t.trim().to_ascii_lowercase());
+        match kind.as_deref() {
+            Some("movie" | "film") => MediaKind::Movie,
+            Some("tv_show" | "tv" | "show" | "series" | "tv_series" | "episode") => {
+                MediaKind::Series
+            }
+            _ => MediaKind::Unknown,
+        }
+    }
+
+    /// "movie", "series" or "media", for titles.
+    pub fn noun(self) -> &'static str {
+        match self {
+            MediaKind::Movie => "movie",
+            MediaKind::Series => "series",
+            MediaKind::Unknown => "media",
+        }
+    }
+}
+
+/// How the news feels, so each service can pick a colour, an emoji or a sound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Something happened.
+    Info,
+    /// Something finished well.
+    Success,
+    /// Something needs a look.
+    Warning,
+    /// Something failed.
+    Failure,
+}
+
+/// The text of one notification, before any service's limits are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// One line, e.g. "Movie added".
+    pub title: String,
+    /// One or more lines, e.g. "Dune (2021)".
+    pub message: String,
+    /// A page about the media (TMDB, else IMDb), when the data has an id for it.
+    pub link: Option<String>,
+    /// The media kind, for icons and tags.
+    pub media: MediaKind,
+    /// Success, failure and the like.
+    pub tone: Tone,
+}
+
+/// The title, message and link for `event`. Never fails: missing data only drops lines.
+pub fn notice(event: &Event) -> Notice {
+    use EventName::*;
+    let media = MediaKind::of(event);
+    let noun = media.noun();
+    let item = media_label(event);
+    let release = field(event, &["release_name", "download.title", "release.title"]);
+    let file = field(event, &["file_path", "media_file.path"]).map(|p| file_name(&p));
+    let error = field(event, &["error_message", "error", "reason"]).map(|e| format!("Error: {e}"));
+    let (title, lines, tone) = match event.name {
+        BeforeMediaAdded => (format!("Adding {noun}"), vec![item], Tone::Info),
+        AfterMediaAdded => (
+            format!("{} added", capitalised(noun)),
+            vec![item],
+            Tone::Info,
+        ),
+        AfterMediaUpdated => (
+            format!("{} updated", capitalised(noun)),
+            vec![item, changes(event)],
+            Tone::Info,
+        ),
+        AfterMediaDeleted => (
+            format!("{} removed", capitalised(noun)),
+            vec![item],
+            Tone::Info,
+        ),
+        BeforeDownloadInitiated => {
+            let details = joined(
+                event,
+                &["release.quality", "release.size", "release.indexer"],
+            );
+            let target = item.map(|i| format!("For {i}"));
+            (
+                "Grabbing release".to_owned(),
+                vec![field(event, &["release.title"]), details, target],
+                Tone::Info,
+            )
+        }
+        AfterDownloadInitiated => {
+            let from =
+                field(event, &["download.indexer", "release.indexer"]).map(|i| format!("from {i}"));
+            let via = field(event, &["download.download_client"]).map(|c| format!("via {c}"));
+            let route = [from, via]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let route = (!route.is_empty()).then(|| capitalised(&route));
+            (
+                "Download started".to_owned(),
+                vec![item, release, route],
+                Tone::Info,
+            )
+        }
+        OnDownloadCompleted => (
+            "Download completed".to_owned(),
+            vec![item, release],
+            Tone::Success,
+        ),
+        OnDownloadFailed => (
+            "Download failed".to_owned(),
+            vec![item, release, error],
+            Tone::Failure,
+        ),
+        AfterImportCompleted => {
+            let details = joined(
+                event,
+                &[
+                    "media_file.resolution",
+                    "media_file.codec",
+                    "media_file.size",
+                ],
+            );
+            (
+                "Import completed".to_owned(),
+                vec![item, file, details],
+                Tone::Success,
+            )
+        }
+        OnImportFailed => (
+            "Import failed".to_owned(),
+            vec![item, file, error],
+            Tone::Failure,
+        ),
+        OnPlaybackStarted => (
+            "Playback started".to_owned(),
+            vec![playback(event, item, "is watching")],
+            Tone::Info,
+        ),
+        OnPlaybackFinished => (
+            "Playback finished".to_owned(),
+            vec![playback(event, item, "finished")],
+            Tone::Info,
+        ),
+        OnPluginHealthChanged => return plugin_health(event),
+    };
+    let message = lines.into_iter().flatten().collect::<Vec<_>>().join("\n");
+    Notice {
+        title,
+        message: if message.is_empty() {
+            capitalised(event.name.about())
+        } else {
+            message
+        },
+        link: link(event, media),
+        media,
+        tone,
+    }
+}
+
+/// `on_plugin_health_changed`: `{plugin, from, to, reason}` (also `instance`, `state`).
+fn plugin_health(event: &Event) -> Notice {
+    let plugin = field(event, &["plugin", "instance", "name"]);
+    let to = field(event, &["to", "state", "status"]);
+    let (what, tone) = match to.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("open" | "tripped" | "failing") => ("Plugin failing", Tone::Failure),
+        Some("misconfigured") => ("Plugin misconfigured", Tone::Failure),
+        Some("half_open" | "half-open" | "probing") => ("Plugin recovering", Tone::Warning),
+        Some("closed" | "healthy" | "recovered" | "running") => ("Plugin recovered", Tone::Success),
+        _ => ("Plugin health changed", Tone::Warning),
+    };
+    let title = match &plugin {
+        Some(p) => format!("{what}: {p}"),
+        None => what.to_owned(),
+    };
+    let change = match (field(event, &["from"]), &to) {
+        (Some(from), Some(to)) => Some(format!("{from} → {to}")),
+        (None, Some(to)) => Some(format!("Now {to}")),
+        _ => None,
+    };
+    let lines: Vec<String> = [change, field(event, &["reason", "error_message", "error"])]
+        .into_iter()
+        .flatten()
+        .collect();
+    let message = if lines.is_empty() {
+        capitalised(event.name.about())
+    } else {
+        lines.join("\n")
+    };
+    Notice {
+        title,
+        message,
+        link: None,
+        media: MediaKind::Unknown,
+        tone,
+    }
+}
+
+/// "Dune (2021)", "The Office (2005) S02E03 · The Dundies", or whatever part is known.
+pub fn media_label(event: &Event) -> Option<String> {
+    let title = field(event, &["media_item.title", "media_item.name"])?;
+    let mut label = match field(event, &["media_item.year"]) {
+        Some(year) if !title.contains(&format!("({year})")) => format!("{title} ({year})"),
+        _ => title,
+    };
+    let season = number(
+        event,
+        &[
+            "episode.season_number",
+            "episode.season",
+            "media_item.season_number",
+        ],
+    );
+    let episode = number(
+        event,
+        &[
+            "episode.episode_number",
+            "episode.number",
+            "media_item.episode_number",
+        ],
+    );
+    match (season, episode) {
+        (Some(s), Some(e)) => label.push_str(&format!(" S{s:02}E{e:02}")),
+        (Some(s), None) => label.push_str(&format!(" Season {s}")),
+        _ => {}
+    }
+    if let Some(name) = field(event, &["episode.title"]) {
+        label.push_str(&format!(" · {name}"));
+    }
+    Some(label)
+}
+
+/// A TMDB page when the kind and `tmdb_id` are known, else an IMDb page for `imdb_id`.
+/// Ids are checked (digits; `tt` + digits) so data cannot steer the link elsewhere.
+pub fn link(event: &Event, media: MediaKind) -> Option<String> {
+    let tmdb = match event.value_at("media_item.tmdb_id") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match (media, tmdb) {
+        (MediaKind::Movie, Some(id)) => {
+            return Some(format!("https://www.themoviedb.org/movie/{id}"))
+        }
+        (MediaKind::Series, Some(id)) => {
+            return Some(format!("https://www.themoviedb.org/tv/{id}"))
+        }
+        _ => {}
+    }
+    let imdb = event.str_at("media_item.imdb_id")?.trim();
+    let valid = imdb.len() <= 14
+        && imdb
+            .strip_prefix("tt")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    valid.then(|| format!("https://www.imdb.com/title/{imdb}/"))
+}
+
+/// The first of `paths` holding a non-empty string or a number, flattened to one line.
+fn field(event: &Event, paths: &[&str]) -> Option<String> {
+    paths.iter().find_map(|p| match event.value_at(p)? {
+        Value::String(s) => Some(one_line(s)).filter(|s| !s.is_empty()),
+        Value::Number(n) => Some(number_text(n)),
+        _ => None,
+    })
+}
+
+/// A whole number without a fraction even when it came as a float (2021.0 → "2021").
+fn number_text(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
+        _ => n.to_string(),
+    }
+}
+
+fn number(event: &Event, paths: &[&str]) -> Option<u64> {
+    paths.iter().find_map(|p| match event.value_at(p)? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// The known ones of `paths`, ` · `-joined; a numeric `size` shown in binary units.
+fn joined(event: &Event, paths: &[&str]) -> Option<String> {
+    let parts: Vec<String> = paths
+        .iter()
+        .filter_map(|p| match event.value_at(p) {
+            Some(Value::Number(n)) if p.ends_with("size") => n.as_f64().map(human_size),
+            _ => field(event, &[p]),
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
+/// "Changed: title, year" from `changes` as an object (its keys), a list or a string.
+fn changes(event: &Event) -> Option<String> {
+    let names: Vec<String> = match event.value_at("changes")? {
+        Value::Object(o) => o.keys().map(|k| one_line(k)).collect(),
+        Value::Array(a) => a.iter().filter_map(Value::as_str).map(one_line).collect(),
+        Value::String(s) => vec![one_line(s)],
+        _ => vec![],
+    };
+    let names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
+    (!names.is_empty()).then(|| format!("Changed: {}", names.join(", ")))
+}
+
+fn playback(event: &Event, item: Option<String>, verb: &str) -> Option<String> {
+    let user = field(event, &["user.name", "user.username", "user"]);
+    match (user, item) {
+        (Some(u), Some(i)) => Some(format!("{u} {verb} {i}")),
+        (None, i) => i,
+        (Some(u), None) => Some(format!("{u} {verb}")),
+    }
+}
+
+/// The last component of a Unix or Windows path.
+fn file_name(path: &str) -> String {
+    path.rsplit(['/', '\\'])
+        .find(|p| !p.is_empty())
+        .unwrap_or(path)
+        .to_owned()
+}
+
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(name: EventName, data: Value) -> Event {
+        Event::new(name, data.as_object().cloned().unwrap_or_default())
+    }
+
+    fn dune() -> Value {
+        json!({"id": 7, "type": "movie", "title": "Dune", "year": 2021, "tmdb_id": 438631, "imdb_id": "tt1160419"})
+    }
+
+    fn office() -> Value {
+        json!({"type": "tv_show", "title": "The Office", "year": 2005, "tmdb_id": "2316"})
+    }
+
+    #[test]
+    fn media_added_names_the_kind_and_the_item() {
+        let n = notice(&event(
+            EventName::AfterMediaAdded,
+            json!({"media_item": dune()}),
+        ));
+        assert_eq!(
+            (n.title.as_str(), n.message.as_str()),
+            ("Movie added", "Dune (2021)")
+        );
+        assert_eq!(
+            n.link.as_deref(),
+            Some("https://www.themoviedb.org/movie/438631")
+        );
+        assert_eq!(n.media, MediaKind::Movie);
+        let n = notice(&event(
+            EventName::AfterMediaAdded,
+            json!({"media_item": office()}),
+        ));
+        assert_eq!(
+            (n.title.as_str(), n.message.as_str()),
+            ("Series added", "The Office (2005)")
+        );
+        assert_eq!(
+            n.link.as_deref(),
+            Some("https://www.themoviedb.org/tv/2316")
+        );
+    }
+
+    #[test]
+    fn every_event_reads_well_with_full_data() {
+        let data = json!({
+            "media_item": dune(),
+            "changes": {"title": ["Dune: Part One", "Dune"]},
+            "release": {"title": "Dune.2021.2160p.WEB-DL", "quality": "2160p", "size": 15_032_385_536u64, "indexer": "NZBgeek"},
+            "download": {"title": "Dune.2021.2160p.WEB-DL", "indexer": "NZBgeek", "download_client": "SABnzbd", "id": "d1"},
+            "release_name": "Dune.2021.2160p.WEB-DL",
+            "error_message": "disk full",
+            "file_path": "/media/movies/Dune (2021)/Dune.2021.2160p.mkv",
+            "media_file": {"resolution": "2160p", "codec": "HEVC", "size": 15_032_385_536u64},
+            "user": {"name": "alice"},
+            "position_seconds": 120,
+        });
+        let expected = [
+            (EventName::BeforeMediaAdded, "Adding movie", "Dune (2021)"),
+            (EventName::AfterMediaAdded, "Movie added", "Dune (2021)"),
+            (
+                EventName::AfterMediaUpdated,
+                "Movie updated",
+                "Dune (2021)\nChanged: title",
+            ),
+            (EventName::AfterMediaDeleted, "Movie removed", "Dune (2021)"),
+            (
+                EventName::BeforeDownloadInitiated,
+                "Grabbing release",
+                "Dune.2021.2160p.WEB-DL\n2160p · 14.0 GiB · NZBgeek\nFor Dune (2021)",
+            ),
+            (
+                EventName::AfterDownloadInitiated,
+                "Download started",
+                "Dune (2021)\nDune.2021.2160p.WEB-DL\nFrom NZBgeek via SABnzbd",
+            ),
+            (
+                EventName::OnDownloadCompleted,
+                "Download completed",
+                "Dune (2021)\nDune.2021.2160p.WEB-DL",
+            ),
+            (
+                EventName::OnDownloadFailed,
+                "Download failed",
+                "Dune (2021)\nDune.2021.2160p.WEB-DL\nError: disk full",
+            ),
+            (
+                EventName::AfterImportCompleted,
+                "Import completed",
+                "Dune (2021)\nDune.2021.2160p.mkv\n2160p · HEVC · 14.0 GiB",
+            ),
+            (
+                EventName::OnImportFailed,
+                "Import failed",
+                "Dune (2021)\nDune.2021.2160p.mkv\nError: disk full",
+            ),
+            (
+                EventName::OnPlaybackStarted,
+                "Playback started",
+                "alice is watching Dune (2021)",
+            ),
+            (
+                EventName::OnPlaybackFinished,
+                "Playback finished",
+                "alice finished Dune (2021)",
+            ),
+        ];
+        assert_eq!(
+            expected.len() + 1,
+            EventName::ALL.len(),
+            "every event but plugin health is listed"
+        );
+        for (name, title, message) in expected {
+            let n = notice(&event(name, data.clone()));
+            assert_eq!(
+                (n.title.as_str(), n.message.as_str()),
+                (title, message),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_event_copes_with_missing_or_odd_data() {
+        let odd = json!({"media_item": {"title": 42, "year": null, "type": ["x"]}, "user": [1], "changes": 3, "file_path": {}});
+        for data in [json!({}), json!(null), odd] {
+            for name in EventName::ALL {
+                let n = notice(&event(*name, data.clone()));
+                assert!(
+                    !n.title.is_empty() && !n.message.is_empty(),
+                    "{name}: {n:?}"
+                );
+                assert!(!n.title.contains('\n'), "{name}");
+            }
+        }
+        let n = notice(&event(EventName::AfterMediaAdded, json!({})));
+        assert_eq!(
+            (n.title.as_str(), n.message.as_str()),
+            ("Media added", "A movie or series was added to the library")
+        );
+        let n = notice(&event(
+            EventName::OnImportFailed,
+            json!({"error_message": "no space"}),
+        ));
+        assert_eq!(n.message, "Error: no space");
+        assert_eq!(n.tone, Tone::Failure);
+    }
+
+    #[test]
+    fn plugin_health_says_which_plugin_and_why() {
+        let data = json!({"plugin": "ntfy_alerts", "from": "closed", "to": "open", "reason": "5 failures in 20 calls"});
+        let n = notice(&event(EventName::OnPluginHealthChanged, data));
+        assert_eq!(n.title, "Plugin failing: ntfy_alerts");
+        assert_eq!(n.message, "closed → open\n5 failures in 20 calls");
+        assert_eq!(n.tone, Tone::Failure);
+        let n = notice(&event(
+            EventName::OnPluginHealthChanged,
+            json!({"instance": "tg", "state": "closed"}),
+        ));
+        assert_eq!(
+            (n.title.as_str(), n.message.as_str(), n.tone),
+            ("Plugin recovered: tg", "Now closed", Tone::Success)
+        );
+        let n = notice(&event(EventName::OnPluginHealthChanged, json!({})));
+        assert_eq!(n.title, "Plugin health changed");
+    }
+
+    #[test]
+    fn labels_episodes_and_float_years() {
+        let data = json!({"media_item": {"title": "The Office", "year": 2005.0, "type": "episode"},
+                          "episode": {"season_number": 2, "episode_number": 3, "title": "The Dundies"}});
+        let n = notice(&event(EventName::OnDownloadCompleted, data));
+        assert_eq!(n.message, "The Office (2005) S02E03 · The Dundies");
+        let same_year = json!({"media_item": {"title": "Dune (2021)", "year": 2021}});
+        assert_eq!(
+            notice(&event(EventName::AfterMediaAdded, same_year)).message,
+            "Dune (2021)"
+        );
+    }
+
+    #[test]
+    fn data_cannot_inject_lines_or_links() {
+        let data = json!({"media_item": {"title": "Evil\r\nTitle\u{7}", "type": "movie", "tmdb_id": "1/../x", "imdb_id": "tt12 javascript:"}});
+        let n = notice(&event(EventName::AfterMediaAdded, data));
+        assert_eq!(n.message, "Evil Title");
+        assert_eq!(n.link, None);
+        let imdb_only =
+            json!({"media_item": {"title": "X", "imdb_id": "tt0133093", "tmdb_id": 603}});
+        let n = notice(&event(EventName::AfterMediaAdded, imdb_only));
+        assert_eq!(
+            n.link.as_deref(),
+            Some("https://www.imdb.com/title/tt0133093/"),
+            "unknown kind: TMDB path unknown"
+        );
+    }
+}
