@@ -58,6 +58,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for w in &config.warnings {
+        tracing::warn!(target: "config", "{w}");
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Check { test } => check(config, test),

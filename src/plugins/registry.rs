@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::Problems;
 use crate::event::EventName;
+use crate::plugins::notification::log::LogConfig;
 use crate::plugins::notification::ntfy::NtfyConfig;
 
 /// A plugin type, as written in `type:` (or as the instance key when `type:` is absent).
@@ -15,23 +16,26 @@ use crate::plugins::notification::ntfy::NtfyConfig;
 pub enum PluginKind {
     /// ntfy.sh or a self-hosted ntfy server.
     Ntfy,
+    /// Writes notifications to the service log (trying things out, debugging hooks).
+    Log,
 }
 
 impl PluginKind {
     /// Every plugin type.
-    pub const ALL: &'static [PluginKind] = &[PluginKind::Ntfy];
+    pub const ALL: &'static [PluginKind] = &[PluginKind::Ntfy, PluginKind::Log];
 
     /// The name used in `type:`.
     pub fn as_str(self) -> &'static str {
         match self {
             PluginKind::Ntfy => "ntfy",
+            PluginKind::Log => "log",
         }
     }
 
     /// `notification`, `webhook` or `enrichment`.
     pub fn role(self) -> &'static str {
         match self {
-            PluginKind::Ntfy => "notification",
+            PluginKind::Ntfy | PluginKind::Log => "notification",
         }
     }
 
@@ -49,6 +53,7 @@ impl PluginKind {
                 EventName::OnDownloadCompleted,
                 EventName::AfterImportCompleted,
             ],
+            PluginKind::Log => EventName::ALL.to_vec(),
         }
     }
 
@@ -59,6 +64,7 @@ impl PluginKind {
     ) -> Result<PluginSettings, serde_yaml::Error> {
         Ok(match self {
             PluginKind::Ntfy => PluginSettings::Ntfy(serde_yaml::from_value(value)?),
+            PluginKind::Log => PluginSettings::Log(serde_yaml::from_value(value)?),
         })
     }
 
@@ -90,6 +96,8 @@ pub struct CommonSettings {
 pub enum PluginSettings {
     /// ntfy.
     Ntfy(NtfyConfig),
+    /// log.
+    Log(LogConfig),
 }
 
 impl PluginSettings {
@@ -97,6 +105,7 @@ impl PluginSettings {
     pub fn validate(&self, path: &str, common: &CommonSettings, problems: &mut Problems) {
         match self {
             PluginSettings::Ntfy(c) => c.validate(path, common, problems),
+            PluginSettings::Log(c) => c.validate(path, common, problems),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::event::EventName;
 use crate::plugins::actor::{self, PluginHandle};
+use crate::plugins::notification::log::Log;
 use crate::plugins::notification::ntfy::Ntfy;
 use crate::plugins::registry::PluginSettings;
 use crate::plugins::{AsNotification, PluginConfig, PluginError, Role};
@@ -94,6 +95,12 @@ impl InstanceSpec {
                 let c = c.clone();
                 InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
                     Ok(AsNotification(Ntfy::new(c.clone())?))
+                })
+            }
+            PluginSettings::Log(c) => {
+                let c = c.clone();
+                InstanceSpec::new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    AsNotification(Log::new(c.clone()))
                 })
             }
         };

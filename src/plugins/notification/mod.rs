@@ -1,5 +1,6 @@
 //! Notification plugins: one file per service, plus the message text and text limits they share.
 
 pub mod format;
+pub mod log;
 pub mod ntfy;
 pub mod text;
