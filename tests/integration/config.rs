@@ -55,6 +55,7 @@ fn ntfy(config: &Config, instance: &str) -> mydia_plugins::plugins::notification
     assert_eq!(p.kind, PluginKind::Ntfy);
     match &p.settings {
         PluginSettings::Ntfy(c) => c.clone(),
+        other => panic!("{instance} is not ntfy: {other:?}"),
     }
 }
 
