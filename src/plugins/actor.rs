@@ -19,9 +19,11 @@ use crate::plugins::{ConnectionReport, Outcome, PluginContext, PluginError, Role
 #[derive(Message)]
 #[rtype(result = "Result<Reply, PluginError>")]
 pub enum Call {
-    /// Run the plugin's main call (notify, send_webhook or enrich) for this event, within
-    /// the timeout (the actor drops a call that outlives it, so a hung call leaks nothing).
-    Deliver(Arc<Event>, Duration),
+    /// Run the plugin's main call (notify, send_webhook or enrich) for each event, all at
+    /// once, each within the timeout (the actor drops a call that outlives it, so a hung
+    /// call leaks nothing). A batch costs one cross-thread round trip however many events
+    /// it carries; answers come back in the same order.
+    Deliver(Vec<Arc<Event>>, Duration),
     /// Run `test_connection`.
     Test,
     /// Answer at once: proves the actor's thread is not blocked.
@@ -31,8 +33,8 @@ pub enum Call {
 /// A plugin actor's answer.
 #[derive(Debug)]
 pub enum Reply {
-    /// The main call succeeded.
-    Outcome(Outcome),
+    /// One result per delivered event, in order.
+    Outcomes(Vec<Result<Outcome, PluginError>>),
     /// `test_connection` succeeded.
     Report(ConnectionReport),
     /// The actor is alive.
@@ -98,13 +100,19 @@ impl<R: Role> Handler<Call> for PluginActor<R> {
         Box::pin(async move {
             let work = async {
                 match msg {
-                    Call::Deliver(event, timeout) => {
-                        match tokio::time::timeout(timeout + CANCEL_GRACE, role.call(&cx, &event))
-                            .await
-                        {
-                            Ok(r) => r.map(Reply::Outcome),
-                            Err(_) => Err(PluginError::Timeout { after: timeout }),
-                        }
+                    Call::Deliver(events, timeout) => {
+                        let (role, cx) = (&role, &cx);
+                        let each = events.iter().map(|event| async move {
+                            let call = AssertUnwindSafe(role.call(cx, event)).catch_unwind();
+                            match tokio::time::timeout(timeout + CANCEL_GRACE, call).await {
+                                Ok(Ok(r)) => r,
+                                Ok(Err(panic)) => Err(PluginError::Panicked {
+                                    message: panic_message(&panic),
+                                }),
+                                Err(_) => Err(PluginError::Timeout { after: timeout }),
+                            }
+                        });
+                        Ok(Reply::Outcomes(futures::future::join_all(each).await))
                     }
                     Call::Test => role.test(&cx).await.map(Reply::Report),
                     Call::Ping => Ok(Reply::Pong),

@@ -6,15 +6,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 use serde_json::json;
-use tokio::sync::oneshot;
 
 use super::breaker::{Admission, BreakerState, Transition};
 use super::restart::RestartDecision;
-use super::slot::Pending;
+use super::slot::{Pending, Waiter};
 use super::{DeliveryReport, HealthChanged, PluginSupervisor, ShutdownReport, TestError};
 use crate::event::{Event, EventName};
 use crate::plugins::actor::{Call, Reply};
-use crate::plugins::{ConnectionReport, PluginError};
+use crate::plugins::{ConnectionReport, Outcome, PluginError};
 
 /// A crash on the same event this many times and the event is dropped (a poison event
 /// must not restart a plugin forever).
@@ -27,8 +26,6 @@ const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(5);
 /// Pause after a transient failure before the held delivery is retried, doubling.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 const MAX_PAUSE: Duration = Duration::from_secs(300);
-
-type Waiter = Option<oneshot::Sender<DeliveryReport>>;
 
 fn report(plugin: &str, status: &'static str, took: Duration) -> DeliveryReport {
     DeliveryReport {
@@ -115,37 +112,77 @@ impl PluginSupervisor {
         !matches!(admission, Admission::Refused(_))
     }
 
+    /// Queue one delivery in the instance's outbox; the outbox goes out as one batch
+    /// when the current mailbox turn is over (see [`PluginSupervisor::flush`]).
     fn send(&mut self, idx: usize, pending: Pending, waiter: Waiter, ctx: &mut Context<Self>) {
         let slot = &mut self.slots[idx];
-        let Some(handle) = &slot.handle else {
+        if slot.handle.is_none() {
             slot.breaker.record_neutral();
             return self.hold(idx, pending, waiter);
-        };
+        }
         slot.in_flight += 1;
-        let generation = slot.generation;
-        let timeout = slot.timeout;
-        let call = handle
-            .recipient
-            .send(Call::Deliver(Arc::clone(&pending.event), timeout));
-        let started = Instant::now();
-        let fut = async move {
-            match tokio::time::timeout(timeout, call).await {
-                Err(_) => Err(PluginError::Timeout { after: timeout }),
-                Ok(Err(_mailbox)) => Err(PluginError::Unresponsive),
-                Ok(Ok(result)) => result,
-            }
-        };
-        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            act.finished(
-                idx,
-                generation,
-                pending,
-                waiter,
-                result,
-                started.elapsed(),
-                ctx,
-            );
-        }));
+        if slot.outbox.is_empty() {
+            self.dirty.push(idx);
+        }
+        slot.outbox.push((pending, waiter));
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.notify(super::Flush);
+        }
+    }
+
+    /// Send every outbox as one batch per instance: one cross-thread round trip for many
+    /// deliveries, and one future in this actor's context per batch, not per delivery.
+    pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        for idx in std::mem::take(&mut self.dirty) {
+            let slot = &mut self.slots[idx];
+            let batch = std::mem::take(&mut slot.outbox);
+            let Some(handle) = &slot.handle else {
+                // Crashed between queueing and sending: back to the backlog, in order.
+                slot.in_flight -= batch.len() as u32;
+                for (pending, waiter) in batch {
+                    self.hold(idx, pending, waiter);
+                }
+                continue;
+            };
+            let (generation, timeout) = (slot.generation, slot.timeout);
+            let events = batch.iter().map(|(p, _)| Arc::clone(&p.event)).collect();
+            let call = handle.recipient.send(Call::Deliver(events, timeout));
+            let started = Instant::now();
+            let fut = async move {
+                match tokio::time::timeout(timeout, call).await {
+                    Err(_) => Err(PluginError::Timeout { after: timeout }),
+                    Ok(Err(_mailbox)) => Err(PluginError::Unresponsive),
+                    Ok(Ok(Ok(Reply::Outcomes(results)))) => Ok(results),
+                    Ok(Ok(Ok(_))) => Err(PluginError::Unresponsive),
+                    Ok(Ok(Err(e))) => Err(e),
+                }
+            };
+            ctx.spawn(fut.into_actor(self).map(move |results, act, ctx| {
+                let took = started.elapsed();
+                match results {
+                    Ok(results) => {
+                        for ((pending, waiter), result) in batch.into_iter().zip(results) {
+                            act.finished(idx, generation, pending, waiter, result, took, ctx);
+                        }
+                    }
+                    Err(e) => {
+                        for (pending, waiter) in batch {
+                            act.finished(
+                                idx,
+                                generation,
+                                pending,
+                                waiter,
+                                Err(e.clone()),
+                                took,
+                                ctx,
+                            );
+                        }
+                    }
+                }
+            }));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -155,7 +192,7 @@ impl PluginSupervisor {
         generation: u64,
         mut pending: Pending,
         waiter: Waiter,
-        result: Result<Reply, PluginError>,
+        result: Result<Outcome, PluginError>,
         took: Duration,
         ctx: &mut Context<Self>,
     ) {
@@ -165,13 +202,13 @@ impl PluginSupervisor {
         slot.in_flight = slot.in_flight.saturating_sub(1);
         let name = slot.spec.name.clone();
         match result {
-            Ok(reply_) => {
+            Ok(outcome) => {
                 slot.stats.delivered += 1;
                 slot.stats.last_delivered_at = Some(Utc::now());
                 slot.pause_streak = 0;
-                let detail = match reply_ {
-                    Reply::Outcome(crate::plugins::Outcome::Delivered(d)) => Some(d.detail),
-                    _ => None,
+                let detail = match outcome {
+                    Outcome::Delivered(d) => Some(d.detail),
+                    Outcome::Enriched(_) => None,
                 };
                 if current {
                     if let Some(t) = slot.breaker.record_success() {

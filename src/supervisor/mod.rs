@@ -131,7 +131,15 @@ pub struct PluginSupervisor {
     health_sink: Option<Recipient<HealthChanged>>,
     shutting_down: bool,
     shutdown_waiter: Option<oneshot::Sender<ShutdownReport>>,
+    /// Instances with a non-empty outbox.
+    dirty: Vec<usize>,
+    flush_scheduled: bool,
 }
+
+/// Send the outboxes (posted to itself at the end of a mailbox turn).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
 
 impl PluginSupervisor {
     /// A supervisor for these instances; their index in `specs` is their target index.
@@ -165,6 +173,7 @@ impl PluginSupervisor {
                 pinging: false,
                 in_flight: 0,
                 backlog: Default::default(),
+                outbox: Vec::new(),
                 next_seq: 0,
                 timeout: spec.timeout.unwrap_or(config.delivery_timeout),
                 max_in_flight: spec.max_in_flight.unwrap_or(config.max_in_flight).max(1),
@@ -177,6 +186,8 @@ impl PluginSupervisor {
             health_sink: None,
             shutting_down: false,
             shutdown_waiter: None,
+            dirty: Vec::new(),
+            flush_scheduled: false,
         }
     }
 }
@@ -248,6 +259,14 @@ impl Handler<DeliverAndWait> for PluginSupervisor {
             }
             reports
         })
+    }
+}
+
+impl Handler<Flush> for PluginSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        self.flush(ctx);
     }
 }
 

@@ -2,8 +2,10 @@
 //! and the status the API shows.
 
 use std::collections::VecDeque;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -23,6 +25,9 @@ pub(crate) struct Pending {
     pub crashes: u32,
     pub queued_at: Instant,
 }
+
+/// Where a waiting caller (`emit_sync`) gets this delivery's report.
+pub(crate) type Waiter = Option<oneshot::Sender<super::DeliveryReport>>;
 
 /// Per-instance counters.
 #[derive(Debug, Default, Clone)]
@@ -51,6 +56,8 @@ pub(crate) struct Slot {
     pub pinging: bool,
     pub in_flight: u32,
     pub backlog: VecDeque<Pending>,
+    /// Deliveries admitted in this mailbox turn, sent as one batch at its end.
+    pub outbox: Vec<(Pending, Waiter)>,
     pub next_seq: u64,
     /// The spec's timeout, or the supervision default.
     pub timeout: Duration,

@@ -219,7 +219,9 @@ async fn rate_limit_pauses_without_counting_a_failure_and_keeps_order() {
     let ids = emit_n(&h, 3).await;
     assert!(
         wait_until(LONG, || async {
-            state(&h, "limited").await.held == Some("rate_limited")
+            let s = state(&h, "limited").await;
+            // Everything answered 429 and sits in the backlog (none still in flight).
+            s.held == Some("rate_limited") && s.in_flight == 0 && s.queued == 3
         })
         .await
     );
@@ -256,7 +258,8 @@ async fn unauthorized_marks_misconfigured_until_a_connection_test_passes() {
     emit_n(&h, 3).await;
     assert!(
         wait_until(LONG, || async {
-            state(&h, "ntfy").await.state == "misconfigured"
+            let s = state(&h, "ntfy").await;
+            s.state == "misconfigured" && s.in_flight == 0
         })
         .await
     );
