@@ -1,0 +1,362 @@
+//! The sandboxed Luau VM: read-only libraries, one environment per script, limits on every call.
+//!
+//! What a script can reach: Luau's base library minus `require`, `load`, `loadstring`,
+//! `dofile`, `loadfile`, `getfenv`, `setfenv`; `string`, `table`, `math`, `utf8`, `bit32`,
+//! `coroutine`, `buffer`; `os` cut down to `clock`, `time` and `date`; no `io`, `debug` or
+//! `package`. Chunks load in text mode only, so no bytecode. After `Lua::sandbox(true)`
+//! every library table and the global table are read-only, so `string.upper = nil` fails
+//! instead of breaking the next script. Each script gets its own environment whose reads
+//! fall through to the globals, so two scripts' globals never clash.
+//!
+//! Limits: the wall-clock budget is enforced in Luau's interrupt, which fires at calls,
+//! loop back-edges and inside the pattern matcher (so a runaway `string.find` stops too,
+//! which PUC Lua's instruction hooks cannot do). Memory is capped for the whole VM.
+//!
+//! Added globals: `reject(reason)`, `log.info/warn/error(...)` (and `print`, as info),
+//! `json.null` and `json.array(t)`; see `convert.rs` for what they mean on the way back.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use chrono::SecondsFormat;
+use mlua::chunk::ChunkMode;
+use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value, Variadic, VmState};
+use serde_json::Value as Json;
+
+use crate::config::HooksConfig;
+use crate::event::{Event, EventData};
+
+use super::convert::{self, ConvertError};
+use super::discover::HookFile;
+use super::error::HookError;
+
+/// Globals a hook must not reach: code loading, file access, environment tampering.
+const REMOVED_GLOBALS: &[&str] = &[
+    "require", "load", "loadstring", "dofile", "loadfile", "getfenv", "setfenv", "debug", "io", "package",
+];
+
+/// The only `os` functions kept: none of them reaches outside the process.
+const KEPT_OS: &[&str] = &["clock", "time", "date"];
+
+/// Longest text accepted from `log.*` or `reject`, so one script cannot flood the logs.
+const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// One Luau VM with the hook globals installed and the limits armed.
+pub struct Sandbox {
+    lua: Lua,
+    calls: Rc<CallState>,
+    /// The real (read-only) global table, which every script environment reads through.
+    globals: Table,
+    array_mt: Table,
+    timeout: Duration,
+    memory_limit: usize,
+}
+
+/// A script compiled into its own environment; `func` is its global `hook`.
+pub struct CompiledHook {
+    name: Rc<str>,
+    func: Function,
+}
+
+/// What one successful call decided.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// `nil` returned: keep the data as it was.
+    Unchanged,
+    /// The event came back; this is its new data.
+    Changed(EventData),
+    /// `reject(reason)` was called.
+    Rejected(String),
+}
+
+/// What the Rust callbacks and the interrupt need to know about the call in progress.
+#[derive(Default)]
+struct CallState {
+    deadline: Cell<Option<Instant>>,
+    timed_out: Cell<bool>,
+    rejection: RefCell<Option<String>>,
+    hook: RefCell<Rc<str>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("time budget exceeded")]
+struct OutOfTime;
+
+#[derive(Debug, thiserror::Error)]
+#[error("event rejected")]
+struct RejectSignal;
+
+impl Sandbox {
+    /// A fresh VM with `config`'s time and memory limits.
+    pub fn new(config: &HooksConfig) -> Result<Sandbox, HookError> {
+        Sandbox::build(config).map_err(|e| HookError::Vm(message(&e)))
+    }
+
+    fn build(config: &HooksConfig) -> mlua::Result<Sandbox> {
+        let libs = StdLib::STRING
+            | StdLib::TABLE
+            | StdLib::MATH
+            | StdLib::UTF8
+            | StdLib::BIT
+            | StdLib::OS
+            | StdLib::COROUTINE
+            | StdLib::BUFFER;
+        // Without this a script's `pcall` would swallow a Rust panic; we want panics to
+        // reach the actor, which rebuilds the VM.
+        let lua = Lua::new_with(libs, LuaOptions::new().catch_rust_panics(false))?;
+        let calls = Rc::new(CallState::default());
+        let globals = lua.globals();
+        for name in REMOVED_GLOBALS {
+            globals.raw_set(*name, Value::Nil)?;
+        }
+        let os: Table = globals.raw_get("os")?;
+        let safe_os = lua.create_table()?;
+        for name in KEPT_OS {
+            safe_os.raw_set(*name, os.raw_get::<Value>(*name)?)?;
+        }
+        globals.raw_set("os", safe_os)?;
+
+        let array_mt = lua.create_table()?;
+        globals.raw_set("json", json_table(&lua, &array_mt)?)?;
+        globals.raw_set("reject", reject_function(&lua, &calls)?)?;
+        let log = lua.create_table()?;
+        for level in ["info", "warn", "error"] {
+            log.raw_set(level, log_function(&lua, &calls, level)?)?;
+        }
+        globals.raw_set("log", log)?;
+        globals.raw_set("print", log_function(&lua, &calls, "info")?)?;
+
+        // Makes the globals and every library table in them read-only.
+        lua.sandbox(true)?;
+        array_mt.set_readonly(true);
+        lua.set_memory_limit(config.memory_limit_bytes)?;
+        let state = Rc::clone(&calls);
+        lua.set_interrupt(move |_| match state.deadline.get() {
+            Some(deadline) if Instant::now() >= deadline => {
+                state.timed_out.set(true);
+                Err(mlua::Error::external(OutOfTime))
+            }
+            _ => Ok(VmState::Continue),
+        });
+        Ok(Sandbox {
+            lua,
+            calls,
+            globals,
+            array_mt,
+            timeout: config.timeout,
+            memory_limit: config.memory_limit_bytes,
+        })
+    }
+
+    /// Compile `file` into its own environment and run its top level (under the same limits).
+    pub fn compile(&self, file: &HookFile) -> Result<CompiledHook, HookError> {
+        let name: Rc<str> = Rc::from(file.name.as_str());
+        let env = self.script_env().map_err(|e| self.classify(e))?;
+        let chunk = self
+            .lua
+            .load(file.source.as_str())
+            .set_name(format!("={}", file.name))
+            .set_mode(ChunkMode::Text)
+            .set_environment(env.clone())
+            .into_function()
+            .map_err(|e| match e {
+                mlua::Error::SyntaxError { .. } => HookError::Compile(message(&e)),
+                other => self.classify(other),
+            })?;
+        self.begin(&name);
+        let ran = chunk.call::<()>(());
+        self.end();
+        // `reject` at the top level has no event to reject.
+        self.calls.rejection.take();
+        ran.map_err(|e| self.classify(e))?;
+        match env.raw_get::<Value>("hook") {
+            Ok(Value::Function(func)) => Ok(CompiledHook { name, func }),
+            _ => Err(HookError::NoHookFunction),
+        }
+    }
+
+    /// Call `hook(event)` with `data` as the event's data.
+    pub fn call(&self, hook: &CompiledHook, event: &Event, data: &EventData) -> Result<Outcome, HookError> {
+        self.begin(&hook.name);
+        let result = self.invoke(hook, event, data);
+        self.end();
+        // `reject` wins even if the script caught the error it raised.
+        if let Some(reason) = self.calls.rejection.take() {
+            return Ok(Outcome::Rejected(reason));
+        }
+        let value = result?;
+        if self.calls.timed_out.get() {
+            // It caught the timeout error and returned anyway: still over budget.
+            return Err(HookError::Timeout(self.timeout));
+        }
+        self.read_return(value)
+    }
+
+    /// True when, after a collection, most of the memory limit is still in use: some
+    /// script is hoarding data in its globals and only a fresh VM will free it.
+    pub fn memory_exhausted(&self) -> bool {
+        let _ = self.lua.gc_collect();
+        self.lua.used_memory() > self.memory_limit / 4 * 3
+    }
+
+    fn invoke(&self, hook: &CompiledHook, event: &Event, data: &EventData) -> Result<Value, HookError> {
+        let table = self.event_table(event, data).map_err(|e| match e {
+            ConvertError::Lua(e) => self.classify(e),
+            other => HookError::BadInput(other.to_string()),
+        })?;
+        hook.func.call::<Value>(table).map_err(|e| self.classify(e))
+    }
+
+    fn event_table(&self, event: &Event, data: &EventData) -> Result<Table, ConvertError> {
+        let table = self.lua.create_table_with_capacity(0, 4)?;
+        table.raw_set("name", event.name.as_str())?;
+        table.raw_set("id", event.id.as_str())?;
+        table.raw_set("timestamp", event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true))?;
+        table.raw_set("data", convert::object_to_lua(&self.lua, &self.array_mt, data)?)?;
+        Ok(table)
+    }
+
+    /// Only `event.data` is read back: name, id and timestamp are read-only by construction.
+    fn read_return(&self, value: Value) -> Result<Outcome, HookError> {
+        let table = match value {
+            Value::Nil => return Ok(Outcome::Unchanged),
+            Value::Table(table) => table,
+            other => {
+                return Err(HookError::BadReturn(format!(
+                    "the hook returned a {}; return the event or nil",
+                    other.type_name()
+                )))
+            }
+        };
+        let data = match table.raw_get::<Value>("data").map_err(|e| self.classify(e))? {
+            Value::Table(data) => data,
+            other => return Err(HookError::BadReturn(format!("event.data is a {}, not a table", other.type_name()))),
+        };
+        // The estimate of the result's size may not exceed what the VM itself could hold.
+        match convert::from_lua(Value::Table(data), &self.array_mt, self.memory_limit) {
+            Ok(Json::Object(map)) => Ok(Outcome::Changed(map)),
+            Ok(_) => Err(HookError::BadReturn("event.data became an array; it must stay an object".into())),
+            Err(ConvertError::Lua(e)) => Err(self.classify(e)),
+            Err(e) => Err(HookError::BadReturn(e.to_string())),
+        }
+    }
+
+    /// Writes stay in the script's own table; reads fall through to the read-only globals.
+    fn script_env(&self) -> mlua::Result<Table> {
+        let env = self.lua.create_table()?;
+        let meta = self.lua.create_table()?;
+        meta.raw_set("__index", self.globals.clone())?;
+        meta.set_readonly(true);
+        env.set_metatable(Some(meta))?;
+        // As Luau's own sandboxed threads do: lets the compiler resolve builtins fast.
+        env.set_safeenv(true);
+        Ok(env)
+    }
+
+    fn begin(&self, hook: &Rc<str>) {
+        self.calls.deadline.set(Some(Instant::now() + self.timeout));
+        self.calls.timed_out.set(false);
+        self.calls.rejection.take();
+        *self.calls.hook.borrow_mut() = Rc::clone(hook);
+    }
+
+    fn end(&self) {
+        self.calls.deadline.set(None);
+    }
+
+    fn classify(&self, err: mlua::Error) -> HookError {
+        if is_memory_error(&err) {
+            // Free what the failed call left behind before the next hook needs the room.
+            let _ = self.lua.gc_collect();
+            return HookError::Memory {
+                limit: self.memory_limit,
+            };
+        }
+        if self.calls.timed_out.get() {
+            return HookError::Timeout(self.timeout);
+        }
+        HookError::Runtime(message(&err))
+    }
+}
+
+fn json_table(lua: &Lua, array_mt: &Table) -> mlua::Result<Table> {
+    let json = lua.create_table()?;
+    json.raw_set("null", Value::NULL)?;
+    let mt = array_mt.clone();
+    let array = lua.create_function(move |lua, table: Option<Table>| {
+        let table = match table {
+            Some(table) => table,
+            None => lua.create_table()?,
+        };
+        table.set_metatable(Some(mt.clone()))?;
+        Ok(table)
+    })?;
+    json.raw_set("array", array)?;
+    Ok(json)
+}
+
+fn reject_function(lua: &Lua, calls: &Rc<CallState>) -> mlua::Result<Function> {
+    let calls = Rc::clone(calls);
+    lua.create_function(move |_, args: Variadic<Value>| {
+        let reason = match args.first() {
+            None | Some(Value::Nil) => "no reason given".to_owned(),
+            Some(_) => render(&args),
+        };
+        calls.rejection.borrow_mut().get_or_insert(reason);
+        // Raised so the script stops here; `call` reports the rejection, not this error.
+        Err::<(), _>(mlua::Error::external(RejectSignal))
+    })
+}
+
+fn log_function(lua: &Lua, calls: &Rc<CallState>, level: &'static str) -> mlua::Result<Function> {
+    let calls = Rc::clone(calls);
+    lua.create_function(move |_, args: Variadic<Value>| {
+        let text = render(&args);
+        let hook = calls.hook.borrow();
+        match level {
+            "error" => tracing::error!(target: "hooks", hook = %hook, "{text}"),
+            "warn" => tracing::warn!(target: "hooks", hook = %hook, "{text}"),
+            _ => tracing::info!(target: "hooks", hook = %hook, "{text}"),
+        }
+        Ok(())
+    })
+}
+
+/// Arguments joined by spaces, as `tostring` would show them, capped in length.
+fn render(args: &[Value]) -> String {
+    let mut text = args
+        .iter()
+        .map(|v| v.to_string().unwrap_or_else(|_| v.type_name().to_owned()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some((cut, _)) = text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+fn is_memory_error(err: &mlua::Error) -> bool {
+    match err {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        _ => false,
+    }
+}
+
+/// The innermost, first-line message: what a user needs in a log line, without the traceback.
+fn message(err: &mlua::Error) -> String {
+    let text = match err {
+        mlua::Error::CallbackError { cause, .. } => return message(cause),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(msg) | mlua::Error::MemoryError(msg) => msg.clone(),
+        other => other.to_string(),
+    };
+    let first = text.split("\nstack traceback:").next().unwrap_or_default().trim_end();
+    let mut out: String = first.chars().take(MAX_MESSAGE_CHARS).collect();
+    if out.len() < first.len() {
+        out.push('…');
+    }
+    out
+}
