@@ -54,6 +54,7 @@ pub struct Sandbox {
 }
 
 /// A script compiled into its own environment; `func` is its global `hook`.
+#[derive(Debug)]
 pub struct CompiledHook {
     name: Rc<str>,
     func: Function,
@@ -225,13 +226,13 @@ impl Sandbox {
             other => {
                 return Err(HookError::BadReturn(format!(
                     "the hook returned a {}; return the event or nil",
-                    other.type_name()
+                    type_of(&other)
                 )))
             }
         };
         let data = match table.raw_get::<Value>("data").map_err(|e| self.classify(e))? {
             Value::Table(data) => data,
-            other => return Err(HookError::BadReturn(format!("event.data is a {}, not a table", other.type_name()))),
+            other => return Err(HookError::BadReturn(format!("event.data is a {}, not a table", type_of(&other)))),
         };
         // The estimate of the result's size may not exceed what the VM itself could hold.
         match convert::from_lua(Value::Table(data), &self.array_mt, self.memory_limit) {
@@ -337,6 +338,14 @@ fn render(args: &[Value]) -> String {
     text
 }
 
+/// The type name a Lua user knows: mlua calls whole numbers "integer", Luau does not.
+fn type_of(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) => "number",
+        other => other.type_name(),
+    }
+}
+
 fn is_memory_error(err: &mlua::Error) -> bool {
     match err {
         mlua::Error::MemoryError(_) => true,
@@ -359,4 +368,185 @@ fn message(err: &mlua::Error) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventName;
+    use serde_json::json;
+
+    fn config(timeout_ms: u64) -> HooksConfig {
+        HooksConfig {
+            timeout: Duration::from_millis(timeout_ms),
+            ..HooksConfig::default()
+        }
+    }
+
+    fn file(name: &str, source: &str) -> HookFile {
+        HookFile {
+            event: EventName::AfterMediaAdded,
+            name: format!("after_media_added/{name}"),
+            file: name.to_owned(),
+            path: name.into(),
+            priority: 999,
+            source: source.to_owned(),
+        }
+    }
+
+    fn event(data: serde_json::Value) -> Event {
+        Event::new(EventName::AfterMediaAdded, data.as_object().unwrap().clone())
+    }
+
+    fn run(sandbox: &Sandbox, source: &str, data: serde_json::Value) -> Result<Outcome, HookError> {
+        let hook = sandbox.compile(&file("t.lua", source))?;
+        let ev = event(data);
+        sandbox.call(&hook, &ev, &ev.data)
+    }
+
+    fn changed(outcome: Result<Outcome, HookError>) -> serde_json::Value {
+        match outcome {
+            Ok(Outcome::Changed(map)) => serde_json::Value::Object(map),
+            other => panic!("expected changed data, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dangerous_globals_are_gone() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let probe = r#"
+            function hook(event)
+                local seen = {}
+                for _, name in ipairs({"require", "load", "loadstring", "dofile", "loadfile",
+                        "getfenv", "setfenv", "debug", "io", "package"}) do
+                    seen[name] = type(_G[name])
+                end
+                local os_names = {}
+                for k in pairs(os) do table.insert(os_names, k) end
+                table.sort(os_names)
+                event.data.seen = seen
+                event.data.os = os_names
+                return event
+            end"#;
+        let out = changed(run(&sandbox, probe, json!({})));
+        for (name, kind) in out["seen"].as_object().unwrap() {
+            assert_eq!(kind, "nil", "{name} is reachable");
+        }
+        assert_eq!(out["os"], json!(["clock", "date", "time"]));
+    }
+
+    #[test]
+    fn libraries_and_globals_are_read_only() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        for code in ["string.upper = nil", "string.x = 1", "_G.x = 1", "json.null = 1", "log.info = print"] {
+            let source = format!("function hook(event) {code} end");
+            match run(&sandbox, &source, json!({})) {
+                Err(HookError::Runtime(msg)) => assert!(msg.contains("readonly"), "{code}: {msg}"),
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        let out = changed(run(&sandbox, "function hook(e) e.data.t = string.upper('ok'); return e end", json!({})));
+        assert_eq!(out["t"], "OK");
+    }
+
+    #[test]
+    fn scripts_have_separate_globals() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let a = sandbox
+            .compile(&file("a.lua", "counter = 'a'; function hook(e) e.data.a = counter; return e end"))
+            .unwrap();
+        let b = sandbox
+            .compile(&file("b.lua", "counter = 'b'; function hook(e) e.data.b = counter; return e end"))
+            .unwrap();
+        let ev = event(json!({}));
+        let Ok(Outcome::Changed(after_a)) = sandbox.call(&a, &ev, &ev.data) else { panic!() };
+        let Ok(Outcome::Changed(after_b)) = sandbox.call(&b, &ev, &after_a) else { panic!() };
+        assert_eq!(serde_json::Value::Object(after_b), json!({"a": "a", "b": "b"}));
+    }
+
+    #[test]
+    fn bytecode_and_missing_hook_are_load_errors() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let err = sandbox.compile(&file("bin.lua", "\u{6}\u{3}\0\0garbage")).unwrap_err();
+        assert!(matches!(err, HookError::Compile(ref m) if m.contains("binary chunk")), "{err:?}");
+        let err = sandbox.compile(&file("none.lua", "local function hook(e) end")).unwrap_err();
+        assert_eq!(err, HookError::NoHookFunction);
+        let err = sandbox.compile(&file("syntax.lua", "function hook(e)")).unwrap_err();
+        assert!(matches!(err, HookError::Compile(ref m) if m.contains("syntax.lua")), "{err:?}");
+    }
+
+    #[test]
+    fn endless_top_level_code_times_out_at_load() {
+        let sandbox = Sandbox::new(&config(50)).unwrap();
+        let err = sandbox.compile(&file("loop.lua", "while true do end")).unwrap_err();
+        assert_eq!(err, HookError::Timeout(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn pathological_pattern_is_really_slow_and_still_interrupted() {
+        // With a budget of 1 s the match is still running when time is up: without the
+        // interrupt inside the matcher it would block the VM far longer than any budget.
+        let sandbox = Sandbox::new(&config(1000)).unwrap();
+        let source = r#"function hook(e) string.find(string.rep("a", 1e5), ".-.-.-.-.-.-.-.-b") end"#;
+        let started = Instant::now();
+        let err = run(&sandbox, source, json!({})).unwrap_err();
+        let elapsed = started.elapsed();
+        assert_eq!(err, HookError::Timeout(Duration::from_secs(1)));
+        assert!(elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1300), "{elapsed:?}");
+    }
+
+    #[test]
+    fn caught_timeout_still_counts_as_timeout() {
+        let sandbox = Sandbox::new(&config(50)).unwrap();
+        let source = "function hook(e) pcall(function() while true do end end); e.data.x = 1; return e end";
+        assert_eq!(run(&sandbox, source, json!({})), Err(HookError::Timeout(Duration::from_millis(50))));
+    }
+
+    #[test]
+    fn memory_error_is_classified_and_the_vm_recovers() {
+        let sandbox = Sandbox::new(&config(1000)).unwrap();
+        let err = run(&sandbox, "function hook(e) local s = string.rep('x', 1e9) end", json!({})).unwrap_err();
+        assert!(matches!(err, HookError::Memory { .. }), "{err:?}");
+        assert!(!sandbox.memory_exhausted());
+        let out = changed(run(&sandbox, "function hook(e) e.data.ok = true; return e end", json!({})));
+        assert_eq!(out, json!({"ok": true}));
+    }
+
+    #[test]
+    fn reject_cannot_be_swallowed_by_pcall() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let out = run(&sandbox, "function hook(e) pcall(reject, 'no thanks'); return e end", json!({}));
+        assert_eq!(out, Ok(Outcome::Rejected("no thanks".into())));
+        let out = run(&sandbox, "function hook(e) reject() end", json!({}));
+        assert_eq!(out, Ok(Outcome::Rejected("no reason given".into())));
+    }
+
+    #[test]
+    fn garbage_returns_are_bad_returns() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        for (source, wanted) in [
+            ("function hook(e) return 42 end", "returned a number"),
+            ("function hook(e) e.data = 'x'; return e end", "event.data is a string"),
+            ("function hook(e) e.data = {1, 2}; return e end", "became an array"),
+            ("function hook(e) e.data.f = print; return e end", "function at data.f"),
+        ] {
+            match run(&sandbox, source, json!({"a": 1})) {
+                Err(HookError::BadReturn(msg)) => assert!(msg.contains(wanted), "{source}: {msg}"),
+                other => panic!("{source}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn json_helpers_make_nulls_and_empty_arrays() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let source = r#"function hook(e)
+            e.data.tags = json.array()
+            e.data.gone = json.null
+            e.data.was_null = e.data.maybe == json.null
+            return e
+        end"#;
+        let out = changed(run(&sandbox, source, json!({"maybe": null})));
+        assert_eq!(out, json!({"maybe": null, "tags": [], "gone": null, "was_null": true}));
+    }
 }
