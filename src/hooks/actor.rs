@@ -97,7 +97,9 @@ impl HookActor {
         // Drop the old VM first: two at once could need twice the memory limit.
         self.chain = None;
         self.chain = build_chain(&self.config, &self.files, &self.stats);
-        self.stats.vm_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .vm_restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -149,7 +151,11 @@ impl Handler<InjectFault> for HookActor {
     }
 }
 
-fn build_chain(config: &HooksConfig, files: &[HookFile], stats: &Arc<SharedStats>) -> Option<Chain> {
+fn build_chain(
+    config: &HooksConfig,
+    files: &[HookFile],
+    stats: &Arc<SharedStats>,
+) -> Option<Chain> {
     match Chain::build(config, files, stats) {
         Ok(chain) => Some(chain),
         Err(err) => {

@@ -33,7 +33,11 @@ struct Loaded {
 
 impl Chain {
     /// A new VM with every file compiled; a file that does not load is logged and skipped.
-    pub fn build(config: &HooksConfig, files: &[HookFile], stats: &Arc<SharedStats>) -> Result<Chain, HookError> {
+    pub fn build(
+        config: &HooksConfig,
+        files: &[HookFile],
+        stats: &Arc<SharedStats>,
+    ) -> Result<Chain, HookError> {
         let sandbox = Sandbox::new(config)?;
         let mut by_event: HashMap<EventName, Vec<Loaded>> = HashMap::new();
         for (stat, file) in files.iter().enumerate() {
@@ -72,7 +76,9 @@ impl Chain {
                 max: self.max_input_bytes,
             };
             tracing::warn!(target: "hooks", event = %event.name, id = %event.id, error = %err, "skipping hooks for this event");
-            self.stats.skipped_too_large.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats
+                .skipped_too_large
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(None);
         }
         let mut changed: Option<EventData> = None;
@@ -116,7 +122,10 @@ fn fits(data: &EventData, max: usize) -> bool {
     }
     impl io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.left = self.left.checked_sub(buf.len()).ok_or_else(|| io::Error::other("too large"))?;
+            self.left = self
+                .left
+                .checked_sub(buf.len())
+                .ok_or_else(|| io::Error::other("too large"))?;
             Ok(buf.len())
         }
         fn flush(&mut self) -> io::Result<()> {

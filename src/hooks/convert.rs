@@ -83,7 +83,11 @@ pub fn to_lua(lua: &Lua, array_mt: &Table, value: &Json) -> Result<LuaValue, Con
 }
 
 /// Build the table for a JSON object (the event data) without wrapping it in a `Value` first.
-pub fn object_to_lua(lua: &Lua, array_mt: &Table, map: &Map<String, Json>) -> Result<Table, ConvertError> {
+pub fn object_to_lua(
+    lua: &Lua,
+    array_mt: &Table,
+    map: &Map<String, Json>,
+) -> Result<Table, ConvertError> {
     let mut conv = ToLua {
         lua,
         array_mt,
@@ -209,22 +213,25 @@ impl FromLua {
                 path: self.path.render(),
             });
         }
-        let marked_array = table.metatable().is_some_and(|mt| mt.to_pointer() == self.array_mt);
+        let marked_array = table
+            .metatable()
+            .is_some_and(|mt| mt.to_pointer() == self.array_mt);
         self.open.push(ptr);
         let mut entries: Vec<(Key, Json)> = Vec::new();
         // Raw iteration: no `__pairs`/`__index` metamethods run outside the time budget.
-        table.for_each(|k: LuaValue, v: LuaValue| {
-            let key = self.key(k)?;
-            self.path.push(match &key {
-                Key::Index(i) => Seg::Index(*i),
-                Key::Name(s) => Seg::Key(s.clone()),
-            });
-            let value = self.value(v, depth + 1);
-            self.path.pop();
-            entries.push((key, value.map_err(mlua::Error::external)?));
-            Ok(())
-        })
-        .map_err(unwrap_external)?;
+        table
+            .for_each(|k: LuaValue, v: LuaValue| {
+                let key = self.key(k)?;
+                self.path.push(match &key {
+                    Key::Index(i) => Seg::Index(*i),
+                    Key::Name(s) => Seg::Key(s.clone()),
+                });
+                let value = self.value(v, depth + 1);
+                self.path.pop();
+                entries.push((key, value.map_err(mlua::Error::external)?));
+                Ok(())
+            })
+            .map_err(unwrap_external)?;
         self.open.pop();
         self.assemble(entries, marked_array)
     }
@@ -249,19 +256,32 @@ impl FromLua {
         Err(mlua::Error::external(self.bad_keys(reason)))
     }
 
-    fn assemble(&self, entries: Vec<(Key, Json)>, marked_array: bool) -> Result<Json, ConvertError> {
+    fn assemble(
+        &self,
+        entries: Vec<(Key, Json)>,
+        marked_array: bool,
+    ) -> Result<Json, ConvertError> {
         let n = entries.len();
         if n == 0 {
-            return Ok(if marked_array { Json::Array(Vec::new()) } else { Json::Object(Map::new()) });
+            return Ok(if marked_array {
+                Json::Array(Vec::new())
+            } else {
+                Json::Object(Map::new())
+            });
         }
-        let indices = entries.iter().filter(|(k, _)| matches!(k, Key::Index(_))).count();
+        let indices = entries
+            .iter()
+            .filter(|(k, _)| matches!(k, Key::Index(_)))
+            .count();
         if indices == n {
             // Lua keys are unique, so n keys all within 1..=n fill every slot exactly once.
             let mut slots: Vec<Json> = vec![Json::Null; n];
             for (key, value) in entries {
                 match key {
                     Key::Index(i) if i <= n => slots[i - 1] = value,
-                    _ => return Err(self.bad_keys("is a sparse array (indices are not 1..n)".into())),
+                    _ => {
+                        return Err(self.bad_keys("is a sparse array (indices are not 1..n)".into()))
+                    }
                 }
             }
             return Ok(Json::Array(slots));
@@ -283,7 +303,10 @@ impl FromLua {
     }
 
     fn spend(&mut self, bytes: usize) -> Result<(), ConvertError> {
-        self.budget = self.budget.checked_sub(bytes).ok_or(ConvertError::TooLarge { max: self.max })?;
+        self.budget = self
+            .budget
+            .checked_sub(bytes)
+            .ok_or(ConvertError::TooLarge { max: self.max })?;
         Ok(())
     }
 
@@ -385,14 +408,23 @@ mod tests {
     #[test]
     fn integers_stay_integers() {
         let vm = vm();
-        for value in [json!(2024), json!(0), json!(-7), json!(9_007_199_254_740_992_i64), json!(4_000_000_000_u64)] {
+        for value in [
+            json!(2024),
+            json!(0),
+            json!(-7),
+            json!(9_007_199_254_740_992_i64),
+            json!(4_000_000_000_u64),
+        ] {
             let back = vm.round_trip(&value);
             assert_eq!(back, value);
             assert_eq!(back.to_string(), value.to_string(), "must not gain a .0");
         }
         assert_eq!(vm.eval("return 2023 + 1").unwrap().to_string(), "2024");
         assert_eq!(vm.eval("return 3.0").unwrap().to_string(), "3");
-        assert_eq!(vm.eval("return 2^63").unwrap(), json!(9_223_372_036_854_775_808_u64));
+        assert_eq!(
+            vm.eval("return 2^63").unwrap(),
+            json!(9_223_372_036_854_775_808_u64)
+        );
     }
 
     #[test]
@@ -403,7 +435,10 @@ mod tests {
         }
         assert_eq!(vm.eval("return 0/0").unwrap(), Json::Null);
         assert_eq!(vm.eval("return math.huge").unwrap(), Json::Null);
-        assert_eq!(vm.eval("return {x = -math.huge}").unwrap(), json!({"x": null}));
+        assert_eq!(
+            vm.eval("return {x = -math.huge}").unwrap(),
+            json!({"x": null})
+        );
     }
 
     #[test]
@@ -429,16 +464,27 @@ mod tests {
         // An array from JSON, emptied by a script, is still an array.
         let arr = to_lua(&vm.lua, &vm.mt, &json!([1, 2])).unwrap();
         vm.lua.globals().set("arr", arr).unwrap();
-        assert_eq!(vm.eval("arr[2] = nil; arr[1] = nil; return arr").unwrap(), json!([]));
+        assert_eq!(
+            vm.eval("arr[2] = nil; arr[1] = nil; return arr").unwrap(),
+            json!([])
+        );
     }
 
     #[test]
     fn lua_tables_become_arrays_or_objects_by_their_keys() {
         let vm = vm();
         assert_eq!(vm.eval("return {'x', 'y'}").unwrap(), json!(["x", "y"]));
-        assert_eq!(vm.eval("return {[2] = 'b', [1] = 'a'}").unwrap(), json!(["a", "b"]));
-        assert_eq!(vm.eval("return {a = 1, b = {c = true}}").unwrap(), json!({"a": 1, "b": {"c": true}}));
-        let t = vm.eval("local t = {1, 2}; table.insert(t, 3); return t").unwrap();
+        assert_eq!(
+            vm.eval("return {[2] = 'b', [1] = 'a'}").unwrap(),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            vm.eval("return {a = 1, b = {c = true}}").unwrap(),
+            json!({"a": 1, "b": {"c": true}})
+        );
+        let t = vm
+            .eval("local t = {1, 2}; table.insert(t, 3); return t")
+            .unwrap();
         assert_eq!(t, json!([1, 2, 3]));
     }
 
@@ -451,10 +497,16 @@ mod tests {
             ("return {[true] = 1}", "boolean key"),
             ("return {[1.5] = 1}", "number key 1.5"),
             ("return {[0] = 1}", "number key 0"),
-            ("return {inner = setmetatable({x = 1}, mt)}", "array with string keys"),
+            (
+                "return {inner = setmetatable({x = 1}, mt)}",
+                "array with string keys",
+            ),
         ] {
             let err = vm.eval(code).unwrap_err();
-            assert!(matches!(err, ConvertError::BadKeys { .. }), "{code}: {err:?}");
+            assert!(
+                matches!(err, ConvertError::BadKeys { .. }),
+                "{code}: {err:?}"
+            );
             assert!(err.to_string().contains(wanted), "{code}: {err}");
         }
         let err = vm.eval("return {a = {b = {1, x = 2}}}").unwrap_err();
@@ -465,7 +517,10 @@ mod tests {
     fn cycles_are_errors_but_shared_tables_are_copied() {
         let vm = vm();
         let err = vm.eval("local t = {}; t.self = t; return t").unwrap_err();
-        assert!(matches!(err, ConvertError::Cycle { ref path } if path == "data.self"), "{err:?}");
+        assert!(
+            matches!(err, ConvertError::Cycle { ref path } if path == "data.self"),
+            "{err:?}"
+        );
         let shared = vm.eval("local s = {v = 1}; return {a = s, b = s}").unwrap();
         assert_eq!(shared, json!({"a": {"v": 1}, "b": {"v": 1}}));
     }
@@ -478,7 +533,9 @@ mod tests {
         let err = to_lua(&vm.lua, &vm.mt, &nest(MAX_DEPTH + 1)).unwrap_err();
         assert!(matches!(err, ConvertError::TooDeep { .. }), "{err:?}");
 
-        let code = |levels: usize| format!("local t = 'leaf'; for i = 1, {levels} do t = {{t}} end; return t");
+        let code = |levels: usize| {
+            format!("local t = 'leaf'; for i = 1, {levels} do t = {{t}} end; return t")
+        };
         assert!(vm.eval(&code(MAX_DEPTH)).is_ok());
         let err = vm.eval(&code(MAX_DEPTH + 1)).unwrap_err();
         assert!(matches!(err, ConvertError::TooDeep { .. }), "{err:?}");
@@ -488,7 +545,9 @@ mod tests {
     fn shared_table_bomb_hits_the_budget() {
         let vm = vm();
         // 2^40 leaves if copied naively; the budget stops it after ~1 MiB of output.
-        let err = vm.eval("local t = {'x'}; for i = 1, 40 do t = {t, t} end; return t").unwrap_err();
+        let err = vm
+            .eval("local t = {'x'}; for i = 1, 40 do t = {t, t} end; return t")
+            .unwrap_err();
         assert!(matches!(err, ConvertError::TooLarge { .. }), "{err:?}");
     }
 
@@ -496,7 +555,16 @@ mod tests {
     fn functions_and_bad_strings_are_errors() {
         let vm = vm();
         let err = vm.eval("return {f = print}").unwrap_err();
-        assert!(matches!(err, ConvertError::Unsupported { kind: "function", .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ConvertError::Unsupported {
+                    kind: "function",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let err = vm.eval("return {s = '\\xff\\xfe'}").unwrap_err();
         assert!(matches!(err, ConvertError::NotUtf8 { .. }), "{err:?}");
     }

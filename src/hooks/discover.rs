@@ -53,7 +53,10 @@ pub fn discover(dir: &Path) -> Discovery {
             return found;
         }
         Err(err) => {
-            found.problems.push(problem(dir, format!("cannot read the hooks directory: {err}")));
+            found.problems.push(problem(
+                dir,
+                format!("cannot read the hooks directory: {err}"),
+            ));
             return found;
         }
     };
@@ -61,7 +64,10 @@ pub fn discover(dir: &Path) -> Discovery {
         let entry = match entry {
             Ok(entry) => entry,
             Err(err) => {
-                found.problems.push(problem(dir, format!("cannot list the hooks directory: {err}")));
+                found.problems.push(problem(
+                    dir,
+                    format!("cannot list the hooks directory: {err}"),
+                ));
                 continue;
             }
         };
@@ -71,12 +77,17 @@ pub fn discover(dir: &Path) -> Discovery {
             continue;
         }
         let Some(dir_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-            found.problems.push(problem(&path, "folder name is not valid utf-8".into()));
+            found
+                .problems
+                .push(problem(&path, "folder name is not valid utf-8".into()));
             continue;
         };
         match dir_name.parse::<EventName>() {
             Ok(event) => scan_event_dir(&path, &dir_name, event, &mut found),
-            Err(err) => found.problems.push(problem(&path, format!("folder does not name an event: {err}"))),
+            Err(err) => found.problems.push(problem(
+                &path,
+                format!("folder does not name an event: {err}"),
+            )),
         }
     }
     found.files.sort_by(run_order);
@@ -103,7 +114,9 @@ fn scan_event_dir(path: &Path, dir_name: &str, event: EventName, found: &mut Dis
     let entries = match fs::read_dir(path) {
         Ok(entries) => entries,
         Err(err) => {
-            found.problems.push(problem(path, format!("cannot read the folder: {err}")));
+            found
+                .problems
+                .push(problem(path, format!("cannot read the folder: {err}")));
             return;
         }
     };
@@ -113,8 +126,14 @@ fn scan_event_dir(path: &Path, dir_name: &str, event: EventName, found: &mut Dis
         if !is_lua || !file_path.is_file() || is_hidden(&file_path) {
             continue;
         }
-        let Some(file) = file_path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-            found.problems.push(problem(&file_path, "file name is not valid utf-8".into()));
+        let Some(file) = file_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+        else {
+            found
+                .problems
+                .push(problem(&file_path, "file name is not valid utf-8".into()));
             continue;
         };
         match fs::read_to_string(&file_path) {
@@ -126,13 +145,18 @@ fn scan_event_dir(path: &Path, dir_name: &str, event: EventName, found: &mut Dis
                 path: file_path,
                 source,
             }),
-            Err(err) => found.problems.push(problem(&file_path, format!("cannot read the script: {err}"))),
+            Err(err) => found.problems.push(problem(
+                &file_path,
+                format!("cannot read the script: {err}"),
+            )),
         }
     }
 }
 
 fn is_hidden(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
 }
 
 fn problem(path: &Path, message: String) -> HookProblem {
@@ -166,13 +190,32 @@ mod tests {
     #[test]
     fn orders_by_priority_then_file_name() {
         let tmp = tempfile::tempdir().unwrap();
-        for name in ["50_b.lua", "50_a.lua", "plain.lua", "2_late_alpha.lua", "100_x.lua"] {
-            write(tmp.path(), &format!("after_media_added/{name}"), "function hook(e) end");
+        for name in [
+            "50_b.lua",
+            "50_a.lua",
+            "plain.lua",
+            "2_late_alpha.lua",
+            "100_x.lua",
+        ] {
+            write(
+                tmp.path(),
+                &format!("after_media_added/{name}"),
+                "function hook(e) end",
+            );
         }
         let found = discover(tmp.path());
         assert!(found.problems.is_empty(), "{:?}", found.problems);
         let order: Vec<_> = found.files.iter().map(|f| f.file.as_str()).collect();
-        assert_eq!(order, ["2_late_alpha.lua", "50_a.lua", "50_b.lua", "100_x.lua", "plain.lua"]);
+        assert_eq!(
+            order,
+            [
+                "2_late_alpha.lua",
+                "50_a.lua",
+                "50_b.lua",
+                "100_x.lua",
+                "plain.lua"
+            ]
+        );
         assert_eq!(found.files[0].name, "after_media_added/2_late_alpha.lua");
         assert_eq!(found.files[4].priority, DEFAULT_PRIORITY);
     }
@@ -193,7 +236,9 @@ mod tests {
                 "download.completed/1_first.lua"
             ]
         );
-        assert!(found.files[..2].iter().all(|f| f.event == EventName::AfterMediaAdded));
+        assert!(found.files[..2]
+            .iter()
+            .all(|f| f.event == EventName::AfterMediaAdded));
         assert_eq!(found.files[2].event, EventName::OnDownloadCompleted);
     }
 

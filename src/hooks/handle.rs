@@ -70,7 +70,8 @@ impl Hooks {
         let events: HashSet<EventName> = found.files.iter().map(|f| f.event).collect();
         let files: Arc<[HookFile]> = found.files.into();
         let stats = Arc::new(SharedStats::new(&files));
-        let (addr, arbiter) = HookActor::spawn(config.clone(), Arc::clone(&files), Arc::clone(&stats));
+        let (addr, arbiter) =
+            HookActor::spawn(config.clone(), Arc::clone(&files), Arc::clone(&stats));
         tracing::info!(target: "hooks", scripts = files.len(), events = events.len(), directory = %config.directory.display(), "hooks started");
         Hooks {
             inner: Some(Arc::new(Inner {
@@ -90,13 +91,19 @@ impl Hooks {
 
     /// Whether any script exists for `event` (false for a disabled handle).
     pub fn has_hooks(&self, event: EventName) -> bool {
-        self.inner.as_ref().is_some_and(|inner| inner.events.contains(&event))
+        self.inner
+            .as_ref()
+            .is_some_and(|inner| inner.events.contains(&event))
     }
 
     /// Run the event's hooks. The event is never lost: if the actor is gone it is started
     /// again once, and if that fails too the event passes through unchanged.
     pub async fn apply(&self, event: Event) -> Result<Event, HookRejected> {
-        let Some(inner) = self.inner.as_ref().filter(|i| i.events.contains(&event.name)) else {
+        let Some(inner) = self
+            .inner
+            .as_ref()
+            .filter(|i| i.events.contains(&event.name))
+        else {
             return Ok(event);
         };
         let addr = inner.addr();
@@ -119,7 +126,10 @@ impl Hooks {
 
     /// Counters per hook, plus restarts and skipped events.
     pub fn stats(&self) -> HookStats {
-        self.inner.as_ref().map(|inner| inner.stats.snapshot()).unwrap_or_default()
+        self.inner
+            .as_ref()
+            .map(|inner| inner.stats.snapshot())
+            .unwrap_or_default()
     }
 
     /// Test support: make the actor fail on purpose.
@@ -133,7 +143,11 @@ impl Hooks {
 
 impl Inner {
     fn addr(&self) -> Addr<HookActor> {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner).addr.clone()
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .addr
+            .clone()
     }
 
     /// Replace the actor, unless a concurrent caller already replaced `failed`.
@@ -141,10 +155,15 @@ impl Inner {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.addr == *failed {
             running.arbiter.stop();
-            let (addr, arbiter) =
-                HookActor::spawn(self.config.clone(), Arc::clone(&self.files), Arc::clone(&self.stats));
+            let (addr, arbiter) = HookActor::spawn(
+                self.config.clone(),
+                Arc::clone(&self.files),
+                Arc::clone(&self.stats),
+            );
             *running = Running { addr, arbiter };
-            self.stats.actor_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats
+                .actor_restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         running.addr.clone()
     }
@@ -153,7 +172,11 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // The last handle is gone: let the arbiter's thread end with the VM on it.
-        self.running.get_mut().unwrap_or_else(PoisonError::into_inner).arbiter.stop();
+        self.running
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .arbiter
+            .stop();
     }
 }
 

@@ -33,7 +33,16 @@ use super::error::HookError;
 
 /// Globals a hook must not reach: code loading, file access, environment tampering.
 const REMOVED_GLOBALS: &[&str] = &[
-    "require", "load", "loadstring", "dofile", "loadfile", "getfenv", "setfenv", "debug", "io", "package",
+    "require",
+    "load",
+    "loadstring",
+    "dofile",
+    "loadfile",
+    "getfenv",
+    "setfenv",
+    "debug",
+    "io",
+    "package",
 ];
 
 /// The only `os` functions kept: none of them reaches outside the process.
@@ -178,7 +187,12 @@ impl Sandbox {
     }
 
     /// Call `hook(event)` with `data` as the event's data.
-    pub fn call(&self, hook: &CompiledHook, event: &Event, data: &EventData) -> Result<Outcome, HookError> {
+    pub fn call(
+        &self,
+        hook: &CompiledHook,
+        event: &Event,
+        data: &EventData,
+    ) -> Result<Outcome, HookError> {
         self.begin(&hook.name);
         let result = self.invoke(hook, event, data);
         self.end();
@@ -201,7 +215,12 @@ impl Sandbox {
         self.lua.used_memory() > self.memory_limit / 4 * 3
     }
 
-    fn invoke(&self, hook: &CompiledHook, event: &Event, data: &EventData) -> Result<Value, HookError> {
+    fn invoke(
+        &self,
+        hook: &CompiledHook,
+        event: &Event,
+        data: &EventData,
+    ) -> Result<Value, HookError> {
         let table = self.event_table(event, data).map_err(|e| match e {
             ConvertError::Lua(e) => self.classify(e),
             other => HookError::BadInput(other.to_string()),
@@ -213,8 +232,14 @@ impl Sandbox {
         let table = self.lua.create_table_with_capacity(0, 4)?;
         table.raw_set("name", event.name.as_str())?;
         table.raw_set("id", event.id.as_str())?;
-        table.raw_set("timestamp", event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true))?;
-        table.raw_set("data", convert::object_to_lua(&self.lua, &self.array_mt, data)?)?;
+        table.raw_set(
+            "timestamp",
+            event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        )?;
+        table.raw_set(
+            "data",
+            convert::object_to_lua(&self.lua, &self.array_mt, data)?,
+        )?;
         Ok(table)
     }
 
@@ -230,14 +255,24 @@ impl Sandbox {
                 )))
             }
         };
-        let data = match table.raw_get::<Value>("data").map_err(|e| self.classify(e))? {
+        let data = match table
+            .raw_get::<Value>("data")
+            .map_err(|e| self.classify(e))?
+        {
             Value::Table(data) => data,
-            other => return Err(HookError::BadReturn(format!("event.data is a {}, not a table", type_of(&other)))),
+            other => {
+                return Err(HookError::BadReturn(format!(
+                    "event.data is a {}, not a table",
+                    type_of(&other)
+                )))
+            }
         };
         // The estimate of the result's size may not exceed what the VM itself could hold.
         match convert::from_lua(Value::Table(data), &self.array_mt, self.memory_limit) {
             Ok(Json::Object(map)) => Ok(Outcome::Changed(map)),
-            Ok(_) => Err(HookError::BadReturn("event.data became an array; it must stay an object".into())),
+            Ok(_) => Err(HookError::BadReturn(
+                "event.data became an array; it must stay an object".into(),
+            )),
             Err(ConvertError::Lua(e)) => Err(self.classify(e)),
             Err(e) => Err(HookError::BadReturn(e.to_string())),
         }
@@ -349,7 +384,9 @@ fn type_of(value: &Value) -> &'static str {
 fn is_memory_error(err: &mlua::Error) -> bool {
     match err {
         mlua::Error::MemoryError(_) => true,
-        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            is_memory_error(cause)
+        }
         _ => false,
     }
 }
@@ -362,7 +399,11 @@ fn message(err: &mlua::Error) -> String {
         mlua::Error::RuntimeError(msg) | mlua::Error::MemoryError(msg) => msg.clone(),
         other => other.to_string(),
     };
-    let first = text.split("\nstack traceback:").next().unwrap_or_default().trim_end();
+    let first = text
+        .split("\nstack traceback:")
+        .next()
+        .unwrap_or_default()
+        .trim_end();
     let mut out: String = first.chars().take(MAX_MESSAGE_CHARS).collect();
     if out.len() < first.len() {
         out.push('…');
@@ -395,7 +436,10 @@ mod tests {
     }
 
     fn event(data: serde_json::Value) -> Event {
-        Event::new(EventName::AfterMediaAdded, data.as_object().unwrap().clone())
+        Event::new(
+            EventName::AfterMediaAdded,
+            data.as_object().unwrap().clone(),
+        )
     }
 
     fn run(sandbox: &Sandbox, source: &str, data: serde_json::Value) -> Result<Outcome, HookError> {
@@ -438,14 +482,24 @@ mod tests {
     #[test]
     fn libraries_and_globals_are_read_only() {
         let sandbox = Sandbox::new(&config(100)).unwrap();
-        for code in ["string.upper = nil", "string.x = 1", "_G.x = 1", "json.null = 1", "log.info = print"] {
+        for code in [
+            "string.upper = nil",
+            "string.x = 1",
+            "_G.x = 1",
+            "json.null = 1",
+            "log.info = print",
+        ] {
             let source = format!("function hook(event) {code} end");
             match run(&sandbox, &source, json!({})) {
                 Err(HookError::Runtime(msg)) => assert!(msg.contains("readonly"), "{code}: {msg}"),
                 other => panic!("{code}: {other:?}"),
             }
         }
-        let out = changed(run(&sandbox, "function hook(e) e.data.t = string.upper('ok'); return e end", json!({})));
+        let out = changed(run(
+            &sandbox,
+            "function hook(e) e.data.t = string.upper('ok'); return e end",
+            json!({}),
+        ));
         assert_eq!(out["t"], "OK");
     }
 
@@ -453,32 +507,59 @@ mod tests {
     fn scripts_have_separate_globals() {
         let sandbox = Sandbox::new(&config(100)).unwrap();
         let a = sandbox
-            .compile(&file("a.lua", "counter = 'a'; function hook(e) e.data.a = counter; return e end"))
+            .compile(&file(
+                "a.lua",
+                "counter = 'a'; function hook(e) e.data.a = counter; return e end",
+            ))
             .unwrap();
         let b = sandbox
-            .compile(&file("b.lua", "counter = 'b'; function hook(e) e.data.b = counter; return e end"))
+            .compile(&file(
+                "b.lua",
+                "counter = 'b'; function hook(e) e.data.b = counter; return e end",
+            ))
             .unwrap();
         let ev = event(json!({}));
-        let Ok(Outcome::Changed(after_a)) = sandbox.call(&a, &ev, &ev.data) else { panic!() };
-        let Ok(Outcome::Changed(after_b)) = sandbox.call(&b, &ev, &after_a) else { panic!() };
-        assert_eq!(serde_json::Value::Object(after_b), json!({"a": "a", "b": "b"}));
+        let Ok(Outcome::Changed(after_a)) = sandbox.call(&a, &ev, &ev.data) else {
+            panic!()
+        };
+        let Ok(Outcome::Changed(after_b)) = sandbox.call(&b, &ev, &after_a) else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::Value::Object(after_b),
+            json!({"a": "a", "b": "b"})
+        );
     }
 
     #[test]
     fn bytecode_and_missing_hook_are_load_errors() {
         let sandbox = Sandbox::new(&config(100)).unwrap();
-        let err = sandbox.compile(&file("bin.lua", "\u{6}\u{3}\0\0garbage")).unwrap_err();
-        assert!(matches!(err, HookError::Compile(ref m) if m.contains("binary chunk")), "{err:?}");
-        let err = sandbox.compile(&file("none.lua", "local function hook(e) end")).unwrap_err();
+        let err = sandbox
+            .compile(&file("bin.lua", "\u{6}\u{3}\0\0garbage"))
+            .unwrap_err();
+        assert!(
+            matches!(err, HookError::Compile(ref m) if m.contains("binary chunk")),
+            "{err:?}"
+        );
+        let err = sandbox
+            .compile(&file("none.lua", "local function hook(e) end"))
+            .unwrap_err();
         assert_eq!(err, HookError::NoHookFunction);
-        let err = sandbox.compile(&file("syntax.lua", "function hook(e)")).unwrap_err();
-        assert!(matches!(err, HookError::Compile(ref m) if m.contains("syntax.lua")), "{err:?}");
+        let err = sandbox
+            .compile(&file("syntax.lua", "function hook(e)"))
+            .unwrap_err();
+        assert!(
+            matches!(err, HookError::Compile(ref m) if m.contains("syntax.lua")),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn endless_top_level_code_times_out_at_load() {
         let sandbox = Sandbox::new(&config(50)).unwrap();
-        let err = sandbox.compile(&file("loop.lua", "while true do end")).unwrap_err();
+        let err = sandbox
+            .compile(&file("loop.lua", "while true do end"))
+            .unwrap_err();
         assert_eq!(err, HookError::Timeout(Duration::from_millis(50)));
     }
 
@@ -487,35 +568,56 @@ mod tests {
         // With a budget of 1 s the match is still running when time is up: without the
         // interrupt inside the matcher it would block the VM far longer than any budget.
         let sandbox = Sandbox::new(&config(1000)).unwrap();
-        let source = r#"function hook(e) string.find(string.rep("a", 1e5), ".-.-.-.-.-.-.-.-b") end"#;
+        let source =
+            r#"function hook(e) string.find(string.rep("a", 1e5), ".-.-.-.-.-.-.-.-b") end"#;
         let started = Instant::now();
         let err = run(&sandbox, source, json!({})).unwrap_err();
         let elapsed = started.elapsed();
         assert_eq!(err, HookError::Timeout(Duration::from_secs(1)));
-        assert!(elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1300), "{elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1300),
+            "{elapsed:?}"
+        );
     }
 
     #[test]
     fn caught_timeout_still_counts_as_timeout() {
         let sandbox = Sandbox::new(&config(50)).unwrap();
-        let source = "function hook(e) pcall(function() while true do end end); e.data.x = 1; return e end";
-        assert_eq!(run(&sandbox, source, json!({})), Err(HookError::Timeout(Duration::from_millis(50))));
+        let source =
+            "function hook(e) pcall(function() while true do end end); e.data.x = 1; return e end";
+        assert_eq!(
+            run(&sandbox, source, json!({})),
+            Err(HookError::Timeout(Duration::from_millis(50)))
+        );
     }
 
     #[test]
     fn memory_error_is_classified_and_the_vm_recovers() {
         let sandbox = Sandbox::new(&config(1000)).unwrap();
-        let err = run(&sandbox, "function hook(e) local s = string.rep('x', 1e9) end", json!({})).unwrap_err();
+        let err = run(
+            &sandbox,
+            "function hook(e) local s = string.rep('x', 1e9) end",
+            json!({}),
+        )
+        .unwrap_err();
         assert!(matches!(err, HookError::Memory { .. }), "{err:?}");
         assert!(!sandbox.memory_exhausted());
-        let out = changed(run(&sandbox, "function hook(e) e.data.ok = true; return e end", json!({})));
+        let out = changed(run(
+            &sandbox,
+            "function hook(e) e.data.ok = true; return e end",
+            json!({}),
+        ));
         assert_eq!(out, json!({"ok": true}));
     }
 
     #[test]
     fn reject_cannot_be_swallowed_by_pcall() {
         let sandbox = Sandbox::new(&config(100)).unwrap();
-        let out = run(&sandbox, "function hook(e) pcall(reject, 'no thanks'); return e end", json!({}));
+        let out = run(
+            &sandbox,
+            "function hook(e) pcall(reject, 'no thanks'); return e end",
+            json!({}),
+        );
         assert_eq!(out, Ok(Outcome::Rejected("no thanks".into())));
         let out = run(&sandbox, "function hook(e) reject() end", json!({}));
         assert_eq!(out, Ok(Outcome::Rejected("no reason given".into())));
@@ -526,9 +628,18 @@ mod tests {
         let sandbox = Sandbox::new(&config(100)).unwrap();
         for (source, wanted) in [
             ("function hook(e) return 42 end", "returned a number"),
-            ("function hook(e) e.data = 'x'; return e end", "event.data is a string"),
-            ("function hook(e) e.data = {1, 2}; return e end", "became an array"),
-            ("function hook(e) e.data.f = print; return e end", "function at data.f"),
+            (
+                "function hook(e) e.data = 'x'; return e end",
+                "event.data is a string",
+            ),
+            (
+                "function hook(e) e.data = {1, 2}; return e end",
+                "became an array",
+            ),
+            (
+                "function hook(e) e.data.f = print; return e end",
+                "function at data.f",
+            ),
         ] {
             match run(&sandbox, source, json!({"a": 1})) {
                 Err(HookError::BadReturn(msg)) => assert!(msg.contains(wanted), "{source}: {msg}"),
@@ -547,6 +658,51 @@ mod tests {
             return e
         end"#;
         let out = changed(run(&sandbox, source, json!({"maybe": null})));
-        assert_eq!(out, json!({"maybe": null, "tags": [], "gone": null, "was_null": true}));
+        assert_eq!(
+            out,
+            json!({"maybe": null, "tags": [], "gone": null, "was_null": true})
+        );
+    }
+
+    #[test]
+    fn log_writes_to_tracing_under_the_hook_name() {
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, || {
+            let sandbox = Sandbox::new(&config(100)).unwrap();
+            let source = "function hook(e) log.warn('seen', 42, e.data.t); print('printed') end";
+            run(&sandbox, source, json!({"t": "x"}))
+        });
+        assert_eq!(out, Ok(Outcome::Unchanged));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let warn = text.lines().find(|l| l.contains("seen 42 x")).expect(&text);
+        assert!(
+            warn.contains("WARN")
+                && warn.contains("hooks")
+                && warn.contains("hook=after_media_added/t.lua"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.contains("INFO") && l.contains("printed")),
+            "{text}"
+        );
     }
 }

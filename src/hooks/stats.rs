@@ -115,7 +115,10 @@ impl Counters {
     }
 
     fn set_error(&self, err: &HookError) {
-        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.to_string());
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(err.to_string());
     }
 
     fn snapshot(&self) -> HookStat {
@@ -126,7 +129,11 @@ impl Counters {
             runs: self.runs.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             rejections: self.rejections.load(Ordering::Relaxed),
-            last_error: self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 }
