@@ -84,6 +84,8 @@ impl Chain {
         let mut changed: Option<EventData> = None;
         for loaded in hooks {
             let stat = &self.stats.hooks[loaded.stat];
+            let _span =
+                tracing::debug_span!(target: "hooks", "hook", hook = %loaded.name).entered();
             stat.ran();
             let data = changed.as_ref().unwrap_or(&event.data);
             match self.sandbox.call(&loaded.hook, event, data) {

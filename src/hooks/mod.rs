@@ -9,7 +9,8 @@
 //! | `handle` | [`Hooks`], the cloneable handle (start, apply, stats) and [`check`] |
 //! | [`actor`] | [`HookActor`] on its own arbiter; panics caught, VM rebuilt |
 //! | `chain` | one event's hooks in order: fail-soft, stopped by `reject` |
-//! | `sandbox` | the Luau VM: what scripts can reach, time and memory limits |
+//! | `sandbox` | the Luau VM: compile once per script, time and memory limits |
+//! | `globals` | what scripts lose (`io`, `require`, ...) and gain (`reject`, `log`, `json`) |
 //! | `convert` | JSON ↔ Luau rules (integers, null, empty arrays, depth, cycles) |
 //! | `discover` | finding and ordering scripts |
 //! | `stats` | counters per hook |
@@ -20,6 +21,7 @@ mod chain;
 mod convert;
 mod discover;
 mod error;
+mod globals;
 mod handle;
 mod sandbox;
 mod stats;

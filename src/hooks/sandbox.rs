@@ -1,9 +1,9 @@
 //! The sandboxed Luau VM: read-only libraries, one environment per script, limits on every call.
 //!
-//! What a script can reach: Luau's base library minus `require`, `load`, `loadstring`,
-//! `dofile`, `loadfile`, `getfenv`, `setfenv`; `string`, `table`, `math`, `utf8`, `bit32`,
-//! `coroutine`, `buffer`; `os` cut down to `clock`, `time` and `date`; no `io`, `debug` or
-//! `package`. Chunks load in text mode only, so no bytecode. After `Lua::sandbox(true)`
+//! What a script can reach: Luau's base library minus code loading and environment access;
+//! `string`, `table`, `math`, `utf8`, `bit32`, `coroutine`, `buffer`; `os` cut down to
+//! `clock`, `time` and `date`; no `io`, `debug` or `package` (the list is in `globals.rs`).
+//! Chunks load in text mode only, so no bytecode. After `Lua::sandbox(true)`
 //! every library table and the global table are read-only, so `string.upper = nil` fails
 //! instead of breaking the next script. Each script gets its own environment whose reads
 //! fall through to the globals, so two scripts' globals never clash.
@@ -12,16 +12,15 @@
 //! loop back-edges and inside the pattern matcher (so a runaway `string.find` stops too,
 //! which PUC Lua's instruction hooks cannot do). Memory is capped for the whole VM.
 //!
-//! Added globals: `reject(reason)`, `log.info/warn/error(...)` (and `print`, as info),
-//! `json.null` and `json.array(t)`; see `convert.rs` for what they mean on the way back.
+//! Added globals (`globals.rs`): `reject(reason)`, `log.info/warn/error(...)` (and `print`,
+//! as info), `json.null` and `json.array(t)`; `convert.rs` says what they become in JSON.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use chrono::SecondsFormat;
 use mlua::chunk::ChunkMode;
-use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value, Variadic, VmState};
+use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value, VmState};
 use serde_json::Value as Json;
 
 use crate::config::HooksConfig;
@@ -30,26 +29,11 @@ use crate::event::{Event, EventData};
 use super::convert::{self, ConvertError};
 use super::discover::HookFile;
 use super::error::HookError;
+use super::globals::{self, CallState, MAX_MESSAGE_CHARS};
 
-/// Globals a hook must not reach: code loading, file access, environment tampering.
-const REMOVED_GLOBALS: &[&str] = &[
-    "require",
-    "load",
-    "loadstring",
-    "dofile",
-    "loadfile",
-    "getfenv",
-    "setfenv",
-    "debug",
-    "io",
-    "package",
-];
-
-/// The only `os` functions kept: none of them reaches outside the process.
-const KEPT_OS: &[&str] = &["clock", "time", "date"];
-
-/// Longest text accepted from `log.*` or `reject`, so one script cannot flood the logs.
-const MAX_MESSAGE_CHARS: usize = 2000;
+#[derive(Debug, thiserror::Error)]
+#[error("time budget exceeded")]
+struct OutOfTime;
 
 /// One Luau VM with the hook globals installed and the limits armed.
 pub struct Sandbox {
@@ -80,23 +64,6 @@ pub enum Outcome {
     Rejected(String),
 }
 
-/// What the Rust callbacks and the interrupt need to know about the call in progress.
-#[derive(Default)]
-struct CallState {
-    deadline: Cell<Option<Instant>>,
-    timed_out: Cell<bool>,
-    rejection: RefCell<Option<String>>,
-    hook: RefCell<Rc<str>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("time budget exceeded")]
-struct OutOfTime;
-
-#[derive(Debug, thiserror::Error)]
-#[error("event rejected")]
-struct RejectSignal;
-
 impl Sandbox {
     /// A fresh VM with `config`'s time and memory limits.
     pub fn new(config: &HooksConfig) -> Result<Sandbox, HookError> {
@@ -117,25 +84,8 @@ impl Sandbox {
         let lua = Lua::new_with(libs, LuaOptions::new().catch_rust_panics(false))?;
         let calls = Rc::new(CallState::default());
         let globals = lua.globals();
-        for name in REMOVED_GLOBALS {
-            globals.raw_set(*name, Value::Nil)?;
-        }
-        let os: Table = globals.raw_get("os")?;
-        let safe_os = lua.create_table()?;
-        for name in KEPT_OS {
-            safe_os.raw_set(*name, os.raw_get::<Value>(*name)?)?;
-        }
-        globals.raw_set("os", safe_os)?;
-
         let array_mt = lua.create_table()?;
-        globals.raw_set("json", json_table(&lua, &array_mt)?)?;
-        globals.raw_set("reject", reject_function(&lua, &calls)?)?;
-        let log = lua.create_table()?;
-        for level in ["info", "warn", "error"] {
-            log.raw_set(level, log_function(&lua, &calls, level)?)?;
-        }
-        globals.raw_set("log", log)?;
-        globals.raw_set("print", log_function(&lua, &calls, "info")?)?;
+        globals::install(&lua, &globals, &array_mt, &calls)?;
 
         // Makes the globals and every library table in them read-only.
         lua.sandbox(true)?;
@@ -314,63 +264,6 @@ impl Sandbox {
         }
         HookError::Runtime(message(&err))
     }
-}
-
-fn json_table(lua: &Lua, array_mt: &Table) -> mlua::Result<Table> {
-    let json = lua.create_table()?;
-    json.raw_set("null", Value::NULL)?;
-    let mt = array_mt.clone();
-    let array = lua.create_function(move |lua, table: Option<Table>| {
-        let table = match table {
-            Some(table) => table,
-            None => lua.create_table()?,
-        };
-        table.set_metatable(Some(mt.clone()))?;
-        Ok(table)
-    })?;
-    json.raw_set("array", array)?;
-    Ok(json)
-}
-
-fn reject_function(lua: &Lua, calls: &Rc<CallState>) -> mlua::Result<Function> {
-    let calls = Rc::clone(calls);
-    lua.create_function(move |_, args: Variadic<Value>| {
-        let reason = match args.first() {
-            None | Some(Value::Nil) => "no reason given".to_owned(),
-            Some(_) => render(&args),
-        };
-        calls.rejection.borrow_mut().get_or_insert(reason);
-        // Raised so the script stops here; `call` reports the rejection, not this error.
-        Err::<(), _>(mlua::Error::external(RejectSignal))
-    })
-}
-
-fn log_function(lua: &Lua, calls: &Rc<CallState>, level: &'static str) -> mlua::Result<Function> {
-    let calls = Rc::clone(calls);
-    lua.create_function(move |_, args: Variadic<Value>| {
-        let text = render(&args);
-        let hook = calls.hook.borrow();
-        match level {
-            "error" => tracing::error!(target: "hooks", hook = %hook, "{text}"),
-            "warn" => tracing::warn!(target: "hooks", hook = %hook, "{text}"),
-            _ => tracing::info!(target: "hooks", hook = %hook, "{text}"),
-        }
-        Ok(())
-    })
-}
-
-/// Arguments joined by spaces, as `tostring` would show them, capped in length.
-fn render(args: &[Value]) -> String {
-    let mut text = args
-        .iter()
-        .map(|v| v.to_string().unwrap_or_else(|_| v.type_name().to_owned()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    if let Some((cut, _)) = text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
 }
 
 /// The type name a Lua user knows: mlua calls whole numbers "integer", Luau does not.
