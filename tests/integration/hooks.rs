@@ -551,3 +551,38 @@ async fn many_events_in_flight_each_get_their_own_answer() {
         assert_eq!(data(&out.unwrap())["n"], json!(n * 2));
     }
 }
+
+#[actix_rt::test]
+async fn a_script_hoarding_memory_gets_a_fresh_vm() {
+    // Keeps ~1 MB per event in its globals; the limit is 4 MiB, so memory runs out for
+    // good after a few events and only a new VM frees it.
+    let dir = hooks_dir(&[
+        (
+            "after_media_added/10_hoard.lua",
+            // Distinct strings each time: Luau interns strings, so repeats would cost nothing.
+            "cache, n = {}, 0\nfunction hook(e)\n n += 1\n for i = 1, 1000 do table.insert(cache, string.rep('x', 1000) .. n .. ':' .. i) end\nend",
+        ),
+        ("after_media_added/20_good.lua", "function hook(e) e.data.good = true; return e end"),
+    ]);
+    let hooks = Hooks::start(&HooksConfig {
+        memory_limit_bytes: 4 * 1024 * 1024,
+        timeout: Duration::from_secs(2),
+        ..config(dir.path())
+    });
+    for _ in 0..12 {
+        let out = hooks.apply(added(json!({}))).await.unwrap();
+        assert_eq!(data(&out), json!({"good": true}));
+    }
+    let stats = hooks.stats();
+    assert!(stats.vm_restarts >= 1, "{stats:?}");
+    assert!(stats.hooks[0].failures >= 1, "{stats:?}");
+    assert!(
+        stats.hooks[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("memory limit"),
+        "{stats:?}"
+    );
+    assert_eq!(stats.hooks[1].failures, 0, "{stats:?}");
+}
