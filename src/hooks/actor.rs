@@ -1,9 +1,22 @@
 //! `HookActor`: owns the Luau VM on its own arbiter and runs the hook chain for each event.
+//!
+//! Lua is `!Send`, so the VM is created inside the start closure, on the arbiter's thread,
+//! and never leaves it. Hook calls block (up to the budget per hook), which is why the
+//! actor has an arbiter to itself: a blocking handler freezes every actor on its arbiter.
+//! Panics are caught around each run and answered with a fresh VM ("itself supervised").
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use actix::prelude::*;
 
 use crate::config::HooksConfig;
 use crate::event::Event;
+
+use super::chain::Chain;
+use super::discover::{discover, HookFile};
+use super::stats::SharedStats;
 
 /// Run the hooks of `event.name` on the event; answers with the final event or a rejection.
 #[derive(Message)]
@@ -20,16 +33,73 @@ pub struct HookRejected {
     pub reason: String,
 }
 
+/// Test support: make the actor fail on purpose, to exercise recovery.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectFault(pub Fault);
+
+/// Which failure [`InjectFault`] causes.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Panic inside the next `ApplyHooks` run (the VM is then rebuilt).
+    PanicOnNextEvent,
+    /// Stop the actor, closing its mailbox (the `Hooks` handle then starts a new one).
+    Stop,
+}
+
 /// Owns the VM and the compiled hooks.
 pub struct HookActor {
-    _config: HooksConfig,
+    config: HooksConfig,
+    files: Arc<[HookFile]>,
+    stats: Arc<SharedStats>,
+    /// `None` only if the VM itself could not be created; events then pass through.
+    chain: Option<Chain>,
+    panic_next: bool,
 }
 
 impl HookActor {
     /// Start the actor on a new arbiter of its own; the VM is created there.
+    ///
+    /// Lower level than [`Hooks::start`](super::Hooks::start), which also keeps the arbiter
+    /// to stop it, restarts the actor if it dies and skips the hop for events without hooks.
     pub fn start_on_own_arbiter(config: HooksConfig) -> Addr<HookActor> {
-        let _ = config;
-        todo!("hook actor")
+        let found = discover(&config.directory);
+        for problem in &found.problems {
+            tracing::error!(target: "hooks", path = %problem.path.display(), error = %problem.message, "hook not loaded; skipping it");
+        }
+        let stats = Arc::new(SharedStats::new(&found.files));
+        HookActor::spawn(config, found.files.into(), stats).0
+    }
+
+    /// Start on a new arbiter; the caller keeps the handle to stop that arbiter later.
+    pub(crate) fn spawn(
+        config: HooksConfig,
+        files: Arc<[HookFile]>,
+        stats: Arc<SharedStats>,
+    ) -> (Addr<HookActor>, ArbiterHandle) {
+        let arbiter = Arbiter::new().handle();
+        let addr = HookActor::start_in_arbiter(&arbiter, move |_| {
+            let chain = build_chain(&config, &files, &stats);
+            HookActor {
+                config,
+                files,
+                stats,
+                chain,
+                panic_next: false,
+            }
+        });
+        (addr, arbiter)
+    }
+
+    fn rebuild(&mut self) {
+        // Drop the old VM first: two at once could need twice the memory limit.
+        self.chain = None;
+        self.chain = build_chain(&self.config, &self.files, &self.stats);
+        self.stats
+            .vm_restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -40,7 +110,65 @@ impl Actor for HookActor {
 impl Handler<ApplyHooks> for HookActor {
     type Result = Result<Event, HookRejected>;
 
-    fn handle(&mut self, msg: ApplyHooks, _: &mut Context<Self>) -> Self::Result {
-        Ok(msg.0)
+    fn handle(&mut self, ApplyHooks(event): ApplyHooks, _: &mut Context<Self>) -> Self::Result {
+        let Some(chain) = self.chain.as_ref() else {
+            return Ok(event);
+        };
+        let inject = std::mem::take(&mut self.panic_next);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if inject {
+                panic!("injected fault");
+            }
+            chain.run(&event)
+        }));
+        let exhausted = chain.exhausted();
+        let answer = match outcome {
+            Ok(Ok(Some(data))) => Ok(Event { data, ..event }),
+            Ok(Ok(None)) => Ok(event),
+            Ok(Err(rejected)) => Err(rejected),
+            Err(panic) => {
+                tracing::error!(target: "hooks", event = %event.name, id = %event.id, panic = %panic_text(&*panic), "hook chain panicked; event passed on unchanged, rebuilding the vm");
+                self.rebuild();
+                return Ok(event);
+            }
+        };
+        if exhausted {
+            tracing::warn!(target: "hooks", "lua memory stays exhausted after collection; rebuilding the vm");
+            self.rebuild();
+        }
+        answer
     }
+}
+
+impl Handler<InjectFault> for HookActor {
+    type Result = ();
+
+    fn handle(&mut self, InjectFault(fault): InjectFault, ctx: &mut Context<Self>) {
+        match fault {
+            Fault::PanicOnNextEvent => self.panic_next = true,
+            Fault::Stop => ctx.stop(),
+        }
+    }
+}
+
+fn build_chain(
+    config: &HooksConfig,
+    files: &[HookFile],
+    stats: &Arc<SharedStats>,
+) -> Option<Chain> {
+    match Chain::build(config, files, stats) {
+        Ok(chain) => Some(chain),
+        Err(err) => {
+            tracing::error!(target: "hooks", error = %err, "cannot create the lua vm; events pass through without hooks");
+            None
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
 }

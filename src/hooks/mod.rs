@@ -3,30 +3,33 @@
 //! Hooks live in `<directory>/<event>/NN_name.lua`, compile once at start, and run in
 //! order on every event of that name. Each call is bounded in time and memory; a hook
 //! that fails leaves the data as it was before it and the chain goes on.
+//!
+//! | module | one responsibility |
+//! |---|---|
+//! | `handle` | [`Hooks`], the cloneable handle (start, apply, stats) and [`check`] |
+//! | [`actor`] | [`HookActor`] on its own arbiter; panics caught, VM rebuilt |
+//! | `chain` | one event's hooks in order: fail-soft, stopped by `reject` |
+//! | `sandbox` | the Luau VM: compile once per script, time and memory limits |
+//! | `globals` | what scripts lose (`io`, `require`, ...) and gain (`reject`, `log`, `json`) |
+//! | `convert` | JSON ↔ Luau rules (integers, null, empty arrays, depth, cycles) |
+//! | `discover` | finding and ordering scripts |
+//! | `stats` | counters per hook |
+//! | `error` | [`HookError`] and [`HookProblem`] |
 
 pub mod actor;
+mod chain;
+mod convert;
+mod discover;
+mod error;
+mod globals;
+mod handle;
+mod sandbox;
+mod stats;
 
 pub use actor::{ApplyHooks, HookActor, HookRejected};
-
-// TEMPORARY until the hooks branch lands: a pass-through handle with the agreed API.
-use crate::config::HooksConfig;
-use crate::event::Event;
-
-/// Runs the hook chain (temporary pass-through).
-#[derive(Clone, Default)]
-pub struct Hooks;
-
-impl Hooks {
-    /// No hooks at all.
-    pub fn disabled() -> Self {
-        Hooks
-    }
-    /// Start the hook actor.
-    pub fn start(_: &HooksConfig) -> Self {
-        Hooks
-    }
-    /// Run the hooks for `event`.
-    pub async fn apply(&self, event: Event) -> Result<Event, HookRejected> {
-        Ok(event)
-    }
-}
+#[doc(hidden)]
+pub use actor::{Fault, InjectFault};
+pub use discover::DEFAULT_PRIORITY;
+pub use error::{HookError, HookProblem};
+pub use handle::{check, HookSummary, Hooks};
+pub use stats::{HookStat, HookStats};

@@ -4,5 +4,6 @@ mod support;
 
 mod api;
 mod config;
+mod hooks;
 mod ntfy;
 mod supervision;

@@ -1,0 +1,152 @@
+//! The hook chain: every compiled hook per event, run in order, fail-soft, stopped by `reject`.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use crate::config::HooksConfig;
+use crate::event::{Event, EventData, EventName};
+
+use super::actor::HookRejected;
+use super::discover::HookFile;
+use super::error::HookError;
+use super::sandbox::{CompiledHook, Outcome, Sandbox};
+use super::stats::SharedStats;
+
+/// One VM and the hooks compiled into it, grouped by event in run order.
+pub struct Chain {
+    sandbox: Sandbox,
+    by_event: HashMap<EventName, Vec<Loaded>>,
+    stats: Arc<SharedStats>,
+    max_input_bytes: usize,
+    /// Set when memory stayed exhausted after a collection: the owner should rebuild.
+    exhausted: Cell<bool>,
+}
+
+struct Loaded {
+    hook: CompiledHook,
+    name: String,
+    /// Index into `SharedStats::hooks`.
+    stat: usize,
+}
+
+impl Chain {
+    /// A new VM with every file compiled; a file that does not load is logged and skipped.
+    pub fn build(
+        config: &HooksConfig,
+        files: &[HookFile],
+        stats: &Arc<SharedStats>,
+    ) -> Result<Chain, HookError> {
+        let sandbox = Sandbox::new(config)?;
+        let mut by_event: HashMap<EventName, Vec<Loaded>> = HashMap::new();
+        for (stat, file) in files.iter().enumerate() {
+            match sandbox.compile(file) {
+                Ok(hook) => {
+                    stats.hooks[stat].loaded();
+                    // `files` is in run order, so pushing keeps each event's list ordered.
+                    by_event.entry(file.event).or_default().push(Loaded {
+                        hook,
+                        name: file.name.clone(),
+                        stat,
+                    });
+                }
+                Err(err) => {
+                    tracing::error!(target: "hooks", hook = %file.name, path = %file.path.display(), error = %err, "hook not loaded; skipping it");
+                    stats.hooks[stat].not_loaded(&err);
+                }
+            }
+        }
+        Ok(Chain {
+            sandbox,
+            by_event,
+            stats: Arc::clone(stats),
+            max_input_bytes: config.max_input_bytes,
+            exhausted: Cell::new(false),
+        })
+    }
+
+    /// Run the event's hooks. `Ok(None)`: the data is unchanged (or there are no hooks).
+    pub fn run(&self, event: &Event) -> Result<Option<EventData>, HookRejected> {
+        let Some(hooks) = self.by_event.get(&event.name) else {
+            return Ok(None);
+        };
+        if !fits(&event.data, self.max_input_bytes) {
+            let err = HookError::InputTooLarge {
+                max: self.max_input_bytes,
+            };
+            tracing::warn!(target: "hooks", event = %event.name, id = %event.id, error = %err, "skipping hooks for this event");
+            self.stats
+                .skipped_too_large
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(None);
+        }
+        let mut changed: Option<EventData> = None;
+        for loaded in hooks {
+            let stat = &self.stats.hooks[loaded.stat];
+            let _span =
+                tracing::debug_span!(target: "hooks", "hook", hook = %loaded.name).entered();
+            stat.ran();
+            let data = changed.as_ref().unwrap_or(&event.data);
+            match self.sandbox.call(&loaded.hook, event, data) {
+                Ok(Outcome::Unchanged) => {}
+                Ok(Outcome::Changed(new)) => changed = Some(new),
+                Ok(Outcome::Rejected(reason)) => {
+                    stat.rejected();
+                    tracing::debug!(target: "hooks", hook = %loaded.name, event = %event.name, id = %event.id, reason = %reason, "event rejected");
+                    return Err(HookRejected {
+                        hook: loaded.name.clone(),
+                        reason,
+                    });
+                }
+                Err(err) => {
+                    stat.failed(&err);
+                    tracing::warn!(target: "hooks", hook = %loaded.name, event = %event.name, id = %event.id, error = %err, "hook failed; data left as it was before it");
+                    if matches!(err, HookError::Memory { .. }) && self.sandbox.memory_exhausted() {
+                        self.exhausted.set(true);
+                    }
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Whether the VM should be replaced before the next event.
+    pub fn exhausted(&self) -> bool {
+        self.exhausted.get()
+    }
+}
+
+/// Whether `data`, as JSON, is at most `max` bytes; stops serialising as soon as it is not.
+fn fits(data: &EventData, max: usize) -> bool {
+    struct Counter {
+        left: usize,
+    }
+    impl io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.left = self
+                .left
+                .checked_sub(buf.len())
+                .ok_or_else(|| io::Error::other("too large"))?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter { left: max }, data).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fits_counts_serialised_bytes() {
+        let data = json!({"a": "xxxx"}).as_object().unwrap().clone();
+        let len = serde_json::to_vec(&data).unwrap().len();
+        assert!(fits(&data, len));
+        assert!(!fits(&data, len - 1));
+    }
+}

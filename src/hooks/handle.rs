@@ -1,0 +1,222 @@
+//! `Hooks`: the cloneable handle the service uses to run hooks, and `check` for the CLI.
+//!
+//! The handle answers events without hooks itself, without a hop to the actor's thread,
+//! so they cost a set lookup. Events with hooks are sent to the actor; many may be in
+//! flight at once (each caller awaits its own reply, nothing serialises the sends).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use actix::prelude::*;
+
+use crate::config::HooksConfig;
+use crate::event::{Event, EventName};
+
+use super::actor::{ApplyHooks, Fault, HookActor, HookRejected, InjectFault};
+use super::discover::{discover, HookFile};
+use super::error::HookProblem;
+use super::sandbox::Sandbox;
+use super::stats::{HookStats, SharedStats};
+
+/// The hooks of a running service; clones share one actor and one set of counters.
+#[derive(Clone)]
+pub struct Hooks {
+    inner: Option<Arc<Inner>>,
+}
+
+/// A hook that `check` compiled successfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSummary {
+    /// The event it runs on.
+    pub event: EventName,
+    /// `<event_dir>/<file>`.
+    pub hook: String,
+    /// Where it lives.
+    pub path: PathBuf,
+    /// Lower runs first.
+    pub priority: u32,
+}
+
+struct Inner {
+    config: HooksConfig,
+    files: Arc<[HookFile]>,
+    /// Events with at least one script; others never reach the actor.
+    events: HashSet<EventName>,
+    stats: Arc<SharedStats>,
+    running: Mutex<Running>,
+}
+
+struct Running {
+    addr: Addr<HookActor>,
+    arbiter: ArbiterHandle,
+}
+
+impl Hooks {
+    /// Discover the scripts and start the actor on its own arbiter (needs a running actix
+    /// `System`). Scripts that do not load are logged and skipped; this never fails.
+    pub fn start(config: &HooksConfig) -> Hooks {
+        if !config.enabled {
+            tracing::info!(target: "hooks", "hooks disabled in the config");
+            return Hooks::disabled();
+        }
+        let found = discover(&config.directory);
+        for problem in &found.problems {
+            tracing::error!(target: "hooks", path = %problem.path.display(), error = %problem.message, "hook not loaded; skipping it");
+        }
+        if found.files.is_empty() {
+            return Hooks::disabled();
+        }
+        let events: HashSet<EventName> = found.files.iter().map(|f| f.event).collect();
+        let files: Arc<[HookFile]> = found.files.into();
+        let stats = Arc::new(SharedStats::new(&files));
+        let (addr, arbiter) =
+            HookActor::spawn(config.clone(), Arc::clone(&files), Arc::clone(&stats));
+        tracing::info!(target: "hooks", scripts = files.len(), events = events.len(), directory = %config.directory.display(), "hooks started");
+        Hooks {
+            inner: Some(Arc::new(Inner {
+                config: config.clone(),
+                files,
+                events,
+                stats,
+                running: Mutex::new(Running { addr, arbiter }),
+            })),
+        }
+    }
+
+    /// A handle that passes every event through unchanged.
+    pub fn disabled() -> Hooks {
+        Hooks { inner: None }
+    }
+
+    /// Whether any script exists for `event` (false for a disabled handle).
+    pub fn has_hooks(&self, event: EventName) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|inner| inner.events.contains(&event))
+    }
+
+    /// Run the event's hooks. The event is never lost: if the actor is gone it is started
+    /// again once, and if that fails too the event passes through unchanged.
+    pub async fn apply(&self, event: Event) -> Result<Event, HookRejected> {
+        let Some(inner) = self
+            .inner
+            .as_ref()
+            .filter(|i| i.events.contains(&event.name))
+        else {
+            return Ok(event);
+        };
+        let addr = inner.addr();
+        // A copy, because a closed mailbox drops the message it refused.
+        match addr.send(ApplyHooks(event.clone())).await {
+            Ok(answer) => return answer,
+            Err(err) => {
+                tracing::error!(target: "hooks", event = %event.name, id = %event.id, error = %err, "hook actor is gone; starting a new one");
+            }
+        }
+        let addr = inner.restart(&addr);
+        match addr.send(ApplyHooks(event.clone())).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                tracing::error!(target: "hooks", event = %event.name, id = %event.id, error = %err, "hook actor failed again; event passed on without hooks");
+                Ok(event)
+            }
+        }
+    }
+
+    /// Counters per hook, plus restarts and skipped events.
+    pub fn stats(&self) -> HookStats {
+        self.inner
+            .as_ref()
+            .map(|inner| inner.stats.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Test support: make the actor fail on purpose.
+    #[doc(hidden)]
+    pub async fn inject_fault(&self, fault: Fault) {
+        if let Some(inner) = &self.inner {
+            let _ = inner.addr().send(InjectFault(fault)).await;
+        }
+    }
+}
+
+impl Inner {
+    fn addr(&self) -> Addr<HookActor> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .addr
+            .clone()
+    }
+
+    /// Replace the actor, unless a concurrent caller already replaced `failed`.
+    fn restart(&self, failed: &Addr<HookActor>) -> Addr<HookActor> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.addr == *failed {
+            running.arbiter.stop();
+            let (addr, arbiter) = HookActor::spawn(
+                self.config.clone(),
+                Arc::clone(&self.files),
+                Arc::clone(&self.stats),
+            );
+            *running = Running { addr, arbiter };
+            self.stats
+                .actor_restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        running.addr.clone()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: let the arbiter's thread end with the VM on it.
+        self.running
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .arbiter
+            .stop();
+    }
+}
+
+/// Discover and compile every script, as `serve` would, and report every problem at once
+/// (file path and Lua error message). With hooks disabled there is nothing to check.
+pub fn check(config: &HooksConfig) -> Result<Vec<HookSummary>, Vec<HookProblem>> {
+    if !config.enabled {
+        return Ok(Vec::new());
+    }
+    let found = discover(&config.directory);
+    let mut problems = found.problems;
+    let mut summaries = Vec::new();
+    if !found.files.is_empty() {
+        match Sandbox::new(config) {
+            Ok(sandbox) => {
+                for file in &found.files {
+                    match sandbox.compile(file) {
+                        Ok(_) => summaries.push(HookSummary {
+                            event: file.event,
+                            hook: file.name.clone(),
+                            path: file.path.clone(),
+                            priority: file.priority,
+                        }),
+                        Err(err) => problems.push(HookProblem {
+                            path: file.path.clone(),
+                            message: err.to_string(),
+                        }),
+                    }
+                }
+            }
+            Err(err) => problems.push(HookProblem {
+                path: config.directory.clone(),
+                message: err.to_string(),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(summaries)
+    } else {
+        problems.sort_by(|a, b| a.path.cmp(&b.path));
+        Err(problems)
+    }
+}

@@ -1,0 +1,601 @@
+//! The sandboxed Luau VM: read-only libraries, one environment per script, limits on every call.
+//!
+//! What a script can reach: Luau's base library minus code loading and environment access;
+//! `string`, `table`, `math`, `utf8`, `bit32`, `coroutine`, `buffer`; `os` cut down to
+//! `clock`, `time` and `date`; no `io`, `debug` or `package` (the list is in `globals.rs`).
+//! Chunks load in text mode only, so no bytecode. After `Lua::sandbox(true)`
+//! every library table and the global table are read-only, so `string.upper = nil` fails
+//! instead of breaking the next script. Each script gets its own environment whose reads
+//! fall through to the globals, so two scripts' globals never clash.
+//!
+//! Limits: the wall-clock budget is enforced in Luau's interrupt, which fires at calls,
+//! loop back-edges and inside the pattern matcher (so a runaway `string.find` stops too,
+//! which PUC Lua's instruction hooks cannot do). Memory is capped for the whole VM.
+//!
+//! Added globals (`globals.rs`): `reject(reason)`, `log.info/warn/error(...)` (and `print`,
+//! as info), `json.null` and `json.array(t)`; `convert.rs` says what they become in JSON.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use chrono::SecondsFormat;
+use mlua::chunk::ChunkMode;
+use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value, VmState};
+use serde_json::Value as Json;
+
+use crate::config::HooksConfig;
+use crate::event::{Event, EventData};
+
+use super::convert::{self, ConvertError};
+use super::discover::HookFile;
+use super::error::HookError;
+use super::globals::{self, CallState, MAX_MESSAGE_CHARS};
+
+#[derive(Debug, thiserror::Error)]
+#[error("time budget exceeded")]
+struct OutOfTime;
+
+/// One Luau VM with the hook globals installed and the limits armed.
+pub struct Sandbox {
+    lua: Lua,
+    calls: Rc<CallState>,
+    /// The real (read-only) global table, which every script environment reads through.
+    globals: Table,
+    array_mt: Table,
+    timeout: Duration,
+    memory_limit: usize,
+}
+
+/// A script compiled into its own environment; `func` is its global `hook`.
+#[derive(Debug)]
+pub struct CompiledHook {
+    name: Rc<str>,
+    func: Function,
+}
+
+/// What one successful call decided.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// `nil` returned: keep the data as it was.
+    Unchanged,
+    /// The event came back; this is its new data.
+    Changed(EventData),
+    /// `reject(reason)` was called.
+    Rejected(String),
+}
+
+impl Sandbox {
+    /// A fresh VM with `config`'s time and memory limits.
+    pub fn new(config: &HooksConfig) -> Result<Sandbox, HookError> {
+        Sandbox::build(config).map_err(|e| HookError::Vm(message(&e)))
+    }
+
+    fn build(config: &HooksConfig) -> mlua::Result<Sandbox> {
+        let libs = StdLib::STRING
+            | StdLib::TABLE
+            | StdLib::MATH
+            | StdLib::UTF8
+            | StdLib::BIT
+            | StdLib::OS
+            | StdLib::COROUTINE
+            | StdLib::BUFFER;
+        // Without this a script's `pcall` would swallow a Rust panic; we want panics to
+        // reach the actor, which rebuilds the VM.
+        let lua = Lua::new_with(libs, LuaOptions::new().catch_rust_panics(false))?;
+        let calls = Rc::new(CallState::default());
+        let globals = lua.globals();
+        let array_mt = lua.create_table()?;
+        globals::install(&lua, &globals, &array_mt, &calls)?;
+
+        // Makes the globals and every library table in them read-only.
+        lua.sandbox(true)?;
+        array_mt.set_readonly(true);
+        lua.set_memory_limit(config.memory_limit_bytes)?;
+        let state = Rc::clone(&calls);
+        lua.set_interrupt(move |_| match state.deadline.get() {
+            Some(deadline) if Instant::now() >= deadline => {
+                state.timed_out.set(true);
+                Err(mlua::Error::external(OutOfTime))
+            }
+            _ => Ok(VmState::Continue),
+        });
+        Ok(Sandbox {
+            lua,
+            calls,
+            globals,
+            array_mt,
+            timeout: config.timeout,
+            memory_limit: config.memory_limit_bytes,
+        })
+    }
+
+    /// Compile `file` into its own environment and run its top level (under the same limits).
+    pub fn compile(&self, file: &HookFile) -> Result<CompiledHook, HookError> {
+        let name: Rc<str> = Rc::from(file.name.as_str());
+        let env = self.script_env().map_err(|e| self.classify(e))?;
+        let chunk = self
+            .lua
+            .load(file.source.as_str())
+            .set_name(format!("={}", file.name))
+            .set_mode(ChunkMode::Text)
+            .set_environment(env.clone())
+            .into_function()
+            .map_err(|e| match e {
+                mlua::Error::SyntaxError { .. } => HookError::Compile(message(&e)),
+                other => self.classify(other),
+            })?;
+        self.begin(&name);
+        let ran = chunk.call::<()>(());
+        self.end();
+        // `reject` at the top level has no event to reject.
+        self.calls.rejection.take();
+        ran.map_err(|e| self.classify(e))?;
+        match env.raw_get::<Value>("hook") {
+            Ok(Value::Function(func)) => Ok(CompiledHook { name, func }),
+            _ => Err(HookError::NoHookFunction),
+        }
+    }
+
+    /// Call `hook(event)` with `data` as the event's data.
+    pub fn call(
+        &self,
+        hook: &CompiledHook,
+        event: &Event,
+        data: &EventData,
+    ) -> Result<Outcome, HookError> {
+        self.begin(&hook.name);
+        let result = self.invoke(hook, event, data);
+        self.end();
+        // `reject` wins even if the script caught the error it raised.
+        if let Some(reason) = self.calls.rejection.take() {
+            return Ok(Outcome::Rejected(reason));
+        }
+        let value = result?;
+        if self.calls.timed_out.get() {
+            // It caught the timeout error and returned anyway: still over budget.
+            return Err(HookError::Timeout(self.timeout));
+        }
+        self.read_return(value)
+    }
+
+    /// True when, after a collection, most of the memory limit is still in use: some
+    /// script is hoarding data in its globals and only a fresh VM will free it.
+    pub fn memory_exhausted(&self) -> bool {
+        let _ = self.lua.gc_collect();
+        self.lua.used_memory() > self.memory_limit / 4 * 3
+    }
+
+    fn invoke(
+        &self,
+        hook: &CompiledHook,
+        event: &Event,
+        data: &EventData,
+    ) -> Result<Value, HookError> {
+        let table = self.event_table(event, data).map_err(|e| match e {
+            ConvertError::Lua(e) => self.classify(e),
+            other => HookError::BadInput(other.to_string()),
+        })?;
+        hook.func.call::<Value>(table).map_err(|e| self.classify(e))
+    }
+
+    fn event_table(&self, event: &Event, data: &EventData) -> Result<Table, ConvertError> {
+        let table = self.lua.create_table_with_capacity(0, 4)?;
+        table.raw_set("name", event.name.as_str())?;
+        table.raw_set("id", event.id.as_str())?;
+        table.raw_set(
+            "timestamp",
+            event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        )?;
+        table.raw_set(
+            "data",
+            convert::object_to_lua(&self.lua, &self.array_mt, data)?,
+        )?;
+        Ok(table)
+    }
+
+    /// Only `event.data` is read back: name, id and timestamp are read-only by construction.
+    fn read_return(&self, value: Value) -> Result<Outcome, HookError> {
+        let table = match value {
+            Value::Nil => return Ok(Outcome::Unchanged),
+            Value::Table(table) => table,
+            other => {
+                return Err(HookError::BadReturn(format!(
+                    "the hook returned a {}; return the event or nil",
+                    type_of(&other)
+                )))
+            }
+        };
+        let data = match table
+            .raw_get::<Value>("data")
+            .map_err(|e| self.classify(e))?
+        {
+            Value::Table(data) => data,
+            other => {
+                return Err(HookError::BadReturn(format!(
+                    "event.data is a {}, not a table",
+                    type_of(&other)
+                )))
+            }
+        };
+        // The estimate of the result's size may not exceed what the VM itself could hold.
+        match convert::from_lua(Value::Table(data), &self.array_mt, self.memory_limit) {
+            Ok(Json::Object(map)) => Ok(Outcome::Changed(map)),
+            Ok(_) => Err(HookError::BadReturn(
+                "event.data became an array; it must stay an object".into(),
+            )),
+            Err(ConvertError::Lua(e)) => Err(self.classify(e)),
+            Err(e) => Err(HookError::BadReturn(e.to_string())),
+        }
+    }
+
+    /// Writes stay in the script's own table; reads fall through to the read-only globals.
+    fn script_env(&self) -> mlua::Result<Table> {
+        let env = self.lua.create_table()?;
+        let meta = self.lua.create_table()?;
+        meta.raw_set("__index", self.globals.clone())?;
+        meta.set_readonly(true);
+        env.set_metatable(Some(meta))?;
+        // As Luau's own sandboxed threads do: lets the compiler resolve builtins fast.
+        env.set_safeenv(true);
+        Ok(env)
+    }
+
+    fn begin(&self, hook: &Rc<str>) {
+        self.calls.deadline.set(Some(Instant::now() + self.timeout));
+        self.calls.timed_out.set(false);
+        self.calls.rejection.take();
+        *self.calls.hook.borrow_mut() = Rc::clone(hook);
+    }
+
+    fn end(&self) {
+        self.calls.deadline.set(None);
+    }
+
+    fn classify(&self, err: mlua::Error) -> HookError {
+        if is_memory_error(&err) {
+            // Free what the failed call left behind before the next hook needs the room.
+            let _ = self.lua.gc_collect();
+            return HookError::Memory {
+                limit: self.memory_limit,
+            };
+        }
+        if self.calls.timed_out.get() {
+            return HookError::Timeout(self.timeout);
+        }
+        HookError::Runtime(message(&err))
+    }
+}
+
+/// The type name a Lua user knows: mlua calls whole numbers "integer", Luau does not.
+fn type_of(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) => "number",
+        other => other.type_name(),
+    }
+}
+
+fn is_memory_error(err: &mlua::Error) -> bool {
+    match err {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            is_memory_error(cause)
+        }
+        _ => false,
+    }
+}
+
+/// The innermost, first-line message: what a user needs in a log line, without the traceback.
+fn message(err: &mlua::Error) -> String {
+    let text = match err {
+        mlua::Error::CallbackError { cause, .. } => return message(cause),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(msg) | mlua::Error::MemoryError(msg) => msg.clone(),
+        other => other.to_string(),
+    };
+    let first = text
+        .split("\nstack traceback:")
+        .next()
+        .unwrap_or_default()
+        .trim_end();
+    let mut out: String = first.chars().take(MAX_MESSAGE_CHARS).collect();
+    if out.len() < first.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventName;
+    use serde_json::json;
+
+    fn config(timeout_ms: u64) -> HooksConfig {
+        HooksConfig {
+            timeout: Duration::from_millis(timeout_ms),
+            ..HooksConfig::default()
+        }
+    }
+
+    fn file(name: &str, source: &str) -> HookFile {
+        HookFile {
+            event: EventName::AfterMediaAdded,
+            name: format!("after_media_added/{name}"),
+            file: name.to_owned(),
+            path: name.into(),
+            priority: 999,
+            source: source.to_owned(),
+        }
+    }
+
+    fn event(data: serde_json::Value) -> Event {
+        Event::new(
+            EventName::AfterMediaAdded,
+            data.as_object().unwrap().clone(),
+        )
+    }
+
+    fn run(sandbox: &Sandbox, source: &str, data: serde_json::Value) -> Result<Outcome, HookError> {
+        let hook = sandbox.compile(&file("t.lua", source))?;
+        let ev = event(data);
+        sandbox.call(&hook, &ev, &ev.data)
+    }
+
+    fn changed(outcome: Result<Outcome, HookError>) -> serde_json::Value {
+        match outcome {
+            Ok(Outcome::Changed(map)) => serde_json::Value::Object(map),
+            other => panic!("expected changed data, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dangerous_globals_are_gone() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let probe = r#"
+            function hook(event)
+                local seen = {}
+                for _, name in ipairs({"require", "load", "loadstring", "dofile", "loadfile",
+                        "getfenv", "setfenv", "debug", "io", "package"}) do
+                    seen[name] = type(_G[name])
+                end
+                local os_names = {}
+                for k in pairs(os) do table.insert(os_names, k) end
+                table.sort(os_names)
+                event.data.seen = seen
+                event.data.os = os_names
+                return event
+            end"#;
+        let out = changed(run(&sandbox, probe, json!({})));
+        for (name, kind) in out["seen"].as_object().unwrap() {
+            assert_eq!(kind, "nil", "{name} is reachable");
+        }
+        assert_eq!(out["os"], json!(["clock", "date", "time"]));
+    }
+
+    #[test]
+    fn libraries_and_globals_are_read_only() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        for code in [
+            "string.upper = nil",
+            "string.x = 1",
+            "_G.x = 1",
+            "json.null = 1",
+            "log.info = print",
+        ] {
+            let source = format!("function hook(event) {code} end");
+            match run(&sandbox, &source, json!({})) {
+                Err(HookError::Runtime(msg)) => assert!(msg.contains("readonly"), "{code}: {msg}"),
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        let out = changed(run(
+            &sandbox,
+            "function hook(e) e.data.t = string.upper('ok'); return e end",
+            json!({}),
+        ));
+        assert_eq!(out["t"], "OK");
+    }
+
+    #[test]
+    fn scripts_have_separate_globals() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let a = sandbox
+            .compile(&file(
+                "a.lua",
+                "counter = 'a'; function hook(e) e.data.a = counter; return e end",
+            ))
+            .unwrap();
+        let b = sandbox
+            .compile(&file(
+                "b.lua",
+                "counter = 'b'; function hook(e) e.data.b = counter; return e end",
+            ))
+            .unwrap();
+        let ev = event(json!({}));
+        let Ok(Outcome::Changed(after_a)) = sandbox.call(&a, &ev, &ev.data) else {
+            panic!()
+        };
+        let Ok(Outcome::Changed(after_b)) = sandbox.call(&b, &ev, &after_a) else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::Value::Object(after_b),
+            json!({"a": "a", "b": "b"})
+        );
+    }
+
+    #[test]
+    fn bytecode_and_missing_hook_are_load_errors() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let err = sandbox
+            .compile(&file("bin.lua", "\u{6}\u{3}\0\0garbage"))
+            .unwrap_err();
+        assert!(
+            matches!(err, HookError::Compile(ref m) if m.contains("binary chunk")),
+            "{err:?}"
+        );
+        let err = sandbox
+            .compile(&file("none.lua", "local function hook(e) end"))
+            .unwrap_err();
+        assert_eq!(err, HookError::NoHookFunction);
+        let err = sandbox
+            .compile(&file("syntax.lua", "function hook(e)"))
+            .unwrap_err();
+        assert!(
+            matches!(err, HookError::Compile(ref m) if m.contains("syntax.lua")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn endless_top_level_code_times_out_at_load() {
+        let sandbox = Sandbox::new(&config(50)).unwrap();
+        let err = sandbox
+            .compile(&file("loop.lua", "while true do end"))
+            .unwrap_err();
+        assert_eq!(err, HookError::Timeout(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn pathological_pattern_is_really_slow_and_still_interrupted() {
+        // With a budget of 1 s the match is still running when time is up: without the
+        // interrupt inside the matcher it would block the VM far longer than any budget.
+        let sandbox = Sandbox::new(&config(1000)).unwrap();
+        let source =
+            r#"function hook(e) string.find(string.rep("a", 1e5), ".-.-.-.-.-.-.-.-b") end"#;
+        let started = Instant::now();
+        let err = run(&sandbox, source, json!({})).unwrap_err();
+        let elapsed = started.elapsed();
+        assert_eq!(err, HookError::Timeout(Duration::from_secs(1)));
+        assert!(
+            elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1300),
+            "{elapsed:?}"
+        );
+    }
+
+    #[test]
+    fn caught_timeout_still_counts_as_timeout() {
+        let sandbox = Sandbox::new(&config(50)).unwrap();
+        let source =
+            "function hook(e) pcall(function() while true do end end); e.data.x = 1; return e end";
+        assert_eq!(
+            run(&sandbox, source, json!({})),
+            Err(HookError::Timeout(Duration::from_millis(50)))
+        );
+    }
+
+    #[test]
+    fn memory_error_is_classified_and_the_vm_recovers() {
+        let sandbox = Sandbox::new(&config(1000)).unwrap();
+        let err = run(
+            &sandbox,
+            "function hook(e) local s = string.rep('x', 1e9) end",
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(matches!(err, HookError::Memory { .. }), "{err:?}");
+        assert!(!sandbox.memory_exhausted());
+        let out = changed(run(
+            &sandbox,
+            "function hook(e) e.data.ok = true; return e end",
+            json!({}),
+        ));
+        assert_eq!(out, json!({"ok": true}));
+    }
+
+    #[test]
+    fn reject_cannot_be_swallowed_by_pcall() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let out = run(
+            &sandbox,
+            "function hook(e) pcall(reject, 'no thanks'); return e end",
+            json!({}),
+        );
+        assert_eq!(out, Ok(Outcome::Rejected("no thanks".into())));
+        let out = run(&sandbox, "function hook(e) reject() end", json!({}));
+        assert_eq!(out, Ok(Outcome::Rejected("no reason given".into())));
+    }
+
+    #[test]
+    fn garbage_returns_are_bad_returns() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        for (source, wanted) in [
+            ("function hook(e) return 42 end", "returned a number"),
+            (
+                "function hook(e) e.data = 'x'; return e end",
+                "event.data is a string",
+            ),
+            (
+                "function hook(e) e.data = {1, 2}; return e end",
+                "became an array",
+            ),
+            (
+                "function hook(e) e.data.f = print; return e end",
+                "function at data.f",
+            ),
+        ] {
+            match run(&sandbox, source, json!({"a": 1})) {
+                Err(HookError::BadReturn(msg)) => assert!(msg.contains(wanted), "{source}: {msg}"),
+                other => panic!("{source}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn json_helpers_make_nulls_and_empty_arrays() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        let source = r#"function hook(e)
+            e.data.tags = json.array()
+            e.data.gone = json.null
+            e.data.was_null = e.data.maybe == json.null
+            return e
+        end"#;
+        let out = changed(run(&sandbox, source, json!({"maybe": null})));
+        assert_eq!(
+            out,
+            json!({"maybe": null, "tags": [], "gone": null, "was_null": true})
+        );
+    }
+
+    #[test]
+    fn log_writes_to_tracing_under_the_hook_name() {
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, || {
+            let sandbox = Sandbox::new(&config(100)).unwrap();
+            let source = "function hook(e) log.warn('seen', 42, e.data.t); print('printed') end";
+            run(&sandbox, source, json!({"t": "x"}))
+        });
+        assert_eq!(out, Ok(Outcome::Unchanged));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let warn = text.lines().find(|l| l.contains("seen 42 x")).expect(&text);
+        assert!(
+            warn.contains("WARN")
+                && warn.contains("hooks")
+                && warn.contains("hook=after_media_added/t.lua"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.contains("INFO") && l.contains("printed")),
+            "{text}"
+        );
+    }
+}

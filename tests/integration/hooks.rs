@@ -1,0 +1,588 @@
+//! Lua hooks through the public API: ordering, contract, fail-soft, hostile scripts, `check`, recovery.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mydia_plugins::config::HooksConfig;
+use mydia_plugins::event::{Event, EventName};
+use mydia_plugins::hooks::{check, Fault, HookError, HookRejected, Hooks};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const BUDGET: Duration = Duration::from_millis(100);
+
+/// A hooks directory with `(relative path, source)` scripts written into it.
+fn hooks_dir(scripts: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, source) in scripts {
+        write(dir.path(), rel, source);
+    }
+    dir
+}
+
+fn write(dir: &Path, rel: &str, source: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, source).unwrap();
+}
+
+fn config(dir: &Path) -> HooksConfig {
+    HooksConfig {
+        directory: dir.to_owned(),
+        timeout: BUDGET,
+        ..HooksConfig::default()
+    }
+}
+
+fn event(name: EventName, data: Value) -> Event {
+    Event::new(name, data.as_object().unwrap().clone())
+}
+
+fn added(data: Value) -> Event {
+    event(EventName::AfterMediaAdded, data)
+}
+
+fn data(event: &Event) -> Value {
+    Value::Object(event.data.clone())
+}
+
+#[actix_rt::test]
+async fn runs_hooks_by_priority_then_file_name() {
+    let append =
+        |tag: &str| format!("function hook(e) table.insert(e.data.order, '{tag}'); return e end");
+    let dir = hooks_dir(&[
+        ("after_media_added/20_b.lua", &append("20_b")),
+        ("after_media_added/plain.lua", &append("plain")),
+        ("after_media_added/10_z.lua", &append("10_z")),
+        ("after_media_added/20_a.lua", &append("20_a")),
+        ("after_media_added/5_late.lua", &append("5_late")),
+    ]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let out = hooks.apply(added(json!({"order": []}))).await.unwrap();
+    assert_eq!(
+        data(&out)["order"],
+        json!(["5_late", "10_z", "20_a", "20_b", "plain"])
+    );
+}
+
+#[actix_rt::test]
+async fn hooks_tag_anime_and_fix_the_title() {
+    let tag = r#"
+        function hook(event)
+            local item = event.data.media_item
+            local animated = false
+            for _, g in ipairs(item.genres) do
+                if g == "Animation" then animated = true end
+            end
+            if animated and item.original_language == "ja" then
+                table.insert(item.tags, "anime")
+            end
+            return event
+        end"#;
+    let title = r#"
+        function hook(event)
+            local item = event.data.media_item
+            item.title = item.title:gsub("^%s+", ""):gsub("%s+$", ""):gsub("(%a)([%w']*)", function(a, b)
+                return a:upper() .. b
+            end)
+            log.info("title fixed", item.title)
+            return event
+        end"#;
+    let dir = hooks_dir(&[
+        ("media_item.added/10_tag_anime.lua", tag),
+        ("after_media_added/20_fix_title.lua", title),
+    ]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let input = json!({"media_item": {
+        "title": "  spirited away ", "year": 2001, "rating": 8.6, "genres": ["Animation", "Fantasy"],
+        "original_language": "ja", "tags": [], "poster_url": null
+    }});
+    let out = hooks.apply(added(input)).await.unwrap();
+    let item = &data(&out)["media_item"];
+    assert_eq!(item["title"], "Spirited Away");
+    assert_eq!(item["tags"], json!(["anime"]));
+    // Integers stay integers, floats stay floats, nulls stay put.
+    assert_eq!(item["year"].to_string(), "2001");
+    assert_eq!(item["rating"], json!(8.6));
+    assert_eq!(item["poster_url"], Value::Null);
+
+    let plain =
+        added(json!({"media_item": {"title": "heat", "year": 1995, "genres": [], "tags": []}}));
+    let out = hooks.apply(plain).await.unwrap();
+    assert_eq!(
+        data(&out)["media_item"],
+        json!({"title": "Heat", "year": 1995, "genres": [], "tags": []})
+    );
+}
+
+#[actix_rt::test]
+async fn reject_stops_the_chain_and_names_the_hook() {
+    let dir = hooks_dir(&[
+        (
+            "before_download_initiated/10_min_size.lua",
+            r#"function hook(e)
+                if e.data.release.size < 100000000 then reject("release too small: " .. e.data.release.size) end
+                return nil
+            end"#,
+        ),
+        (
+            "before_download_initiated/20_after.lua",
+            "function hook(e) e.data.after = true; return e end",
+        ),
+    ]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let small = event(
+        EventName::BeforeDownloadInitiated,
+        json!({"release": {"size": 1200}}),
+    );
+    let err = hooks.apply(small).await.unwrap_err();
+    assert_eq!(
+        err,
+        HookRejected {
+            hook: "before_download_initiated/10_min_size.lua".into(),
+            reason: "release too small: 1200".into()
+        }
+    );
+    let stats = hooks.stats();
+    assert_eq!((stats.hooks[0].runs, stats.hooks[0].rejections), (1, 1));
+    assert_eq!(
+        stats.hooks[1].runs, 0,
+        "the chain must stop at the rejection"
+    );
+
+    let big = event(
+        EventName::BeforeDownloadInitiated,
+        json!({"release": {"size": 4_000_000_000_u64}}),
+    );
+    let out = hooks.apply(big).await.unwrap();
+    assert_eq!(
+        data(&out),
+        json!({"release": {"size": 4_000_000_000_u64}, "after": true})
+    );
+}
+
+#[actix_rt::test]
+async fn failing_hook_leaves_the_data_as_it_was_before_it() {
+    let dir = hooks_dir(&[
+        (
+            "after_media_added/10_a.lua",
+            "function hook(e) e.data.a = 1; return e end",
+        ),
+        (
+            "after_media_added/20_bad.lua",
+            "function hook(e) e.data.b = 2; error('boom') end",
+        ),
+        (
+            "after_media_added/30_c.lua",
+            "function hook(e) e.data.c = 3; return e end",
+        ),
+    ]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let out = hooks.apply(added(json!({"x": 0}))).await.unwrap();
+    assert_eq!(data(&out), json!({"x": 0, "a": 1, "c": 3}));
+    let bad = &hooks.stats().hooks[1];
+    assert_eq!(
+        (bad.file.as_str(), bad.runs, bad.failures),
+        ("after_media_added/20_bad.lua", 1, 1)
+    );
+    let last = bad.last_error.as_deref().unwrap();
+    assert!(
+        last.contains("after_media_added/20_bad.lua:1") && last.contains("boom"),
+        "{last}"
+    );
+}
+
+#[actix_rt::test]
+async fn nil_return_means_no_change_even_after_edits_in_place() {
+    let dir = hooks_dir(&[(
+        "after_media_added/10_nil.lua",
+        "function hook(e) e.data.title = 'changed'; e.data.extra = 1; return nil end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let input = added(json!({"title": "kept", "n": 3}));
+    let out = hooks.apply(input.clone()).await.unwrap();
+    assert_eq!(out, input);
+}
+
+#[actix_rt::test]
+async fn name_id_and_timestamp_are_read_only() {
+    let dir = hooks_dir(&[(
+        "after_media_added/10_meddle.lua",
+        r#"function hook(e)
+            e.data.seen = {name = e.name, id = e.id, timestamp = e.timestamp}
+            e.name = "on_download_failed"; e.id = "forged"; e.timestamp = "1970-01-01T00:00:00Z"
+            return e
+        end"#,
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let input = added(json!({})).with_id("evt-1");
+    let out = hooks.apply(input.clone()).await.unwrap();
+    assert_eq!(
+        (out.name, out.id.as_str(), out.timestamp),
+        (input.name, "evt-1", input.timestamp)
+    );
+    let seen = &data(&out)["seen"];
+    assert_eq!(seen["name"], "after_media_added");
+    assert_eq!(seen["id"], "evt-1");
+    let ts: chrono::DateTime<chrono::Utc> = seen["timestamp"].as_str().unwrap().parse().unwrap();
+    assert_eq!(ts, input.timestamp);
+}
+
+#[actix_rt::test]
+async fn events_without_hooks_and_disabled_hooks_pass_through() {
+    let dir = hooks_dir(&[(
+        "after_media_added/10_x.lua",
+        "function hook(e) e.data.x = 1; return e end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    assert!(hooks.has_hooks(EventName::AfterMediaAdded));
+    assert!(!hooks.has_hooks(EventName::OnDownloadFailed));
+    let other = event(
+        EventName::OnDownloadFailed,
+        json!({"error_message": "disk full"}),
+    );
+    assert_eq!(hooks.apply(other.clone()).await.unwrap(), other);
+
+    let disabled = Hooks::start(&HooksConfig {
+        enabled: false,
+        ..config(dir.path())
+    });
+    let ev = added(json!({}));
+    assert_eq!(disabled.apply(ev.clone()).await.unwrap(), ev);
+    assert_eq!(Hooks::disabled().apply(ev.clone()).await.unwrap(), ev);
+    let missing = Hooks::start(&config(&dir.path().join("missing")));
+    assert_eq!(missing.apply(ev.clone()).await.unwrap(), ev);
+}
+
+#[actix_rt::test]
+async fn oversized_event_skips_hooks() {
+    let dir = hooks_dir(&[(
+        "after_media_added/10_x.lua",
+        "function hook(e) e.data.x = 1; return e end",
+    )]);
+    let hooks = Hooks::start(&HooksConfig {
+        max_input_bytes: 64,
+        ..config(dir.path())
+    });
+    let big = added(json!({"overview": "x".repeat(100)}));
+    assert_eq!(hooks.apply(big.clone()).await.unwrap(), big);
+    assert_eq!(hooks.stats().skipped_too_large, 1);
+    let small = hooks.apply(added(json!({}))).await.unwrap();
+    assert_eq!(data(&small), json!({"x": 1}));
+}
+
+const TIMED_OUT: &str = "timed out after 100 ms";
+const OUT_OF_MEMORY: &str = "memory limit of";
+const MISSING: &str = "attempt to call a nil value";
+const READ_ONLY: &str = "attempt to modify a readonly table";
+
+/// Each hostile script runs first on the event, a well-behaved hook after it; the last
+/// column is what its failure must say (any one of them).
+const HOSTILE: &[(&str, &str, &[&str])] = &[
+    ("infinite loop", "while true do end", &[TIMED_OUT]),
+    (
+        "memory bomb",
+        r#"local s = string.rep("x", 1e9)"#,
+        &[OUT_OF_MEMORY],
+    ),
+    (
+        "table bomb",
+        "local t = {} local i = 0 while true do i = i + 1 t[i] = {i, tostring(i)} end",
+        &[OUT_OF_MEMORY, TIMED_OUT],
+    ),
+    (
+        "deep recursion",
+        "local function f(n) return f(n + 1) + 1 end f(1)",
+        &["stack overflow", OUT_OF_MEMORY],
+    ),
+    (
+        "pathological pattern",
+        r#"string.find(string.rep("a", 1e5), ".-.-.-.-.-.-.-.-b")"#,
+        &[TIMED_OUT],
+    ),
+    (
+        "loop swallowing timeouts",
+        "while true do pcall(function() while true do end end) end",
+        &[TIMED_OUT],
+    ),
+    (
+        "loop in a coroutine",
+        "coroutine.wrap(function() while true do end end)()",
+        &[TIMED_OUT],
+    ),
+    ("os.execute", r#"os.execute("touch PWNED")"#, &[MISSING]),
+    (
+        "os.getenv",
+        r#"event.data.home = os.getenv("HOME")"#,
+        &[MISSING],
+    ),
+    ("os.exit", "os.exit(1)", &[MISSING]),
+    (
+        "io.open",
+        r#"io.open("PWNED", "w"):write("x")"#,
+        &["attempt to index nil with 'open'"],
+    ),
+    ("require", r#"require("PWNED")"#, &[MISSING]),
+    ("load", r#"load("return 1")()"#, &[MISSING]),
+    ("loadstring", r#"loadstring("return 1")()"#, &[MISSING]),
+    ("dofile", r#"dofile("PWNED")"#, &[MISSING]),
+    ("getfenv", "getfenv(0).string = nil", &[MISSING]),
+    ("setfenv", "setfenv(1, {})", &[MISSING]),
+    (
+        "debug",
+        "debug.sethook()",
+        &["attempt to index nil with 'sethook'"],
+    ),
+    ("string.upper = nil", "string.upper = nil", &[READ_ONLY]),
+    ("string.x = 1", "string.x = 1", &[READ_ONLY]),
+    (
+        "string metatable",
+        r#"getmetatable("").__index = {}"#,
+        &[READ_ONLY],
+    ),
+    ("_G", "_G.string = {}", &[READ_ONLY]),
+    ("json.null", "json.null = 1", &[READ_ONLY]),
+    ("error with a table", "error({})", &["runtime error"]),
+];
+
+#[actix_rt::test]
+async fn hostile_scripts_are_stopped_within_budget_and_the_chain_goes_on() {
+    let good = r#"function hook(e)
+        if e.data.warmup then return nil end
+        e.data.good = string.upper("ok") .. tostring(string.x)
+        return e
+    end"#;
+    let slack = BUDGET.mul_f64(1.1) + Duration::from_millis(30);
+    for (case, body, reasons) in HOSTILE {
+        let dir = hooks_dir(&[("after_media_added/20_good.lua", good)]);
+        // Anything a script manages to write would land here, where the test looks for it.
+        let pwned = dir.path().join("PWNED");
+        let body = body.replace("PWNED", pwned.to_str().unwrap());
+        let hostile = format!(
+            "function hook(event)\n if event.data.warmup then return nil end\n event.data.hostile = true\n {body}\n return event\nend"
+        );
+        write(dir.path(), "after_media_added/10_hostile.lua", &hostile);
+        let hooks = Hooks::start(&config(dir.path()));
+        hooks.apply(added(json!({"warmup": true}))).await.unwrap();
+        for round in 1..=2 {
+            let started = Instant::now();
+            // A bound far above the budget, so a broken limit fails the test instead of hanging it.
+            let out = tokio::time::timeout(
+                Duration::from_secs(5),
+                hooks.apply(added(json!({"title": "t"}))),
+            )
+            .await;
+            let elapsed = started.elapsed();
+            let out = out
+                .unwrap_or_else(|_| panic!("{case}: not stopped"))
+                .unwrap_or_else(|e| panic!("{case}: rejected: {e}"));
+            assert!(
+                elapsed <= slack,
+                "{case} (round {round}): took {elapsed:?}, budget {BUDGET:?}"
+            );
+            assert_eq!(
+                data(&out),
+                json!({"title": "t", "good": "OKnil"}),
+                "{case} (round {round})"
+            );
+        }
+        let stats = hooks.stats();
+        assert_eq!(
+            (stats.hooks[0].runs, stats.hooks[0].failures),
+            (3, 2),
+            "{case}: {stats:?}"
+        );
+        assert_eq!(stats.hooks[1].failures, 0, "{case}: {stats:?}");
+        let error = stats.hooks[0].last_error.clone().unwrap_or_default();
+        assert!(
+            reasons.iter().any(|r| error.contains(r)),
+            "{case}: failed for another reason: {error}"
+        );
+        assert!(!pwned.exists(), "{case} escaped the sandbox");
+    }
+}
+
+#[actix_rt::test]
+async fn check_reports_every_problem_with_its_file() {
+    let dir = hooks_dir(&[
+        (
+            "after_media_added/10_ok.lua",
+            "function hook(e) return e end",
+        ),
+        (
+            "after_media_added/20_syntax.lua",
+            "function hook(e) return e",
+        ),
+        (
+            "after_media_added/30_no_hook.lua",
+            "function transform(e) return e end",
+        ),
+        (
+            "after_media_aded/10_typo.lua",
+            "function hook(e) return e end",
+        ),
+        (
+            "download.completed/1_ok.lua",
+            "function hook(e) return e end",
+        ),
+    ]);
+    let problems = check(&config(dir.path())).unwrap_err();
+    let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 3, "{texts:#?}");
+    assert!(
+        texts[0].contains("20_syntax.lua") && texts[0].contains("does not compile"),
+        "{texts:#?}"
+    );
+    assert!(
+        texts[0].contains("20_syntax.lua:1"),
+        "lua message with line: {texts:#?}"
+    );
+    assert!(
+        texts[1].contains("30_no_hook.lua") && texts[1].contains("function hook(event)"),
+        "{texts:#?}"
+    );
+    assert!(
+        texts[2].contains("after_media_aded") && texts[2].contains("after_media_added"),
+        "{texts:#?}"
+    );
+    assert_eq!(problems[1].message, HookError::NoHookFunction.to_string());
+
+    // `serve` skips the broken scripts and runs the rest.
+    let hooks = Hooks::start(&config(dir.path()));
+    let out = hooks.apply(added(json!({"a": 1}))).await.unwrap();
+    assert_eq!(data(&out), json!({"a": 1}));
+    let stats = hooks.stats();
+    let loaded: Vec<(&str, bool)> = stats
+        .hooks
+        .iter()
+        .map(|h| (h.file.as_str(), h.loaded))
+        .collect();
+    assert_eq!(
+        loaded,
+        [
+            ("after_media_added/10_ok.lua", true),
+            ("after_media_added/20_syntax.lua", false),
+            ("after_media_added/30_no_hook.lua", false),
+            ("download.completed/1_ok.lua", true),
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn check_lists_good_hooks_in_run_order() {
+    let dir = hooks_dir(&[
+        ("after_media_added/plain.lua", "function hook(e) end"),
+        ("after_media_added/10_first.lua", "function hook(e) end"),
+    ]);
+    let summaries = check(&config(dir.path())).unwrap();
+    let names: Vec<(&str, u32)> = summaries
+        .iter()
+        .map(|s| (s.hook.as_str(), s.priority))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("after_media_added/10_first.lua", 10),
+            ("after_media_added/plain.lua", 999)
+        ]
+    );
+    assert_eq!(check(&config(&dir.path().join("none"))).unwrap(), []);
+}
+
+#[actix_rt::test]
+async fn panic_is_caught_and_a_fresh_vm_is_built() {
+    // The counter lives in the script's globals, so it restarts from 1 only in a new VM.
+    let dir = hooks_dir(&[(
+        "after_media_added/10_count.lua",
+        "count = 0\nfunction hook(e) count = count + 1; e.data.count = count; return e end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    for expected in 1..=2 {
+        let out = hooks.apply(added(json!({}))).await.unwrap();
+        assert_eq!(data(&out)["count"], expected);
+    }
+    hooks.inject_fault(Fault::PanicOnNextEvent).await;
+    let input = added(json!({"keep": "me"}));
+    assert_eq!(
+        hooks.apply(input.clone()).await.unwrap(),
+        input,
+        "passed on unchanged"
+    );
+    let out = hooks.apply(added(json!({}))).await.unwrap();
+    assert_eq!(data(&out)["count"], 1, "a fresh VM");
+    assert_eq!(hooks.stats().vm_restarts, 1);
+}
+
+#[actix_rt::test]
+async fn a_stopped_actor_is_restarted_and_no_event_is_lost() {
+    let dir = hooks_dir(&[(
+        "after_media_added/10_x.lua",
+        "function hook(e) e.data.x = 1; return e end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    hooks.inject_fault(Fault::Stop).await;
+    let out = hooks.clone().apply(added(json!({}))).await.unwrap();
+    assert_eq!(data(&out), json!({"x": 1}));
+    assert_eq!(hooks.stats().actor_restarts, 1);
+    assert_eq!(
+        hooks.stats().hooks[0].runs,
+        1,
+        "counters survive the restart"
+    );
+}
+
+#[actix_rt::test]
+async fn many_events_in_flight_each_get_their_own_answer() {
+    let dir = hooks_dir(&[(
+        "on_download_completed/10_double.lua",
+        "function hook(e) e.data.n = e.data.n * 2; return e end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let events = (0..500).map(|n| {
+        let hooks = hooks.clone();
+        async move {
+            hooks
+                .apply(event(EventName::OnDownloadCompleted, json!({"n": n})))
+                .await
+        }
+    });
+    let outs = futures::future::join_all(events).await;
+    for (n, out) in outs.into_iter().enumerate() {
+        assert_eq!(data(&out.unwrap())["n"], json!(n * 2));
+    }
+}
+
+#[actix_rt::test]
+async fn a_script_hoarding_memory_gets_a_fresh_vm() {
+    // Keeps ~1 MB per event in its globals; the limit is 4 MiB, so memory runs out for
+    // good after a few events and only a new VM frees it.
+    let dir = hooks_dir(&[
+        (
+            "after_media_added/10_hoard.lua",
+            // Distinct strings each time: Luau interns strings, so repeats would cost nothing.
+            "cache, n = {}, 0\nfunction hook(e)\n n += 1\n for i = 1, 1000 do table.insert(cache, string.rep('x', 1000) .. n .. ':' .. i) end\nend",
+        ),
+        ("after_media_added/20_good.lua", "function hook(e) e.data.good = true; return e end"),
+    ]);
+    let hooks = Hooks::start(&HooksConfig {
+        memory_limit_bytes: 4 * 1024 * 1024,
+        timeout: Duration::from_secs(2),
+        ..config(dir.path())
+    });
+    for _ in 0..12 {
+        let out = hooks.apply(added(json!({}))).await.unwrap();
+        assert_eq!(data(&out), json!({"good": true}));
+    }
+    let stats = hooks.stats();
+    assert!(stats.vm_restarts >= 1, "{stats:?}");
+    assert!(stats.hooks[0].failures >= 1, "{stats:?}");
+    assert!(
+        stats.hooks[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("memory limit"),
+        "{stats:?}"
+    );
+    assert_eq!(stats.hooks[1].failures, 0, "{stats:?}");
+}
