@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use futures::StreamExt;
 use mydia_plugins::config::Config;
 use mydia_plugins::event::{Event, EventName};
 use mydia_plugins::plugins::{
@@ -102,15 +103,249 @@ async fn fan_out() -> f64 {
     rate
 }
 
+const HOOK: &str = r#"
+function hook(event)
+  local item = event.data.media_item
+  item.title = string.upper(item.title)
+  item.tags = { "anime" }
+  item.checked = true
+  return event
+end
+"#;
+
+fn media_event() -> Event {
+    let data = serde_json::json!({"media_item": {
+        "id": 42, "type": "movie", "title": "Spirited Away", "year": 2001, "tmdb_id": 129,
+        "genres": ["Animation", "Fantasy"], "original_language": "ja"
+    }});
+    Event::new(
+        EventName::AfterMediaAdded,
+        data.as_object().cloned().unwrap(),
+    )
+}
+
+/// (1) One sandboxed hook changing 3 fields: events/s through the HookActor (many in
+/// flight) vs. calling the same script on a bare Luau VM with a plain conversion.
+async fn hooks_vs_bare() -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let event_dir = dir.path().join("after_media_added");
+    std::fs::create_dir_all(&event_dir).unwrap();
+    std::fs::write(event_dir.join("10_bench.lua"), HOOK).unwrap();
+    let mut config = Config::empty();
+    config.hooks.directory = dir.path().to_owned();
+    let hooks = mydia_plugins::hooks::Hooks::start(&config.hooks);
+    let event = media_event();
+    let check = hooks.apply(event.clone()).await.expect("hook runs");
+    assert_eq!(check.str_at("media_item.title"), Some("SPIRITED AWAY"));
+
+    let n = 20_000u64;
+    let actor = best_rate(|| {
+        let hooks = hooks.clone();
+        let event = event.clone();
+        async move {
+            let start = Instant::now();
+            for _ in 0..(n / 1000) {
+                join_all((0..1000).map(|_| hooks.apply(event.clone()))).await;
+            }
+            (n, start.elapsed())
+        }
+    })
+    .await;
+
+    let lua = mlua::Lua::new();
+    lua.load(HOOK).exec().unwrap();
+    let f: mlua::Function = lua.globals().get("hook").unwrap();
+    let bare = best_rate(|| {
+        let (lua, f, event) = (&lua, &f, &event);
+        async move {
+            let start = Instant::now();
+            for _ in 0..n {
+                let t = lua.create_table().unwrap();
+                t.set("name", event.name.as_str()).unwrap();
+                t.set("id", event.id.as_str()).unwrap();
+                t.set(
+                    "data",
+                    json_to_lua(lua, &serde_json::Value::Object(event.data.clone())),
+                )
+                .unwrap();
+                let out: mlua::Table = f.call(t).unwrap();
+                let data = lua_to_json(out.get("data").unwrap());
+                assert!(data.is_object());
+            }
+            (n, start.elapsed())
+        }
+    })
+    .await;
+    (actor, bare)
+}
+
+fn json_to_lua(lua: &mlua::Lua, v: &serde_json::Value) -> mlua::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => mlua::Value::Nil,
+        J::Bool(b) => mlua::Value::Boolean(*b),
+        J::Number(n) => mlua::Value::Number(n.as_f64().unwrap_or(0.0)),
+        J::String(s) => mlua::Value::String(lua.create_string(s).unwrap()),
+        J::Array(a) => {
+            let t = lua.create_table().unwrap();
+            for (i, x) in a.iter().enumerate() {
+                t.raw_set(i + 1, json_to_lua(lua, x)).unwrap();
+            }
+            mlua::Value::Table(t)
+        }
+        J::Object(o) => {
+            let t = lua.create_table().unwrap();
+            for (k, x) in o {
+                t.raw_set(k.as_str(), json_to_lua(lua, x)).unwrap();
+            }
+            mlua::Value::Table(t)
+        }
+    }
+}
+
+fn lua_to_json(v: mlua::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        mlua::Value::Boolean(b) => J::Bool(b),
+        mlua::Value::Integer(i) => J::from(i),
+        mlua::Value::Number(n) if n.fract() == 0.0 => J::from(n as i64),
+        mlua::Value::Number(n) => J::from(n),
+        mlua::Value::String(s) => J::String(s.to_string_lossy()),
+        mlua::Value::Table(t) => {
+            if t.raw_len() > 0 {
+                J::Array(
+                    t.sequence_values::<mlua::Value>()
+                        .map(|x| lua_to_json(x.unwrap()))
+                        .collect(),
+                )
+            } else {
+                let mut m = serde_json::Map::new();
+                for pair in t.pairs::<String, mlua::Value>() {
+                    let (k, x) = pair.unwrap();
+                    m.insert(k, lua_to_json(x));
+                }
+                J::Object(m)
+            }
+        }
+        _ => J::Null,
+    }
+}
+
+/// A local ntfy stand-in on 127.0.0.1: answers every publish with 200 and counts them.
+fn start_sink() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&hits);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                let counter = Arc::clone(&counter);
+                App::new().default_service(web::to(move || {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    async {
+                        HttpResponse::Ok().json(serde_json::json!({"id": "x", "event": "message"}))
+                    }
+                }))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .expect("bind sink");
+            tx.send(server.addrs()[0]).unwrap();
+            server.run().await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), hits)
+}
+
+/// (3) ntfy notifications through the whole service vs. a bare reqwest loop with the
+/// same concurrency to the same sink. Returns (service/s, bare/s).
+async fn ntfy_vs_bare() -> (f64, f64) {
+    let (addr, hits) = start_sink();
+    let concurrency = 8usize;
+    let yaml = format!(
+        "hooks: {{enabled: false}}\nsupervision: {{max_in_flight: {concurrency}, backlog: 100000}}\n\
+         plugins:\n  ntfy:\n    enabled: true\n    server_url: http://{addr}\n    allow_insecure_http: true\n    topic: bench\n"
+    );
+    let config = Config::parse(&yaml, None).expect("bench config");
+    let handle = mydia_plugins::start(&config);
+    let data = serde_json::json!({"media_item": {"title": "Dune", "year": 2021, "type": "movie"}});
+    let data = data.as_object().cloned().unwrap();
+    let n = 4000u64;
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"topic": "bench", "title": "Movie added", "message": "Dune (2021)", "priority": 3, "tags": ["movie_camera"]});
+    let mut service = 0f64;
+    let mut bare = 0f64;
+    // Interleave the two sides so both see the same machine load.
+    for _ in 0..ROUNDS {
+        let before = hits.load(Ordering::Relaxed);
+        let start = Instant::now();
+        for _ in 0..n {
+            handle
+                .emit(EventName::AfterMediaAdded, data.clone())
+                .await
+                .expect("emit");
+        }
+        while hits.load(Ordering::Relaxed) - before < n {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        service = service.max(n as f64 / start.elapsed().as_secs_f64());
+
+        let url = format!("http://{addr}/");
+        let start = Instant::now();
+        let sent = futures::stream::iter(0..n)
+            .map(|_| client.post(&url).json(&body).send())
+            .buffer_unordered(concurrency);
+        futures::pin_mut!(sent);
+        while let Some(r) = sent.next().await {
+            let _ = r.expect("sink answers").bytes().await;
+        }
+        bare = bare.max(n as f64 / start.elapsed().as_secs_f64());
+    }
+    let status = handle.status().await;
+    assert!(
+        status.iter().all(|p| p.failed == 0),
+        "deliveries failed: {status:?}"
+    );
+    handle.shutdown().await;
+    (service, bare)
+}
+
 fn main() {
-    // `cargo test --benches` runs this with no `--bench` flag: do one quick pass only.
+    // `cargo bench --bench pipeline -- hooks` runs only the benchmarks whose name is given.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let system = actix_rt::System::new();
     system.block_on(async {
         println!("mydia-plugins pipeline benchmarks (best of {ROUNDS} rounds each)");
+        if run("hooks") {
+        let (actor, bare) = hooks_vs_bare().await;
+        println!(
+            "(1) one hook changing 3 fields: HookActor {:>8.0} events/s, bare mlua {:>8.0}/s, ratio {:.2}   (target >= 0.6 and >= 100000/s)",
+            actor,
+            bare,
+            actor / bare
+        );
+        }
+        if run("fanout") {
         let fan = fan_out().await;
         println!(
             "(2) one event to 10 no-op plugins: {:>10.0} deliveries/s   (target >= 500000)",
             fan
         );
+        }
+        if run("ntfy") {
+        let (service, bare) = ntfy_vs_bare().await;
+        println!(
+            "(3) ntfy to a local sink: service {:>8.0}/s, bare reqwest {:>8.0}/s, ratio {:.2}   (target >= 0.8)",
+            service,
+            bare,
+            service / bare
+        );
+        }
     });
 }

@@ -16,6 +16,7 @@ use crate::event::Event;
 
 use super::chain::Chain;
 use super::discover::{discover, HookFile};
+use super::queue::JobQueue;
 use super::stats::SharedStats;
 
 /// Run the hooks of `event.name` on the event; answers with the final event or a rejection.
@@ -34,6 +35,11 @@ pub struct HookRejected {
 }
 
 /// Test support: make the actor fail on purpose, to exercise recovery.
+/// Run every job waiting in the shared queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Drain;
+
 #[doc(hidden)]
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -57,6 +63,7 @@ pub struct HookActor {
     /// `None` only if the VM itself could not be created; events then pass through.
     chain: Option<Chain>,
     panic_next: bool,
+    queue: Arc<JobQueue>,
 }
 
 impl HookActor {
@@ -70,7 +77,7 @@ impl HookActor {
             tracing::error!(target: "hooks", path = %problem.path.display(), error = %problem.message, "hook not loaded; skipping it");
         }
         let stats = Arc::new(SharedStats::new(&found.files));
-        HookActor::spawn(config, found.files.into(), stats).0
+        HookActor::spawn(config, found.files.into(), stats, Arc::default()).0
     }
 
     /// Start on a new arbiter; the caller keeps the handle to stop that arbiter later.
@@ -78,6 +85,7 @@ impl HookActor {
         config: HooksConfig,
         files: Arc<[HookFile]>,
         stats: Arc<SharedStats>,
+        queue: Arc<JobQueue>,
     ) -> (Addr<HookActor>, ArbiterHandle) {
         let arbiter = Arbiter::new().handle();
         let addr = HookActor::start_in_arbiter(&arbiter, move |_| {
@@ -88,29 +96,14 @@ impl HookActor {
                 stats,
                 chain,
                 panic_next: false,
+                queue,
             }
         });
         (addr, arbiter)
     }
 
-    fn rebuild(&mut self) {
-        // Drop the old VM first: two at once could need twice the memory limit.
-        self.chain = None;
-        self.chain = build_chain(&self.config, &self.files, &self.stats);
-        self.stats
-            .vm_restarts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Actor for HookActor {
-    type Context = Context<Self>;
-}
-
-impl Handler<ApplyHooks> for HookActor {
-    type Result = Result<Event, HookRejected>;
-
-    fn handle(&mut self, ApplyHooks(event): ApplyHooks, _: &mut Context<Self>) -> Self::Result {
+    /// The hook chain for one event; panics caught, the VM rebuilt when needed.
+    fn run(&mut self, event: Event) -> Result<Event, HookRejected> {
         let Some(chain) = self.chain.as_ref() else {
             return Ok(event);
         };
@@ -137,6 +130,40 @@ impl Handler<ApplyHooks> for HookActor {
             self.rebuild();
         }
         answer
+    }
+
+    fn rebuild(&mut self) {
+        // Drop the old VM first: two at once could need twice the memory limit.
+        self.chain = None;
+        self.chain = build_chain(&self.config, &self.files, &self.stats);
+        self.stats
+            .vm_restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Actor for HookActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<ApplyHooks> for HookActor {
+    type Result = Result<Event, HookRejected>;
+
+    fn handle(&mut self, ApplyHooks(event): ApplyHooks, _: &mut Context<Self>) -> Self::Result {
+        self.run(event)
+    }
+}
+
+impl Handler<Drain> for HookActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
+        for mut job in self.queue.take() {
+            if let Some(event) = job.take_event() {
+                let answer = self.run(event);
+                job.answer(answer);
+            }
+        }
     }
 }
 

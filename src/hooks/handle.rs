@@ -13,9 +13,10 @@ use actix::prelude::*;
 use crate::config::HooksConfig;
 use crate::event::{Event, EventName};
 
-use super::actor::{ApplyHooks, Fault, HookActor, HookRejected, InjectFault};
+use super::actor::{Drain, Fault, HookActor, HookRejected, InjectFault};
 use super::discover::{discover, HookFile};
 use super::error::HookProblem;
+use super::queue::{Job, JobQueue};
 use super::sandbox::Sandbox;
 use super::stats::{HookStats, SharedStats};
 
@@ -44,6 +45,7 @@ struct Inner {
     /// Events with at least one script; others never reach the actor.
     events: HashSet<EventName>,
     stats: Arc<SharedStats>,
+    queue: Arc<JobQueue>,
     running: Mutex<Running>,
 }
 
@@ -70,8 +72,13 @@ impl Hooks {
         let events: HashSet<EventName> = found.files.iter().map(|f| f.event).collect();
         let files: Arc<[HookFile]> = found.files.into();
         let stats = Arc::new(SharedStats::new(&files));
-        let (addr, arbiter) =
-            HookActor::spawn(config.clone(), Arc::clone(&files), Arc::clone(&stats));
+        let queue = Arc::new(JobQueue::default());
+        let (addr, arbiter) = HookActor::spawn(
+            config.clone(),
+            Arc::clone(&files),
+            Arc::clone(&stats),
+            Arc::clone(&queue),
+        );
         tracing::info!(target: "hooks", scripts = files.len(), events = events.len(), directory = %config.directory.display(), "hooks started");
         Hooks {
             inner: Some(Arc::new(Inner {
@@ -79,6 +86,7 @@ impl Hooks {
                 files,
                 events,
                 stats,
+                queue,
                 running: Mutex::new(Running { addr, arbiter }),
             })),
         }
@@ -106,22 +114,18 @@ impl Hooks {
         else {
             return Ok(event);
         };
-        let addr = inner.addr();
-        // A copy, because a closed mailbox drops the message it refused.
-        match addr.send(ApplyHooks(event.clone())).await {
-            Ok(answer) => return answer,
-            Err(err) => {
-                tracing::error!(target: "hooks", event = %event.name, id = %event.id, error = %err, "hook actor is gone; starting a new one");
-            }
+        let (job, answer) = Job::new(event);
+        if inner.queue.push(job) {
+            inner.drain().await;
         }
-        let addr = inner.restart(&addr);
-        match addr.send(ApplyHooks(event.clone())).await {
-            Ok(answer) => answer,
-            Err(err) => {
-                tracing::error!(target: "hooks", event = %event.name, id = %event.id, error = %err, "hook actor failed again; event passed on without hooks");
-                Ok(event)
-            }
-        }
+        // A job dropped unanswered answers with its event, so the error arm cannot lose
+        // an event; it only covers a reply channel that vanished without either.
+        answer.await.unwrap_or_else(|_| {
+            Err(HookRejected {
+                hook: "(hook actor)".into(),
+                reason: "the hook actor stopped without answering; send the event again".into(),
+            })
+        })
     }
 
     /// Counters per hook, plus restarts and skipped events.
@@ -151,6 +155,22 @@ impl Inner {
     }
 
     /// Replace the actor, unless a concurrent caller already replaced `failed`.
+    /// Have the actor run the queue. Awaiting the answer is how a dead actor shows: a
+    /// stopped actor drops the message unanswered, so it is restarted and asked again.
+    async fn drain(&self) {
+        let addr = self.addr();
+        if addr.send(Drain).await.is_ok() {
+            return;
+        }
+        tracing::error!(target: "hooks", "hook actor is gone; starting a new one");
+        let addr = self.restart(&addr);
+        if addr.send(Drain).await.is_err() {
+            tracing::error!(target: "hooks", "hook actor failed again; queued events passed on without hooks");
+            // Dropped jobs answer with their events unchanged.
+            drop(self.queue.take());
+        }
+    }
+
     fn restart(&self, failed: &Addr<HookActor>) -> Addr<HookActor> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.addr == *failed {
@@ -159,6 +179,7 @@ impl Inner {
                 self.config.clone(),
                 Arc::clone(&self.files),
                 Arc::clone(&self.stats),
+                Arc::clone(&self.queue),
             );
             *running = Running { addr, arbiter };
             self.stats

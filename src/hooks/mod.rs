@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `handle` | [`Hooks`], the cloneable handle (start, apply, stats) and [`check`] |
 //! | [`actor`] | [`HookActor`] on its own arbiter; panics caught, VM rebuilt |
+//! | `queue` | the job queue between handle and actor: many events per wake |
 //! | `chain` | one event's hooks in order: fail-soft, stopped by `reject` |
 //! | `sandbox` | the Luau VM: compile once per script, time and memory limits |
 //! | `globals` | what scripts lose (`io`, `require`, ...) and gain (`reject`, `log`, `json`) |
@@ -23,6 +24,7 @@ mod discover;
 mod error;
 mod globals;
 mod handle;
+mod queue;
 mod sandbox;
 mod stats;
 
