@@ -9,21 +9,47 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::task::Poll;
+
 use actix::prelude::*;
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 
 use crate::event::Event;
 use crate::plugins::{ConnectionReport, Outcome, PluginContext, PluginError, Role};
+
+/// Run the plugin's main call (notify, send_webhook or enrich) for each event, all at
+/// once, each within the timeout (the actor drops a call that outlives it, so a hung
+/// call leaks nothing). One message carries many deliveries; results stream back as
+/// [`Done`] reports, each carrying whatever finished since the last, so a fast delivery
+/// is never held back by a slow one in the same batch.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverBatch {
+    /// The batch's tag, echoed in every [`Done`].
+    pub batch: u64,
+    /// `(sequence number, event)` pairs; the sequence number is echoed with each result.
+    pub events: Vec<(u64, Arc<Event>)>,
+    /// Per-delivery timeout.
+    pub timeout: Duration,
+    /// Where results go.
+    pub reply: Recipient<Done>,
+}
+
+/// Results of some deliveries of a batch: `(index in the batch, sequence number, result)`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Done {
+    /// The batch's tag.
+    pub batch: u64,
+    /// What finished.
+    pub results: Vec<(usize, u64, Result<Outcome, PluginError>)>,
+}
 
 /// Work for a plugin actor.
 #[derive(Message)]
 #[rtype(result = "Result<Reply, PluginError>")]
 pub enum Call {
-    /// Run the plugin's main call (notify, send_webhook or enrich) for each event, all at
-    /// once, each within the timeout (the actor drops a call that outlives it, so a hung
-    /// call leaks nothing). A batch costs one cross-thread round trip however many events
-    /// it carries; answers come back in the same order.
-    Deliver(Vec<Arc<Event>>, Duration),
     /// Run `test_connection`.
     Test,
     /// Answer at once: proves the actor's thread is not blocked.
@@ -33,8 +59,6 @@ pub enum Call {
 /// A plugin actor's answer.
 #[derive(Debug)]
 pub enum Reply {
-    /// One result per delivered event, in order.
-    Outcomes(Vec<Result<Outcome, PluginError>>),
     /// `test_connection` succeeded.
     Report(ConnectionReport),
     /// The actor is alive.
@@ -51,10 +75,12 @@ pub struct PluginActor<R: Role> {
     cx: PluginContext,
 }
 
-/// A running plugin actor: where to send calls, and the arbiter (thread) it lives on.
+/// A running plugin actor: where to send work, and the arbiter (thread) it lives on.
 pub struct PluginHandle {
-    /// The actor's mailbox.
-    pub recipient: Recipient<Call>,
+    /// Deliveries.
+    pub deliveries: Recipient<DeliverBatch>,
+    /// Tests and pings.
+    pub calls: Recipient<Call>,
     arbiter: Arbiter,
 }
 
@@ -76,7 +102,8 @@ pub fn spawn<R: Role>(instance: String, role: R) -> PluginHandle {
         },
     });
     PluginHandle {
-        recipient: addr.recipient(),
+        deliveries: addr.clone().recipient(),
+        calls: addr.recipient(),
         arbiter,
     }
 }
@@ -91,6 +118,55 @@ impl<R: Role> Actor for PluginActor<R> {
     }
 }
 
+impl<R: Role> Handler<DeliverBatch> for PluginActor<R> {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliverBatch, _: &mut Context<Self>) {
+        let role = Arc::clone(&self.role);
+        let cx = self.cx.clone();
+        // A task of its own, not a future in this actor's context (which polls all of
+        // its futures on every wake).
+        actix::spawn(async move {
+            let (role, cx, timeout) = (&role, &cx, msg.timeout);
+            let mut running: FuturesUnordered<_> = msg
+                .events
+                .iter()
+                .enumerate()
+                .map(|(i, (seq, event))| async move {
+                    let call = AssertUnwindSafe(role.call(cx, event)).catch_unwind();
+                    let result = match tokio::time::timeout(timeout + CANCEL_GRACE, call).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(panic)) => Err(PluginError::Panicked {
+                            message: panic_message(&panic),
+                        }),
+                        Err(_) => Err(PluginError::Timeout { after: timeout }),
+                    };
+                    (i, *seq, result)
+                })
+                .collect();
+            let mut ready = Vec::new();
+            // Report what is done each time the rest must wait: one message for
+            // everything that finished together.
+            futures::future::poll_fn(|task| loop {
+                match running.poll_next_unpin(task) {
+                    Poll::Ready(Some(r)) => ready.push(r),
+                    done_or_waiting => {
+                        if !ready.is_empty() {
+                            let results = std::mem::take(&mut ready);
+                            msg.reply.do_send(Done {
+                                batch: msg.batch,
+                                results,
+                            });
+                        }
+                        return done_or_waiting.map(|_| ());
+                    }
+                }
+            })
+            .await;
+        });
+    }
+}
+
 impl<R: Role> Handler<Call> for PluginActor<R> {
     type Result = ResponseFuture<Result<Reply, PluginError>>;
 
@@ -100,20 +176,6 @@ impl<R: Role> Handler<Call> for PluginActor<R> {
         Box::pin(async move {
             let work = async {
                 match msg {
-                    Call::Deliver(events, timeout) => {
-                        let (role, cx) = (&role, &cx);
-                        let each = events.iter().map(|event| async move {
-                            let call = AssertUnwindSafe(role.call(cx, event)).catch_unwind();
-                            match tokio::time::timeout(timeout + CANCEL_GRACE, call).await {
-                                Ok(Ok(r)) => r,
-                                Ok(Err(panic)) => Err(PluginError::Panicked {
-                                    message: panic_message(&panic),
-                                }),
-                                Err(_) => Err(PluginError::Timeout { after: timeout }),
-                            }
-                        });
-                        Ok(Reply::Outcomes(futures::future::join_all(each).await))
-                    }
                     Call::Test => role.test(&cx).await.map(Reply::Report),
                     Call::Ping => Ok(Reply::Pong),
                 }

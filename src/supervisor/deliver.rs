@@ -86,7 +86,7 @@ impl PluginSupervisor {
         }
     }
 
-    fn hold(&mut self, idx: usize, pending: Pending, waiter: Waiter) {
+    pub(super) fn hold(&mut self, idx: usize, pending: Pending, waiter: Waiter) {
         let slot = &mut self.slots[idx];
         if slot.backlog.len() >= self.config.backlog as usize {
             slot.stats.dropped += 1;
@@ -131,62 +131,8 @@ impl PluginSupervisor {
         }
     }
 
-    /// Send every outbox as one batch per instance: one cross-thread round trip for many
-    /// deliveries, and one future in this actor's context per batch, not per delivery.
-    pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
-        self.flush_scheduled = false;
-        for idx in std::mem::take(&mut self.dirty) {
-            let slot = &mut self.slots[idx];
-            let batch = std::mem::take(&mut slot.outbox);
-            let Some(handle) = &slot.handle else {
-                // Crashed between queueing and sending: back to the backlog, in order.
-                slot.in_flight -= batch.len() as u32;
-                for (pending, waiter) in batch {
-                    self.hold(idx, pending, waiter);
-                }
-                continue;
-            };
-            let (generation, timeout) = (slot.generation, slot.timeout);
-            let events = batch.iter().map(|(p, _)| Arc::clone(&p.event)).collect();
-            let call = handle.recipient.send(Call::Deliver(events, timeout));
-            let started = Instant::now();
-            let fut = async move {
-                match tokio::time::timeout(timeout, call).await {
-                    Err(_) => Err(PluginError::Timeout { after: timeout }),
-                    Ok(Err(_mailbox)) => Err(PluginError::Unresponsive),
-                    Ok(Ok(Ok(Reply::Outcomes(results)))) => Ok(results),
-                    Ok(Ok(Ok(_))) => Err(PluginError::Unresponsive),
-                    Ok(Ok(Err(e))) => Err(e),
-                }
-            };
-            ctx.spawn(fut.into_actor(self).map(move |results, act, ctx| {
-                let took = started.elapsed();
-                match results {
-                    Ok(results) => {
-                        for ((pending, waiter), result) in batch.into_iter().zip(results) {
-                            act.finished(idx, generation, pending, waiter, result, took, ctx);
-                        }
-                    }
-                    Err(e) => {
-                        for (pending, waiter) in batch {
-                            act.finished(
-                                idx,
-                                generation,
-                                pending,
-                                waiter,
-                                Err(e.clone()),
-                                took,
-                                ctx,
-                            );
-                        }
-                    }
-                }
-            }));
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
-    fn finished(
+    pub(super) fn finished(
         &mut self,
         idx: usize,
         generation: u64,
@@ -456,7 +402,7 @@ impl PluginSupervisor {
         }
         slot.pinging = true;
         let generation = slot.generation;
-        let ping = handle.recipient.send(Call::Ping);
+        let ping = handle.calls.send(Call::Ping);
         let fut = async move {
             matches!(
                 tokio::time::timeout(PING_TIMEOUT, ping).await,
@@ -503,9 +449,9 @@ impl PluginSupervisor {
         let slot = &mut self.slots[idx];
         // A tripped or restarting instance has no actor: test on a temporary one.
         let (recipient, temp) = match &slot.handle {
-            Some(h) => (h.recipient.clone(), None),
+            Some(h) => (h.calls.clone(), None),
             None => match (slot.spec.factory)() {
-                Ok(h) => (h.recipient.clone(), Some(h)),
+                Ok(h) => (h.calls.clone(), Some(h)),
                 Err(e) => return Box::pin(actix::fut::ready(Err(TestError::Failed(e)))),
             },
         };

@@ -8,6 +8,7 @@
 //! supervisor's own thread, so a plugin that blocks its thread cannot delay them or any
 //! other plugin. Every state change is one `tracing` event with target `supervision`.
 
+mod batch;
 pub mod breaker;
 mod deliver;
 pub mod restart;
@@ -134,6 +135,7 @@ pub struct PluginSupervisor {
     /// Instances with a non-empty outbox.
     dirty: Vec<usize>,
     flush_scheduled: bool,
+    batches: batch::Batches,
 }
 
 /// Send the outboxes (posted to itself at the end of a mailbox turn).
@@ -188,6 +190,7 @@ impl PluginSupervisor {
             shutdown_waiter: None,
             dirty: Vec::new(),
             flush_scheduled: false,
+            batches: batch::Batches::default(),
         }
     }
 }
@@ -267,6 +270,14 @@ impl Handler<Flush> for PluginSupervisor {
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
         self.flush(ctx);
+    }
+}
+
+impl Handler<crate::plugins::actor::Done> for PluginSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: crate::plugins::actor::Done, ctx: &mut Context<Self>) {
+        self.on_done(msg, ctx);
     }
 }
 

@@ -1,0 +1,185 @@
+//! Batched sending: each instance's outbox goes out as one message per mailbox turn, and
+//! results stream back as `Done` reports; a sweep times out what does not come back.
+//!
+//! One message per delivery each way cost a cross-thread wake each (measured: 331k
+//! deliveries/s to 10 no-op plugins; batched, about 2M). Results stream back instead of
+//! waiting for the whole batch, so a fast delivery frees its slot at once even when a
+//! slow one shares its batch. Timeouts are checked by one sweep timer, armed only while
+//! batches are in flight: a timer per batch would pile up in the actor's context, which
+//! polls every pending future on each wake.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::slot::{Pending, Waiter};
+use super::PluginSupervisor;
+use crate::plugins::actor::{DeliverBatch, Done};
+use crate::plugins::PluginError;
+
+/// A batch on its way: what each position was, so results can be judged.
+pub(super) struct Batch {
+    idx: usize,
+    generation: u64,
+    started: Instant,
+    deadline: Instant,
+    timeout: Duration,
+    items: Vec<Option<(Pending, Waiter)>>,
+    open: usize,
+}
+
+/// In-flight batches of every instance, by tag.
+#[derive(Default)]
+pub(super) struct Batches {
+    by_tag: HashMap<u64, Batch>,
+    next_tag: u64,
+    sweep_armed: bool,
+}
+
+/// Never check for timeouts more often than this (bounds the sweep's cost).
+const MIN_SWEEP: Duration = Duration::from_millis(10);
+
+impl PluginSupervisor {
+    /// Send every outbox as one batch per instance.
+    pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        for idx in std::mem::take(&mut self.dirty) {
+            let slot = &mut self.slots[idx];
+            let items = std::mem::take(&mut slot.outbox);
+            let Some(handle) = &slot.handle else {
+                // Crashed between queueing and sending: back to the backlog, in order.
+                slot.in_flight -= items.len() as u32;
+                for (pending, waiter) in items {
+                    self.hold(idx, pending, waiter);
+                }
+                continue;
+            };
+            self.batches.next_tag += 1;
+            let tag = self.batches.next_tag;
+            let events = items
+                .iter()
+                .map(|(p, _)| (p.seq, Arc::clone(&p.event)))
+                .collect();
+            let msg = DeliverBatch {
+                batch: tag,
+                events,
+                timeout: slot.timeout,
+                reply: ctx.address().recipient(),
+            };
+            let sent = handle.deliveries.try_send(msg);
+            let started = Instant::now();
+            let batch = Batch {
+                idx,
+                generation: slot.generation,
+                started,
+                deadline: started + slot.timeout,
+                timeout: slot.timeout,
+                open: items.len(),
+                items: items.into_iter().map(Some).collect(),
+            };
+            self.batches.by_tag.insert(tag, batch);
+            if sent.is_err() {
+                // The actor is gone (or its mailbox is jammed): every delivery fails now.
+                self.fail_batch(tag, PluginError::Unresponsive, ctx);
+            }
+        }
+        self.arm_sweep(ctx);
+    }
+
+    /// Judge the results in a `Done` report.
+    pub(super) fn on_done(&mut self, done: Done, ctx: &mut Context<Self>) {
+        let Some(batch) = self.batches.by_tag.get_mut(&done.batch) else {
+            return self.late_results(done);
+        };
+        let (idx, generation, took) = (batch.idx, batch.generation, batch.started.elapsed());
+        let mut finished = Vec::with_capacity(done.results.len());
+        for (i, _, result) in done.results {
+            if let Some((pending, waiter)) = batch.items.get_mut(i).and_then(Option::take) {
+                batch.open -= 1;
+                finished.push((pending, waiter, result));
+            }
+        }
+        if batch.open == 0 {
+            self.batches.by_tag.remove(&done.batch);
+        }
+        for (pending, waiter, result) in finished {
+            self.finished(idx, generation, pending, waiter, result, took, ctx);
+        }
+    }
+
+    /// Results for a batch that already timed out: its deliveries were put back in the
+    /// backlog for a retry. A late success is taken out again, so it is not sent twice.
+    fn late_results(&mut self, done: Done) {
+        for (_, seq, result) in done.results {
+            if result.is_err() {
+                continue;
+            }
+            for slot in &mut self.slots {
+                if let Some(pos) = slot.backlog.iter().position(|p| p.seq == seq) {
+                    let p = slot.backlog.remove(pos).expect("position is in range");
+                    slot.stats.delivered += 1;
+                    tracing::debug!(target: "supervision", plugin = %slot.spec.name, event_id = %p.event.id, "late success after a timeout; not sending it again");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn fail_batch(&mut self, tag: u64, err: PluginError, ctx: &mut Context<Self>) {
+        let Some(batch) = self.batches.by_tag.remove(&tag) else {
+            return;
+        };
+        let took = batch.started.elapsed();
+        for (pending, waiter) in batch.items.into_iter().flatten() {
+            self.finished(
+                batch.idx,
+                batch.generation,
+                pending,
+                waiter,
+                Err(err.clone()),
+                took,
+                ctx,
+            );
+        }
+    }
+
+    fn arm_sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.batches.sweep_armed || self.batches.by_tag.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let next = self
+            .batches
+            .by_tag
+            .values()
+            .map(|b| b.deadline)
+            .min()
+            .unwrap_or(now);
+        self.batches.sweep_armed = true;
+        ctx.run_later(
+            next.saturating_duration_since(now).max(MIN_SWEEP),
+            |act, ctx| {
+                act.batches.sweep_armed = false;
+                act.sweep(ctx);
+            },
+        );
+    }
+
+    /// Time out every delivery whose batch is past its deadline.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let expired: Vec<(u64, Duration)> = self
+            .batches
+            .by_tag
+            .iter()
+            .filter(|(_, b)| b.deadline <= now)
+            .map(|(tag, b)| (*tag, b.timeout))
+            .collect();
+        for (tag, timeout) in expired {
+            self.fail_batch(tag, PluginError::Timeout { after: timeout }, ctx);
+        }
+        self.arm_sweep(ctx);
+    }
+}
