@@ -117,6 +117,20 @@ async fn wait_for_signal() {
 }
 
 fn check(config: Config, test: bool) -> ExitCode {
+    let hooks = match mydia_plugins::hooks::check(&config.hooks) {
+        Ok(hooks) => hooks,
+        Err(problems) => {
+            eprintln!(
+                "error: {} hook problem{}:",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     let source = config
         .source
         .as_ref()
@@ -135,6 +149,12 @@ fn check(config: Config, test: bool) -> ExitCode {
             p.name,
             p.kind.as_str(),
             events.join(", ")
+        );
+    }
+    for h in &hooks {
+        println!(
+            "  hook {} (on {}, priority {})",
+            h.hook, h.event, h.priority
         );
     }
     if !test {

@@ -49,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/api/v1/events", web::post().to(events::post_event))
         .route("/api/v1/events", web::get().to(events::catalog))
+        .route("/api/v1/hooks", web::get().to(plugins::hooks))
         .route("/api/v1/plugins", web::get().to(plugins::list))
         .route("/api/v1/plugins/{name}", web::get().to(plugins::one))
         .route("/api/v1/plugins/{name}/test", web::post().to(plugins::test))
@@ -71,7 +72,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     error(
         actix_web::http::StatusCode::NOT_FOUND,
         format!(
-            "no route for {} {}; see GET /api/v1/events, POST /api/v1/events, GET /api/v1/plugins, POST /api/v1/plugins/NAME/test, GET /healthz",
+            "no route for {} {}; see GET /api/v1/events, POST /api/v1/events, GET /api/v1/plugins, POST /api/v1/plugins/NAME/test, GET /api/v1/hooks, GET /healthz",
             req.method(),
             req.path()
         ),

@@ -8,6 +8,27 @@ use super::error;
 use crate::app::Handle;
 use crate::supervisor::TestError;
 
+/// `GET /api/v1/hooks`: every hook with its counters, so a failing hook shows at a glance.
+pub(super) async fn hooks(handle: web::Data<Handle>) -> HttpResponse {
+    let stats = handle.hooks().stats();
+    let hooks: Vec<_> = stats
+        .hooks
+        .iter()
+        .map(|h| {
+            json!({
+                "file": h.file, "event": h.event, "loaded": h.loaded, "runs": h.runs,
+                "failures": h.failures, "rejections": h.rejections, "last_error": h.last_error,
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "hooks": hooks,
+        "vm_restarts": stats.vm_restarts,
+        "actor_restarts": stats.actor_restarts,
+        "skipped_too_large": stats.skipped_too_large,
+    }))
+}
+
 pub(super) async fn list(handle: web::Data<Handle>) -> HttpResponse {
     HttpResponse::Ok().json(handle.status().await)
 }

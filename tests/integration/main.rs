@@ -6,4 +6,5 @@ mod api;
 mod config;
 mod hooks;
 mod ntfy;
+mod shipped;
 mod supervision;

@@ -10,7 +10,9 @@ function hook(event)
   if not string.find(title, " ") and string.find(title, "[%._]") then
     title = string.gsub(title, "[%._]+", " ")
     title = string.gsub(title, " (%d%d%d%d)$", "")
-    title = string.gsub(title, "^%l", string.upper)
+    title = string.gsub(title, "(%a)([%w']*)", function(first, rest)
+      return string.upper(first) .. rest
+    end)
   end
   title = string.gsub(title, "%s+", " ")
   title = string.match(title, "^%s*(.-)%s*$")
