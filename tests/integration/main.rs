@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod canary;
 mod config;
 mod hooks;
 mod ntfy;
