@@ -89,7 +89,7 @@ async fn a_planted_token_never_appears_in_logs_errors_or_api_responses() {
         .await
     );
     let mut seen = Vec::new();
-    let mut call = |r: reqwest::Response| async move { r.text().await.unwrap() };
+    let call = |r: reqwest::Response| async move { r.text().await.unwrap() };
     let event = |n: &str| json!({"event": n, "mode": "sync", "data": {"media_item": {"title": "Dune", "year": 2021}}});
 
     // 401: misconfigured.
