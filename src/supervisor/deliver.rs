@@ -295,7 +295,7 @@ impl PluginSupervisor {
         slot.hold_reason = Some(why);
         slot.pause_streak += 1;
         tracing::info!(
-            target: "supervision", plugin = %slot.spec.name, to = "paused", reason = why,
+            target: "supervision", plugin = %slot.spec.name, to = %"paused", reason = %why,
             pause_ms = pause.as_millis() as u64, queued = slot.backlog.len(), "deliveries paused"
         );
         ctx.run_later(pause, move |act, ctx| act.drain(idx, ctx));
@@ -357,7 +357,7 @@ impl PluginSupervisor {
                 slot.held_until = Some(now + backoff);
                 slot.hold_reason = Some("restarting");
                 tracing::warn!(
-                    target: "supervision", plugin = %slot.spec.name, from = "running", to = "restarting",
+                    target: "supervision", plugin = %slot.spec.name, from = %"running", to = %"restarting",
                     reason = %reason, restarts, backoff_ms = backoff.as_millis() as u64, "plugin crashed; restarting"
                 );
                 ctx.run_later(backoff, move |act, ctx| act.restart(idx, generation, ctx));
@@ -387,7 +387,7 @@ impl PluginSupervisor {
         }
         let slot = &self.slots[idx];
         tracing::info!(
-            target: "supervision", plugin = %slot.spec.name, from = "restarting", to = "running",
+            target: "supervision", plugin = %slot.spec.name, from = %"restarting", to = %"running",
             restarts = slot.restarts.total(), "plugin restarted"
         );
         self.drain(idx, ctx);
@@ -435,7 +435,7 @@ impl PluginSupervisor {
         slot.backlog.clear();
         slot.stats.dropped += dropped as u64;
         tracing::error!(
-            target: "supervision", plugin = %slot.spec.name, from, to = "misconfigured", reason = %reason, dropped,
+            target: "supervision", plugin = %slot.spec.name, from = %from, to = %"misconfigured", reason = %reason, dropped,
             "plugin misconfigured: deliveries stop until the config is fixed or a connection test passes"
         );
         slot.misconfigured = Some(reason.clone());
@@ -495,7 +495,7 @@ impl PluginSupervisor {
             return;
         }
         let slot = &self.slots[idx];
-        tracing::info!(target: "supervision", plugin = %slot.spec.name, from, to = "closed", reason = "connection test passed", "plugin recovered");
+        tracing::info!(target: "supervision", plugin = %slot.spec.name, from = %from, to = %"closed", reason = %"connection test passed", "plugin recovered");
         self.health_changed(idx, from, "closed", "connection test passed");
         self.drain(idx, ctx);
     }
