@@ -279,18 +279,24 @@ async fn ntfy_vs_bare() -> (f64, f64) {
     let mut bare = 0f64;
     // Interleave the two sides so both see the same machine load.
     for _ in 0..ROUNDS {
-        let before = hits.load(Ordering::Relaxed);
-        let start = Instant::now();
-        for _ in 0..n {
-            handle
-                .emit(EventName::AfterMediaAdded, data.clone())
-                .await
-                .expect("emit");
+        let side = std::env::var("SIDE").unwrap_or_default();
+        if side != "bare" {
+            let before = hits.load(Ordering::Relaxed);
+            let start = Instant::now();
+            for _ in 0..n {
+                handle
+                    .emit(EventName::AfterMediaAdded, data.clone())
+                    .await
+                    .expect("emit");
+            }
+            while hits.load(Ordering::Relaxed) - before < n {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            service = service.max(n as f64 / start.elapsed().as_secs_f64());
         }
-        while hits.load(Ordering::Relaxed) - before < n {
-            tokio::time::sleep(Duration::from_micros(200)).await;
+        if side == "service" {
+            continue;
         }
-        service = service.max(n as f64 / start.elapsed().as_secs_f64());
 
         let url = format!("http://{addr}/");
         let start = Instant::now();

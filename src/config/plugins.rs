@@ -14,7 +14,7 @@ use serde_yaml::{Mapping, Value};
 use super::fields::{closest, Collector};
 use super::{join, key_label};
 use crate::event::EventName;
-use crate::plugins::registry::CommonSettings;
+use crate::plugins::registry::{CommonSettings, RateLimit};
 use crate::plugins::{PluginConfig, PluginKind};
 
 /// Fields every instance has, whatever its type.
@@ -24,6 +24,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "events",
     "allow_insecure_http",
     "timeout_ms",
+    "rate_limit",
 ];
 
 /// Plugin types named by the seed design that are not built yet. An instance of one is
@@ -80,6 +81,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
     let events = rest.shift_remove("events");
     let insecure = rest.shift_remove("allow_insecure_http");
     let timeout_ms = rest.shift_remove("timeout_ms");
+    let rate_limit = rest.shift_remove("rate_limit");
 
     let type_given = type_field.is_some();
     let type_name: Option<String> = match type_field {
@@ -98,6 +100,17 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         }
     });
     let events = event_list(cx, &join(path, "events"), events);
+    let rate_limit: Option<RateLimit> =
+        opt(cx, path, "rate_limit", rate_limit).filter(|r: &RateLimit| {
+            let ok = r.per_minute >= 1 && r.burst >= 1;
+            if !ok {
+                cx.problems.push(
+                    join(path, "rate_limit"),
+                    "per_minute and burst must be at least 1 (remove `rate_limit` for no limit)",
+                );
+            }
+            ok
+        });
 
     let type_path = if type_given {
         join(path, "type")
@@ -115,6 +128,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         events: events.unwrap_or_else(|| kind.default_events()),
         allow_insecure_http: allow_insecure_http.unwrap_or(false),
         timeout,
+        rate_limit,
     };
     if common.enabled && common.events.is_empty() {
         cx.warnings.push(
@@ -244,6 +258,23 @@ mod tests {
 
     fn paths(p: &crate::config::Problems) -> Vec<&str> {
         p.items().iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn rate_limit_parses_with_a_default_burst_and_refuses_zero() {
+        let (plugins, cx) = run("ntfy: {rate_limit: {per_minute: 12}}");
+        assert!(cx.problems.is_empty(), "{:?}", cx.problems);
+        let limit = plugins[0].common.rate_limit.expect("parsed");
+        assert_eq!((limit.per_minute, limit.burst), (12, 1));
+        let (_, cx) = run("ntfy: {rate_limit: {per_minute: 0, burst: 5}}");
+        assert_eq!(paths(&cx.problems), ["plugins.ntfy.rate_limit"]);
+        let (_, cx) = run("ntfy: {rate_limit: {per_minut: 5}}");
+        assert_eq!(cx.problems.items().len(), 1, "{:?}", cx.problems);
+        assert!(
+            cx.problems.items()[0].message.contains("per_minut"),
+            "{:?}",
+            cx.problems
+        );
     }
 
     #[test]

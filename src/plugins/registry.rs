@@ -89,6 +89,24 @@ pub struct CommonSettings {
     pub allow_insecure_http: bool,
     /// Per-delivery timeout; default `supervision.delivery_timeout`.
     pub timeout: Option<Duration>,
+    /// Deliveries allowed per minute, with a burst (none: only the service's own signals).
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `rate_limit: {per_minute: N, burst: M}` on a plugin instance: deliveries beyond it
+/// wait in order in the backlog instead of provoking a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained deliveries per minute.
+    pub per_minute: u32,
+    /// Deliveries allowed at once before the rate applies (default 1).
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The type-specific settings of one instance.

@@ -80,6 +80,10 @@ impl PluginSupervisor {
         if !slot.backlog.is_empty() || !slot.can_send(now) {
             return self.hold(idx, pending, waiter);
         }
+        if let Some(wait) = slot.rate_wait() {
+            self.rate_hold(idx, wait, ctx);
+            return self.hold(idx, pending, waiter);
+        }
         match self.admit(idx, now) {
             true => self.send(idx, pending, waiter, ctx),
             false => self.hold(idx, pending, waiter),
@@ -273,7 +277,13 @@ impl PluginSupervisor {
                     max_age_secs = max_age.as_secs(), "dropping a delivery older than backlog_max_age"
                 );
             }
-            if slot.backlog.is_empty() || !slot.can_send(now) || !self.admit(idx, now) {
+            if slot.backlog.is_empty() || !slot.can_send(now) {
+                return;
+            }
+            if let Some(wait) = slot.rate_wait() {
+                return self.rate_hold(idx, wait, ctx);
+            }
+            if !self.admit(idx, now) {
                 return;
             }
             let pending = self.slots[idx]
@@ -299,6 +309,19 @@ impl PluginSupervisor {
             pause_ms = pause.as_millis() as u64, queued = slot.backlog.len(), "deliveries paused"
         );
         ctx.run_later(pause, move |act, ctx| act.drain(idx, ctx));
+    }
+
+    /// Our own rate limit says wait: hold deliveries (quietly: this is expected) until then.
+    fn rate_hold(&mut self, idx: usize, wait: Duration, ctx: &mut Context<Self>) {
+        let slot = &mut self.slots[idx];
+        let until = Instant::now() + wait;
+        if slot.held_until.is_some_and(|t| t >= until) {
+            return;
+        }
+        slot.held_until = Some(until);
+        slot.hold_reason = Some("rate_limit");
+        tracing::debug!(target: "supervision", plugin = %slot.spec.name, wait_ms = wait.as_millis() as u64, queued = slot.backlog.len(), "rate limit: holding deliveries");
+        ctx.run_later(wait, move |act, ctx| act.drain(idx, ctx));
     }
 
     /// Wake up when an open breaker's cooldown ends, so the backlog's head can probe.

@@ -179,6 +179,7 @@ impl PluginSupervisor {
                 next_seq: 0,
                 timeout: spec.timeout.unwrap_or(config.delivery_timeout),
                 max_in_flight: spec.max_in_flight.unwrap_or(config.max_in_flight).max(1),
+                limiter: spec.rate_limit.and_then(limiter),
                 stats: Stats::default(),
             })
             .collect();
@@ -193,6 +194,17 @@ impl PluginSupervisor {
             batches: batch::Batches::default(),
         }
     }
+}
+
+/// A limiter for `rate`; `None` for a zero rate (validation refuses those).
+fn limiter(
+    rate: crate::plugins::registry::RateLimit,
+) -> Option<governor::DefaultDirectRateLimiter> {
+    let per_minute = std::num::NonZeroU32::new(rate.per_minute)?;
+    let burst = std::num::NonZeroU32::new(rate.burst)?;
+    Some(governor::RateLimiter::direct(
+        governor::Quota::per_minute(per_minute).allow_burst(burst),
+    ))
 }
 
 impl Actor for PluginSupervisor {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use chrono::{DateTime, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::DefaultDirectRateLimiter;
 use serde::Serialize;
 
 use super::breaker::{Breaker, BreakerState};
@@ -63,6 +65,8 @@ pub(crate) struct Slot {
     pub timeout: Duration,
     /// The spec's in-flight limit, or the supervision default.
     pub max_in_flight: u32,
+    /// The instance's own rate limit, if it has one.
+    pub limiter: Option<DefaultDirectRateLimiter>,
     pub stats: Stats,
 }
 
@@ -102,6 +106,14 @@ impl Slot {
                 BreakerState::Open => "open",
             }
         }
+    }
+
+    /// How long until the rate limit lets another delivery out; `None` when one may go
+    /// now (and that one is counted).
+    pub fn rate_wait(&self) -> Option<Duration> {
+        let limiter = self.limiter.as_ref()?;
+        let refused = limiter.check().err()?;
+        Some(refused.wait_time_from(DefaultClock::default().now()))
     }
 
     pub fn note_error(&mut self, text: String) {
@@ -157,7 +169,8 @@ pub struct PluginStatus {
     pub events: Vec<EventName>,
     /// `closed`, `open`, `half_open`, `misconfigured` or `disabled`.
     pub state: &'static str,
-    /// Why deliveries are held right now (`restarting`, `rate_limited`, `retry_backoff`), if they are.
+    /// Why deliveries are held right now (`restarting`, `rate_limited`, `retry_backoff`,
+    /// `rate_limit`), if they are.
     pub held: Option<&'static str>,
     /// What to fix, when misconfigured.
     pub misconfigured_reason: Option<String>,

@@ -8,7 +8,7 @@ use crate::event::EventName;
 use crate::plugins::actor::{self, PluginHandle};
 use crate::plugins::notification::log::Log;
 use crate::plugins::notification::ntfy::Ntfy;
-use crate::plugins::registry::PluginSettings;
+use crate::plugins::registry::{PluginSettings, RateLimit};
 use crate::plugins::{AsNotification, PluginConfig, PluginError, Role};
 
 /// Builds a fresh instance of the plugin on a new arbiter; called at start and on every
@@ -32,6 +32,8 @@ pub struct InstanceSpec {
     pub timeout: Option<Duration>,
     /// Deliveries in flight at once; `None` takes `supervision.max_in_flight`.
     pub max_in_flight: Option<u32>,
+    /// Deliveries per minute (with a burst); `None` for no limit of our own.
+    pub rate_limit: Option<RateLimit>,
     /// Makes a fresh instance.
     pub factory: Factory,
 }
@@ -61,6 +63,7 @@ impl InstanceSpec {
             events: EventName::ALL.to_vec(),
             timeout: None,
             max_in_flight: None,
+            rate_limit: None,
             factory: Arc::new(move || Ok(actor::spawn(instance.clone(), make()?))),
         }
     }
@@ -74,6 +77,12 @@ impl InstanceSpec {
     /// Set the per-delivery timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Limit deliveries to `per_minute`, allowing bursts of `burst`.
+    pub fn with_rate_limit(mut self, per_minute: u32, burst: u32) -> Self {
+        self.rate_limit = Some(RateLimit { per_minute, burst });
         self
     }
 
@@ -108,6 +117,7 @@ impl InstanceSpec {
             enabled: cfg.common.enabled,
             events: cfg.common.events.clone(),
             timeout: cfg.common.timeout,
+            rate_limit: cfg.common.rate_limit,
             ..spec
         }
     }

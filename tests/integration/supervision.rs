@@ -358,3 +358,38 @@ async fn shutdown_waits_for_in_flight_deliveries_and_refuses_new_events() {
     );
     let _ = Arc::clone(&slow);
 }
+
+#[actix_rt::test]
+async fn rate_limit_spaces_deliveries_and_keeps_order() {
+    let sink = Script::new(Mode::Ok);
+    // 600 per minute = one per 100 ms, after a burst of 2.
+    let h = start_with(
+        &fast_config(),
+        vec![sink.spec("limited").with_rate_limit(600, 2)],
+    );
+    let ids = emit_n(&h, 4).await;
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 4 }).await);
+    assert_eq!(sink.delivered_ids(), ids);
+    let at: Vec<Instant> = sink
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, _)| *t)
+        .collect();
+    let gap = |a: usize, b: usize| at[b].duration_since(at[a]);
+    assert!(
+        gap(0, 1) < Duration::from_millis(50),
+        "the burst goes at once: {:?}",
+        gap(0, 1)
+    );
+    assert!(
+        gap(1, 2) >= Duration::from_millis(80),
+        "then one per 100 ms: {:?}",
+        gap(1, 2)
+    );
+    assert!(gap(2, 3) >= Duration::from_millis(80), "{:?}", gap(2, 3));
+    let s = state(&h, "limited").await;
+    assert_eq!((s.state, s.failed, s.dropped), ("closed", 0, 0), "{s:?}");
+    h.shutdown().await;
+}

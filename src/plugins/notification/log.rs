@@ -100,6 +100,7 @@ mod tests {
             events: vec![],
             allow_insecure_http: false,
             timeout: None,
+            rate_limit: None,
         };
         let mut p = Problems::default();
         LogConfig {

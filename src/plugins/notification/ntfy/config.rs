@@ -220,6 +220,7 @@ mod tests {
             events: vec![],
             allow_insecure_http: false,
             timeout: None,
+            rate_limit: None,
         }
     }
 
