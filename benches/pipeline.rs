@@ -277,9 +277,10 @@ async fn ntfy_vs_bare() -> (f64, f64) {
     let body = serde_json::json!({"topic": "bench", "title": "Movie added", "message": "Dune (2021)", "priority": 3, "tags": ["movie_camera"]});
     let mut service = 0f64;
     let mut bare = 0f64;
-    // Interleave the two sides so both see the same machine load.
+    // Interleave the two sides so both see the same machine load. BENCH_SIDE=service or
+    // BENCH_SIDE=bare runs one side alone, to profile it or count its CPU with perf stat.
+    let side = std::env::var("BENCH_SIDE").unwrap_or_default();
     for _ in 0..ROUNDS {
-        let side = std::env::var("SIDE").unwrap_or_default();
         if side != "bare" {
             let before = hits.load(Ordering::Relaxed);
             let start = Instant::now();
