@@ -232,9 +232,29 @@ fn lua_to_json(v: mlua::Value) -> serde_json::Value {
 }
 
 /// A local ntfy stand-in on 127.0.0.1: answers every publish with 200 and counts them.
-fn start_sink() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+/// Counts requests and wakes a waiter once a goal is reached (no polling: a poller's
+/// wake-ups would compete with the side being measured for the two cores).
+#[derive(Default)]
+struct Sink {
+    hits: AtomicU64,
+    goal: AtomicU64,
+    reached: tokio::sync::Notify,
+}
+
+impl Sink {
+    /// Wait until `more` requests beyond the current count have arrived.
+    async fn wait_for(&self, more: u64) {
+        let goal = self.hits.load(Ordering::SeqCst) + more;
+        self.goal.store(goal, Ordering::SeqCst);
+        while self.hits.load(Ordering::SeqCst) < goal {
+            self.reached.notified().await;
+        }
+    }
+}
+
+fn start_sink() -> (std::net::SocketAddr, Arc<Sink>) {
     use actix_web::{web, App, HttpResponse, HttpServer};
-    let hits = Arc::new(AtomicU64::new(0));
+    let hits = Arc::new(Sink::default());
     let counter = Arc::clone(&hits);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -242,7 +262,10 @@ fn start_sink() -> (std::net::SocketAddr, Arc<AtomicU64>) {
             let server = HttpServer::new(move || {
                 let counter = Arc::clone(&counter);
                 App::new().default_service(web::to(move || {
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    let n = counter.hits.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n == counter.goal.load(Ordering::SeqCst) {
+                        counter.reached.notify_one();
+                    }
                     async {
                         HttpResponse::Ok().json(serde_json::json!({"id": "x", "event": "message"}))
                     }
@@ -282,7 +305,10 @@ async fn ntfy_vs_bare() -> (f64, f64) {
     let side = std::env::var("BENCH_SIDE").unwrap_or_default();
     for _ in 0..ROUNDS {
         if side != "bare" {
-            let before = hits.load(Ordering::Relaxed);
+            let arrived = hits.wait_for(n);
+            futures::pin_mut!(arrived);
+            // Register interest before the first request can arrive.
+            let _ = futures::poll!(arrived.as_mut());
             let start = Instant::now();
             for _ in 0..n {
                 handle
@@ -290,9 +316,7 @@ async fn ntfy_vs_bare() -> (f64, f64) {
                     .await
                     .expect("emit");
             }
-            while hits.load(Ordering::Relaxed) - before < n {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
+            arrived.await;
             service = service.max(n as f64 / start.elapsed().as_secs_f64());
         }
         if side == "service" {

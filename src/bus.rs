@@ -47,23 +47,19 @@ pub enum EmitError {
     SupervisorGone,
 }
 
-/// The bus: owns the subscription table; hands each event to the supervisor with its targets.
-pub struct EventBus {
-    hooks: Hooks,
-    supervisor: Addr<PluginSupervisor>,
-    subscriptions: HashMap<EventName, Arc<[usize]>>,
-    closed: Arc<AtomicBool>,
-}
+/// Hand an event that needs no hooks straight to its plugins (the caller does not wait).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Dispatch(pub Arc<Event>);
 
-impl EventBus {
-    /// A bus delivering through `supervisor`, whose instances are `specs` (same order).
-    pub fn new(
-        hooks: Hooks,
-        supervisor: Addr<PluginSupervisor>,
-        specs: &[InstanceSpec],
-        closed: Arc<AtomicBool>,
-    ) -> Self {
-        let subscriptions = EventName::ALL
+/// Event name → the supervisor's indices of the instances that receive it.
+#[derive(Debug)]
+pub struct Subscriptions(HashMap<EventName, Arc<[usize]>>);
+
+impl Subscriptions {
+    /// The table for `specs` (their order is the supervisor's).
+    pub fn new(specs: &[InstanceSpec]) -> Self {
+        let table = EventName::ALL
             .iter()
             .map(|&name| {
                 let targets: Vec<usize> = specs
@@ -75,6 +71,34 @@ impl EventBus {
                 (name, Arc::from(targets))
             })
             .collect();
+        Subscriptions(table)
+    }
+
+    /// The instances that receive `name`.
+    pub fn targets(&self, name: EventName) -> Arc<[usize]> {
+        self.0
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+}
+
+/// The bus: hooks, then hands each event to the supervisor with its targets.
+pub struct EventBus {
+    hooks: Hooks,
+    supervisor: Addr<PluginSupervisor>,
+    subscriptions: Arc<Subscriptions>,
+    closed: Arc<AtomicBool>,
+}
+
+impl EventBus {
+    /// A bus delivering through `supervisor` by the `subscriptions` table.
+    pub fn new(
+        hooks: Hooks,
+        supervisor: Addr<PluginSupervisor>,
+        subscriptions: Arc<Subscriptions>,
+        closed: Arc<AtomicBool>,
+    ) -> Self {
         EventBus {
             hooks,
             supervisor,
@@ -101,7 +125,7 @@ impl Handler<Emit> for EventBus {
         }
         let hooks = self.hooks.clone();
         let supervisor = self.supervisor.clone();
-        let targets = Arc::clone(&self.subscriptions[&msg.event.name]);
+        let targets = self.subscriptions.targets(msg.event.name);
         Box::pin(async move {
             let event = Arc::new(hooks.apply(msg.event).await?);
             let plugins = targets.len();
@@ -138,6 +162,17 @@ impl Handler<Emit> for EventBus {
                 deliveries,
             })
         })
+    }
+}
+
+impl Handler<Dispatch> for EventBus {
+    type Result = ();
+
+    fn handle(&mut self, Dispatch(event): Dispatch, _: &mut Context<Self>) {
+        let targets = self.subscriptions.targets(event.name);
+        if !targets.is_empty() {
+            self.supervisor.do_send(Deliver { event, targets });
+        }
     }
 }
 
