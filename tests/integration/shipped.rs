@@ -194,3 +194,83 @@ fn the_binary_serves_logs_and_stops_on_sigterm() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// A bad config (or hook) makes `check` and `serve` exit 2 with every problem listed,
+/// never a panic; a good one exits 0.
+#[test]
+fn check_exits_nonzero_with_every_problem_and_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "server:\n  listen: nowhere\nplugins:\n  ntfy:\n    enabled: true\n    prority: 3\n    priority: 9\n    server_url: http://10.0.0.2\n    events: [after_media_aded]\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_mydia-plugins");
+    for command in ["check", "serve"] {
+        let out = Command::new(bin)
+            .args(["--config"])
+            .arg(&bad)
+            .arg(command)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        for expected in [
+            "server.listen",
+            "plugins.ntfy.prority",
+            "plugins.ntfy.priority",
+            "plugins.ntfy.topic",
+            "allow_insecure_http: true",
+            "did you mean `after_media_added`",
+            "bad.yaml:6:",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "{command}: {expected:?} missing from:\n{stderr}"
+            );
+        }
+    }
+
+    let hooks = dir.path().join("hooks/after_media_added");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::write(
+        hooks.join("10_broken.lua"),
+        "function hook(event) return event end end",
+    )
+    .unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "hooks: {directory: hooks}\n").unwrap();
+    let out = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a hook that does not compile fails check: {out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("10_broken.lua"),
+        "{out:?}"
+    );
+
+    std::fs::remove_file(hooks.join("10_broken.lua")).unwrap();
+    let out = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let missing = Command::new(bin)
+        .args(["check", "--config", "/nonexistent/config.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("--config PATH"),
+        "{missing:?}"
+    );
+}
