@@ -11,6 +11,7 @@
 mod batch;
 pub mod breaker;
 mod deliver;
+mod recovery;
 pub mod restart;
 mod slot;
 pub mod spec;
