@@ -94,29 +94,12 @@ impl FromStr for EventName {
     }
 }
 
-/// The known name nearest to `s` by edit distance, if it is near enough to be a typo.
+/// The known name nearest to `s`, if it is near enough to be a typo.
 fn closest(s: &str) -> Option<&'static str> {
-    EventName::ALL
+    let names = EventName::ALL
         .iter()
-        .flat_map(|e| std::iter::once(e.as_str()).chain(e.alias()))
-        .map(|name| (edit_distance(s, name), name))
-        .filter(|(d, name)| *d <= 3.max(name.len() / 5))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, name)| name)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+        .flat_map(|e| std::iter::once(e.as_str()).chain(e.alias()));
+    crate::suggest::closest(s, names)
 }
 
 impl fmt::Display for EventName {
