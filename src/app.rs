@@ -106,8 +106,10 @@ impl Handle {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(EmitError::ShuttingDown);
         }
-        if !wait && !self.inner.hooks.has_hooks(event.name) {
-            // No hook can change or refuse it: the answer is known now, so hand the event
+        let subs = &self.inner.subscriptions;
+        if !wait && !self.inner.hooks.has_hooks(event.name) && subs.enrichers(event.name).is_empty()
+        {
+            // No hook or enricher can change or refuse it: the answer is known now, so hand the event
             // over without waiting for the bus's thread (one cross-thread wake less).
             let event = Arc::new(event);
             let plugins = self.inner.subscriptions.targets(event.name).len();

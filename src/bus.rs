@@ -9,7 +9,7 @@ use actix::prelude::*;
 use crate::event::{Event, EventName};
 use crate::hooks::{HookRejected, Hooks};
 use crate::supervisor::{
-    Deliver, DeliverAndWait, DeliveryReport, HealthChanged, InstanceSpec, PluginSupervisor,
+    Deliver, DeliverAndWait, DeliveryReport, Enrich, HealthChanged, InstanceSpec, PluginSupervisor,
 };
 
 /// Run an event through hooks and hand it to its plugins.
@@ -52,31 +52,49 @@ pub enum EmitError {
 #[rtype(result = "()")]
 pub struct Dispatch(pub Arc<Event>);
 
-/// Event name → the supervisor's indices of the instances that receive it.
+/// Event name → the supervisor's indices of the instances that act on it: enrichment
+/// plugins (asked first, their fields merged) and delivery plugins (notifications and
+/// webhooks, which get the enriched event).
 #[derive(Debug)]
-pub struct Subscriptions(HashMap<EventName, Arc<[usize]>>);
+pub struct Subscriptions {
+    enrich: HashMap<EventName, Arc<[usize]>>,
+    deliver: HashMap<EventName, Arc<[usize]>>,
+}
 
 impl Subscriptions {
     /// The table for `specs` (their order is the supervisor's).
     pub fn new(specs: &[InstanceSpec]) -> Self {
-        let table = EventName::ALL
-            .iter()
-            .map(|&name| {
-                let targets: Vec<usize> = specs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.wants(name))
-                    .map(|(i, _)| i)
-                    .collect();
-                (name, Arc::from(targets))
-            })
-            .collect();
-        Subscriptions(table)
+        let table = |enrichers: bool| {
+            EventName::ALL
+                .iter()
+                .map(|&name| {
+                    let targets: Vec<usize> = specs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.wants(name) && (s.role == "enrichment") == enrichers)
+                        .map(|(i, _)| i)
+                        .collect();
+                    (name, Arc::from(targets))
+                })
+                .collect()
+        };
+        Subscriptions {
+            enrich: table(true),
+            deliver: table(false),
+        }
     }
 
-    /// The instances that receive `name`.
+    /// The delivery instances that receive `name`.
     pub fn targets(&self, name: EventName) -> Arc<[usize]> {
-        self.0
+        self.deliver
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    /// The enrichment instances asked about `name`.
+    pub fn enrichers(&self, name: EventName) -> Arc<[usize]> {
+        self.enrich
             .get(&name)
             .cloned()
             .unwrap_or_else(|| Arc::from(Vec::new()))
@@ -126,8 +144,19 @@ impl Handler<Emit> for EventBus {
         let hooks = self.hooks.clone();
         let supervisor = self.supervisor.clone();
         let targets = self.subscriptions.targets(msg.event.name);
+        let enrichers = self.subscriptions.enrichers(msg.event.name);
         Box::pin(async move {
-            let event = Arc::new(hooks.apply(msg.event).await?);
+            let mut event = Arc::new(hooks.apply(msg.event).await?);
+            if !enrichers.is_empty() {
+                // Fail-soft: enrichers that fail or are down leave the event as it was.
+                let ask = Enrich {
+                    event: Arc::clone(&event),
+                    targets: enrichers,
+                };
+                if let Ok(enriched) = supervisor.send(ask).await {
+                    event = Arc::new(enriched);
+                }
+            }
             let plugins = targets.len();
             if targets.is_empty() {
                 let deliveries = msg.wait.then(Vec::new);

@@ -23,6 +23,7 @@ const MAX_PAUSE: Duration = Duration::from_secs(300);
 
 pub(super) fn report(plugin: &str, status: &'static str, took: Duration) -> DeliveryReport {
     DeliveryReport {
+        patch: None,
         plugin: plugin.to_owned(),
         status,
         detail: None,
@@ -70,6 +71,7 @@ impl PluginSupervisor {
             seq: slot.next_seq,
             crashes: 0,
             queued_at: now,
+            enrich: false,
         };
         if !slot.backlog.is_empty() || !slot.can_send(now) {
             return self.hold(idx, pending, waiter);
@@ -82,6 +84,39 @@ impl PluginSupervisor {
             true => self.send(idx, pending, waiter, ctx),
             false => self.hold(idx, pending, waiter),
         }
+    }
+
+    /// Ask enrichment instance `idx` about `event` now, or not at all: an enricher that is
+    /// disabled, held, open or busy is skipped and the event goes on without its fields.
+    pub(super) fn offer_enrichment(
+        &mut self,
+        idx: usize,
+        event: Arc<Event>,
+        waiter: Waiter,
+        ctx: &mut Context<Self>,
+    ) {
+        let now = Instant::now();
+        let slot = &self.slots[idx];
+        let ready = slot.spec.enabled
+            && !self.shutting_down
+            && slot.can_send(now)
+            && slot.rate_wait().is_none()
+            && self.admit(idx, now);
+        let slot = &mut self.slots[idx];
+        if !ready {
+            return reply(waiter, || {
+                report(&slot.spec.name, "skipped", Duration::ZERO)
+            });
+        }
+        slot.next_seq += 1;
+        let pending = Pending {
+            event,
+            seq: slot.next_seq,
+            crashes: 0,
+            queued_at: now,
+            enrich: true,
+        };
+        self.send(idx, pending, waiter, ctx);
     }
 
     pub(super) fn hold(&mut self, idx: usize, pending: Pending, waiter: Waiter) {
@@ -156,9 +191,9 @@ impl PluginSupervisor {
                 slot.stats.delivered += 1;
                 slot.stats.last_delivered_at = Some(Utc::now());
                 slot.pause_streak = 0;
-                let detail = match outcome {
-                    Outcome::Delivered(d) => Some(d.detail),
-                    Outcome::Enriched(_) => None,
+                let (detail, patch) = match outcome {
+                    Outcome::Delivered(d) => (Some(d.detail), None),
+                    Outcome::Enriched(e) => (None, Some(e.patch)),
                 };
                 if current {
                     if let Some(t) = slot.breaker.record_success() {
@@ -168,24 +203,29 @@ impl PluginSupervisor {
                 }
                 reply(waiter, || DeliveryReport {
                     detail,
+                    patch,
                     ..report(&name, "delivered", took)
                 });
             }
             Err(err) => {
+                // Held for a retry, except enrichment calls: those are asked once.
+                let held = if pending.enrich { "failed" } else { "queued" };
                 slot.stats.failed += 1;
                 slot.note_error(err.to_string());
                 tracing::debug!(target: "supervision", plugin = %name, error = %err, kind = err.kind(), "delivery failed");
                 match &err {
                     PluginError::RateLimited { retry_after } => {
                         slot.breaker.record_neutral();
-                        slot.requeue(pending);
+                        if !pending.enrich {
+                            slot.requeue(pending);
+                        }
                         let pause = retry_after
                             .unwrap_or_else(|| backoff(RATE_LIMIT_PAUSE, slot.pause_streak));
                         self.pause(idx, pause, "rate_limited", ctx);
                         reply(waiter, || DeliveryReport {
                             error_kind: Some(err.kind()),
                             error: Some(err.to_string()),
-                            ..report(&name, "queued", took)
+                            ..report(&name, held, took)
                         });
                     }
                     PluginError::Misconfigured { reason, .. } => {
@@ -229,7 +269,7 @@ impl PluginSupervisor {
                         reply(waiter, || DeliveryReport {
                             error_kind: Some(err.kind()),
                             error: Some(err.to_string()),
-                            ..report(&name, "queued", took)
+                            ..report(&name, held, took)
                         });
                     }
                 }
@@ -241,6 +281,9 @@ impl PluginSupervisor {
 
     pub(super) fn requeue_or_drop(&mut self, idx: usize, pending: Pending, err: &PluginError) {
         let slot = &mut self.slots[idx];
+        if pending.enrich {
+            return;
+        }
         if pending.crashes >= MAX_CRASHES_PER_EVENT {
             slot.stats.dropped += 1;
             tracing::error!(

@@ -53,6 +53,17 @@ pub struct DeliverAndWait {
     pub targets: Arc<[usize]>,
 }
 
+/// Ask the enrichment instances at `targets` about `event` (in parallel, each bounded by
+/// its timeout) and answer with the event, their fields merged in target order.
+#[derive(Message)]
+#[rtype(result = "Event")]
+pub struct Enrich {
+    /// The event, after hooks.
+    pub event: Arc<Event>,
+    /// Which enrichment instances.
+    pub targets: Arc<[usize]>,
+}
+
 /// Run one instance's `test_connection`.
 #[derive(Message)]
 #[rtype(result = "Result<ConnectionReport, TestError>")]
@@ -108,6 +119,9 @@ pub struct DeliveryReport {
     pub error: Option<String>,
     /// How long it took.
     pub duration_ms: u64,
+    /// What an enrichment plugin answered (merged into the event, not shown).
+    #[serde(skip)]
+    pub patch: Option<crate::event::EventData>,
 }
 
 /// A connection test could not be run or failed.
@@ -271,6 +285,7 @@ impl Handler<DeliverAndWait> for PluginSupervisor {
                     error_kind: Some("unavailable"),
                     error: Some("the supervisor stopped before the delivery finished".into()),
                     duration_ms: 0,
+                    patch: None,
                 }));
             }
             reports
@@ -283,6 +298,48 @@ impl Handler<Flush> for PluginSupervisor {
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
         self.flush(ctx);
+    }
+}
+
+impl Handler<Enrich> for PluginSupervisor {
+    type Result = ResponseFuture<Event>;
+
+    fn handle(&mut self, msg: Enrich, ctx: &mut Context<Self>) -> Self::Result {
+        let answers: Vec<_> = msg
+            .targets
+            .iter()
+            .map(|&idx| {
+                let (tx, rx) = oneshot::channel();
+                self.offer_enrichment(idx, Arc::clone(&msg.event), Some(tx), ctx);
+                rx
+            })
+            .collect();
+        Box::pin(async move {
+            let mut event = (*msg.event).clone();
+            for answer in answers {
+                if let Ok(DeliveryReport {
+                    patch: Some(patch), ..
+                }) = answer.await
+                {
+                    merge(&mut event.data, patch);
+                }
+            }
+            event
+        })
+    }
+}
+
+/// Merge `patch` into `data`: objects merge key by key, anything else replaces.
+fn merge(data: &mut crate::event::EventData, patch: crate::event::EventData) {
+    for (key, value) in patch {
+        match (data.get_mut(&key), value) {
+            (Some(serde_json::Value::Object(old)), serde_json::Value::Object(new)) => {
+                merge(old, new)
+            }
+            (_, value) => {
+                data.insert(key, value);
+            }
+        }
     }
 }
 

@@ -26,6 +26,9 @@ pub(crate) struct Pending {
     /// Failed attempts that crashed the plugin (bounded, so one poison event cannot loop).
     pub crashes: u32,
     pub queued_at: Instant,
+    /// An enrichment call: answered once, never held or retried (a late patch would find
+    /// the event already delivered).
+    pub enrich: bool,
 }
 
 /// Where a waiting caller (`emit_sync`) gets this delivery's report.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use mydia_plugins::event::Event;
 use mydia_plugins::plugins::{
-    ConnectionReport, Delivered, Outcome, PluginContext, PluginError, PluginInfo, Role,
+    ConnectionReport, Delivered, Enrichment, Outcome, PluginContext, PluginError, PluginInfo, Role,
 };
 use mydia_plugins::supervisor::InstanceSpec;
 
@@ -27,6 +27,8 @@ pub struct Script {
     pub received: Mutex<Vec<(Instant, Arc<Event>)>>,
     pub delivered: Mutex<Vec<Arc<Event>>>,
     pub built: Mutex<u32>,
+    /// When set, the plugin is an enricher answering with this patch.
+    pub patch: Mutex<Option<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Script {
@@ -36,6 +38,7 @@ impl Script {
             received: Mutex::default(),
             delivered: Mutex::default(),
             built: Mutex::new(0),
+            patch: Mutex::new(None),
         })
     }
     pub fn set(&self, mode: Mode) {
@@ -52,6 +55,16 @@ impl Script {
     pub fn delivered_count(&self) -> usize {
         self.delivered.lock().unwrap().len()
     }
+    /// A supervised enrichment instance named `name` answering with `patch` when Ok.
+    pub fn enricher_spec(self: &Arc<Self>, name: &str, patch: serde_json::Value) -> InstanceSpec {
+        *self.patch.lock().unwrap() = patch.as_object().cloned();
+        let script = Arc::clone(self);
+        InstanceSpec::new(name, "scripted", "enrichment", move || {
+            *script.built.lock().unwrap() += 1;
+            Scripted(Arc::clone(&script))
+        })
+    }
+
     /// A supervised instance named `name` running this script.
     pub fn spec(self: &Arc<Self>, name: &str) -> InstanceSpec {
         let script = Arc::clone(self);
@@ -85,9 +98,12 @@ impl Role for Scripted {
         match mode {
             Mode::Ok => {
                 self.0.delivered.lock().unwrap().push(event);
-                Ok(Outcome::Delivered(Delivered {
-                    detail: "ok".into(),
-                }))
+                match self.0.patch.lock().unwrap().clone() {
+                    Some(patch) => Ok(Outcome::Enriched(Enrichment { patch })),
+                    None => Ok(Outcome::Delivered(Delivered {
+                        detail: "ok".into(),
+                    })),
+                }
             }
             Mode::Fail(e) => Err(e),
             Mode::Panic => panic!("scripted panic"),
