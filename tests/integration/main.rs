@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod canary;
 mod config;
+mod contract;
 mod enrichment;
 mod hooks;
 mod ntfy;
