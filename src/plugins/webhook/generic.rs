@@ -189,8 +189,7 @@ fn explain_gone(err: PluginError) -> PluginError {
         } => PluginError::Misconfigured {
             status: Some(410),
             reason: format!(
-                "{reason}; the receiver asked for no more webhooks (Standard Webhooks: 410 disables \
-                 the endpoint), so deliveries stop until the url is changed"
+                "{reason}; per Standard Webhooks the receiver wants no more deliveries: fix or replace `url`"
             ),
         },
         other => other,
@@ -472,7 +471,8 @@ mod tests {
             reason: "410 Gone: gone for good".into(),
         });
         assert!(
-            err.to_string().contains("asked for no more webhooks"),
+            err.to_string()
+                .contains("the receiver wants no more deliveries"),
             "{err}"
         );
         let other = PluginError::Misconfigured {
