@@ -11,3 +11,4 @@ mod hooks;
 mod ntfy;
 mod shipped;
 mod supervision;
+mod webhook;
