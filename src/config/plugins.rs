@@ -31,7 +31,7 @@ pub const COMMON_FIELDS: &[&str] = &[
 /// skipped with a warning (whether enabled or not) instead of failing the whole config.
 /// A name here that [`PluginKind::parse`] knows is a built type: built wins.
 pub const PLANNED: &[&str] = &[
-    "discord", "slack", "telegram", "pushover", "webhook", "anilist", "fanart",
+    "discord", "slack", "telegram", "pushover", "anilist", "fanart",
 ];
 
 /// Every instance under `plugins:` (the section's value), in file order; skipped and

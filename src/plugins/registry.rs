@@ -1,7 +1,7 @@
 //! The one explicit registry: every plugin type, its settings, its default events.
 //!
 //! Adding a plugin type means one variant in [`PluginKind`], one in [`PluginSettings`],
-//! and one arm in each `match` below and in [`crate::supervisor::spawn`]; the compiler
+//! and one arm in each `match` below and in [`crate::supervisor::InstanceSpec::from_config`]; the compiler
 //! points at any arm that is missed.
 
 use std::time::Duration;
@@ -10,6 +10,7 @@ use crate::config::Problems;
 use crate::event::EventName;
 use crate::plugins::notification::log::LogConfig;
 use crate::plugins::notification::ntfy::NtfyConfig;
+use crate::plugins::webhook::generic::{self, WebhookConfig};
 
 /// A plugin type, as written in `type:` (or as the instance key when `type:` is absent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,17 +19,21 @@ pub enum PluginKind {
     Ntfy,
     /// Writes notifications to the service log (trying things out, debugging hooks).
     Log,
+    /// A signed JSON POST of each event to any URL (Standard Webhooks).
+    Webhook,
 }
 
 impl PluginKind {
     /// Every plugin type.
-    pub const ALL: &'static [PluginKind] = &[PluginKind::Ntfy, PluginKind::Log];
+    pub const ALL: &'static [PluginKind] =
+        &[PluginKind::Ntfy, PluginKind::Log, PluginKind::Webhook];
 
     /// The name used in `type:`.
     pub fn as_str(self) -> &'static str {
         match self {
             PluginKind::Ntfy => "ntfy",
             PluginKind::Log => "log",
+            PluginKind::Webhook => "webhook",
         }
     }
 
@@ -36,6 +41,7 @@ impl PluginKind {
     pub fn role(self) -> &'static str {
         match self {
             PluginKind::Ntfy | PluginKind::Log => "notification",
+            PluginKind::Webhook => "webhook",
         }
     }
 
@@ -54,6 +60,7 @@ impl PluginKind {
                 EventName::AfterImportCompleted,
             ],
             PluginKind::Log => EventName::ALL.to_vec(),
+            PluginKind::Webhook => generic::default_events(),
         }
     }
 
@@ -65,6 +72,7 @@ impl PluginKind {
         Ok(match self {
             PluginKind::Ntfy => PluginSettings::Ntfy(serde_yaml::from_value(value)?),
             PluginKind::Log => PluginSettings::Log(serde_yaml::from_value(value)?),
+            PluginKind::Webhook => PluginSettings::Webhook(serde_yaml::from_value(value)?),
         })
     }
 
@@ -116,6 +124,8 @@ pub enum PluginSettings {
     Ntfy(NtfyConfig),
     /// log.
     Log(LogConfig),
+    /// webhook.
+    Webhook(WebhookConfig),
 }
 
 impl PluginSettings {
@@ -124,6 +134,7 @@ impl PluginSettings {
         match self {
             PluginSettings::Ntfy(c) => c.validate(path, common, problems),
             PluginSettings::Log(c) => c.validate(path, common, problems),
+            PluginSettings::Webhook(c) => c.validate(path, common, problems),
         }
     }
 }

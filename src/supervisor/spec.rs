@@ -9,7 +9,8 @@ use crate::plugins::actor::{self, PluginHandle};
 use crate::plugins::notification::log::Log;
 use crate::plugins::notification::ntfy::Ntfy;
 use crate::plugins::registry::{PluginSettings, RateLimit};
-use crate::plugins::{AsNotification, PluginConfig, PluginError, Role};
+use crate::plugins::webhook::generic::Webhook;
+use crate::plugins::{AsNotification, AsWebhook, PluginConfig, PluginError, Role};
 
 /// Builds a fresh instance of the plugin on a new arbiter; called at start and on every
 /// restart. An error means the plugin cannot be built from its config (misconfigured).
@@ -104,6 +105,12 @@ impl InstanceSpec {
                 let c = c.clone();
                 InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
                     Ok(AsNotification(Ntfy::new(c.clone())?))
+                })
+            }
+            PluginSettings::Webhook(c) => {
+                let c = c.clone();
+                InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    Ok(AsWebhook(Webhook::new(c.clone())?))
                 })
             }
             PluginSettings::Log(c) => {

@@ -36,6 +36,12 @@ const CONTRACTS: &[Contract] = &[Contract {
     method: "POST",
     path: "^/$",
     ok: || ResponseTemplate::new(200).set_body_json(json!({"id": "m1", "event": "message"})),
+}, Contract {
+    kind: "webhook",
+    yaml: "type: webhook\nenabled: true\nurl: {url}/hooks/mydia?token={secret}\nallow_insecure_http: true\nsecret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\nretries: 1",
+    method: "POST",
+    path: "^/hooks/mydia$",
+    ok: || ResponseTemplate::new(204),
 }];
 
 struct Run {
