@@ -3,4 +3,5 @@
 pub mod format;
 pub mod log;
 pub mod ntfy;
+pub mod telegram;
 pub mod text;
