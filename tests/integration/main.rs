@@ -9,3 +9,4 @@ mod hooks;
 mod ntfy;
 mod shipped;
 mod supervision;
+mod telegram;

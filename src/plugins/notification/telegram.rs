@@ -255,13 +255,15 @@ impl Plugin for Telegram {
             .find_map(|k| chat.get(*k).and_then(Value::as_str))
             .map(|n| format!(" \"{}\"", text::truncate_chars(&text::one_line(n), 100)))
             .unwrap_or_default();
+        let detail = format!(
+            "Telegram bot {bot} is valid (getMe on {}) and can see {kind}{name}, chat {id} (getChat); \
+             nothing was sent, so permission to post there is not proven{}",
+            self.server,
+            migration_note(old.as_ref(), &id)
+        );
+        // The names come from the server; a hostile one could echo the token in them.
         Ok(ConnectionReport {
-            detail: format!(
-                "Telegram bot {bot} is valid (getMe on {}) and can see {kind}{name}, chat {id} (getChat); \
-                 nothing was sent, so permission to post there is not proven{}",
-                self.server,
-                migration_note(old.as_ref(), &id)
-            ),
+            detail: self.redactor.redact(&detail),
             sent_message: false,
         })
     }
