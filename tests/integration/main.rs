@@ -7,6 +7,7 @@ mod canary;
 mod config;
 mod hooks;
 mod ntfy;
+mod pushover;
 mod shipped;
 mod supervision;
 mod telegram;
