@@ -30,9 +30,7 @@ pub const COMMON_FIELDS: &[&str] = &[
 /// Plugin types named by the seed design that are not built yet. An instance of one is
 /// skipped with a warning (whether enabled or not) instead of failing the whole config.
 /// A name here that [`PluginKind::parse`] knows is a built type: built wins.
-pub const PLANNED: &[&str] = &[
-    "discord", "slack", "telegram", "pushover", "anilist", "fanart",
-];
+pub const PLANNED: &[&str] = &["discord", "slack", "anilist", "fanart"];
 
 /// Every instance under `plugins:` (the section's value), in file order; skipped and
 /// invalid instances are left out, with a warning or a problem recorded in `cx`.
@@ -291,7 +289,7 @@ mod tests {
     #[test]
     fn planned_types_are_skipped_with_a_warning_enabled_or_not() {
         let (plugins, cx) = run(
-            "discord: {enabled: false, webhook_url: x}\nanilist: {enabled: true}\nmy_tg: {type: telegram}",
+            "discord: {enabled: false, webhook_url: x}\nanilist: {enabled: true}\nmy_tg: {type: slack}",
         );
         assert!(plugins.is_empty());
         assert!(cx.problems.is_empty(), "{:?}", cx.problems);

@@ -10,6 +10,8 @@ use crate::config::Problems;
 use crate::event::EventName;
 use crate::plugins::notification::log::LogConfig;
 use crate::plugins::notification::ntfy::NtfyConfig;
+use crate::plugins::notification::pushover::PushoverConfig;
+use crate::plugins::notification::telegram::TelegramConfig;
 use crate::plugins::webhook::generic::{self, WebhookConfig};
 
 /// A plugin type, as written in `type:` (or as the instance key when `type:` is absent).
@@ -21,12 +23,21 @@ pub enum PluginKind {
     Log,
     /// A signed JSON POST of each event to any URL (Standard Webhooks).
     Webhook,
+    /// A Telegram bot message to a chat, group or channel.
+    Telegram,
+    /// A Pushover push notification.
+    Pushover,
 }
 
 impl PluginKind {
     /// Every plugin type.
-    pub const ALL: &'static [PluginKind] =
-        &[PluginKind::Ntfy, PluginKind::Log, PluginKind::Webhook];
+    pub const ALL: &'static [PluginKind] = &[
+        PluginKind::Ntfy,
+        PluginKind::Log,
+        PluginKind::Webhook,
+        PluginKind::Telegram,
+        PluginKind::Pushover,
+    ];
 
     /// The name used in `type:`.
     pub fn as_str(self) -> &'static str {
@@ -34,13 +45,17 @@ impl PluginKind {
             PluginKind::Ntfy => "ntfy",
             PluginKind::Log => "log",
             PluginKind::Webhook => "webhook",
+            PluginKind::Telegram => "telegram",
+            PluginKind::Pushover => "pushover",
         }
     }
 
     /// `notification`, `webhook` or `enrichment`.
     pub fn role(self) -> &'static str {
         match self {
-            PluginKind::Ntfy | PluginKind::Log => "notification",
+            PluginKind::Ntfy | PluginKind::Log | PluginKind::Telegram | PluginKind::Pushover => {
+                "notification"
+            }
             PluginKind::Webhook => "webhook",
         }
     }
@@ -61,6 +76,13 @@ impl PluginKind {
             ],
             PluginKind::Log => EventName::ALL.to_vec(),
             PluginKind::Webhook => generic::default_events(),
+            // What a person wants on their phone: new media and what needs a look.
+            PluginKind::Telegram | PluginKind::Pushover => vec![
+                EventName::AfterMediaAdded,
+                EventName::AfterImportCompleted,
+                EventName::OnDownloadFailed,
+                EventName::OnImportFailed,
+            ],
         }
     }
 
@@ -73,6 +95,8 @@ impl PluginKind {
             PluginKind::Ntfy => PluginSettings::Ntfy(serde_yaml::from_value(value)?),
             PluginKind::Log => PluginSettings::Log(serde_yaml::from_value(value)?),
             PluginKind::Webhook => PluginSettings::Webhook(serde_yaml::from_value(value)?),
+            PluginKind::Telegram => PluginSettings::Telegram(serde_yaml::from_value(value)?),
+            PluginKind::Pushover => PluginSettings::Pushover(serde_yaml::from_value(value)?),
         })
     }
 
@@ -126,6 +150,10 @@ pub enum PluginSettings {
     Log(LogConfig),
     /// webhook.
     Webhook(WebhookConfig),
+    /// telegram.
+    Telegram(TelegramConfig),
+    /// pushover.
+    Pushover(PushoverConfig),
 }
 
 impl PluginSettings {
@@ -135,6 +163,8 @@ impl PluginSettings {
             PluginSettings::Ntfy(c) => c.validate(path, common, problems),
             PluginSettings::Log(c) => c.validate(path, common, problems),
             PluginSettings::Webhook(c) => c.validate(path, common, problems),
+            PluginSettings::Telegram(c) => c.validate(path, common, problems),
+            PluginSettings::Pushover(c) => c.validate(path, common, problems),
         }
     }
 }

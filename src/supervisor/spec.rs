@@ -8,6 +8,8 @@ use crate::event::EventName;
 use crate::plugins::actor::{self, PluginHandle};
 use crate::plugins::notification::log::Log;
 use crate::plugins::notification::ntfy::Ntfy;
+use crate::plugins::notification::pushover::Pushover;
+use crate::plugins::notification::telegram::Telegram;
 use crate::plugins::registry::{PluginSettings, RateLimit};
 use crate::plugins::webhook::generic::Webhook;
 use crate::plugins::{AsNotification, AsWebhook, PluginConfig, PluginError, Role};
@@ -105,6 +107,18 @@ impl InstanceSpec {
                 let c = c.clone();
                 InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
                     Ok(AsNotification(Ntfy::new(c.clone())?))
+                })
+            }
+            PluginSettings::Telegram(c) => {
+                let c = c.clone();
+                InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    Ok(AsNotification(Telegram::new(c.clone())?))
+                })
+            }
+            PluginSettings::Pushover(c) => {
+                let c = c.clone();
+                InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    Ok(AsNotification(Pushover::new(c.clone())?))
                 })
             }
             PluginSettings::Webhook(c) => {

@@ -9,6 +9,8 @@ mod contract;
 mod enrichment;
 mod hooks;
 mod ntfy;
+mod pushover;
 mod shipped;
 mod supervision;
+mod telegram;
 mod webhook;

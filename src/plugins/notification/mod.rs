@@ -3,4 +3,6 @@
 pub mod format;
 pub mod log;
 pub mod ntfy;
+pub mod pushover;
+pub mod telegram;
 pub mod text;
