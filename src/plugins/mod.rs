@@ -8,6 +8,7 @@ pub mod actor;
 pub mod error;
 pub mod notification;
 pub mod registry;
+pub mod webhook;
 
 use std::future::Future;
 
