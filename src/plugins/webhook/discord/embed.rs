@@ -162,8 +162,8 @@ fn media_type(event: &Event, kind: MediaKind) -> Option<String> {
 }
 
 /// The item's overview, for events about the item itself (not downloads or playback),
-/// paragraphs kept, each line flattened.
-fn overview(event: &Event) -> Option<String> {
+/// paragraphs kept, each line flattened. Slack shows the same.
+pub fn overview(event: &Event) -> Option<String> {
     if !matches!(
         event.name,
         EventName::BeforeMediaAdded | EventName::AfterMediaAdded
@@ -180,7 +180,8 @@ fn overview(event: &Event) -> Option<String> {
 }
 
 /// `media_item.poster_url` when it is an http(s) URL with a host, of a sane length.
-pub(super) fn poster(event: &Event) -> Option<String> {
+/// Slack shows the same.
+pub fn poster(event: &Event) -> Option<String> {
     let url = event.str_at("media_item.poster_url")?.trim();
     let parsed = reqwest::Url::parse(url).ok()?;
     let ok = matches!(parsed.scheme(), "http" | "https")
