@@ -69,12 +69,15 @@ impl DiscordConfig {
     /// Pure checks of the Discord fields. Never quotes the webhook URL.
     pub fn validate(&self, path: &str, common: &CommonSettings, problems: &mut Problems) {
         let url_path = format!("{path}.webhook_url");
-        match self.webhook_url.as_ref().map(|u| u.expose_secret().trim()) {
-            None | Some("") if common.enabled => problems.push(
+        // A disabled instance's URL is never used, so it is not checked: the seed ships a
+        // disabled `discord` with the placeholder `https://discord.com/api/webhooks/...`.
+        let url = self.webhook_url.as_ref().map(|u| u.expose_secret().trim());
+        match url {
+            _ if !common.enabled => {}
+            None | Some("") => problems.push(
                 url_path,
                 format!("is required when the plugin is enabled; {WHERE_TO_FIND}"),
             ),
-            None | Some("") => {}
             Some(url) => {
                 if let Err(why) = parse_webhook_url(url, common.allow_insecure_http) {
                     problems.push(url_path, why);
@@ -303,6 +306,13 @@ mod tests {
         assert!(got[0].starts_with("plugins.discord.webhook_url: is required"));
         assert!(problems("webhook_url: '  '")[0].contains("is required"));
         assert!(problems_with("username: Mydia", &common(false, false)).is_empty());
+    }
+
+    #[test]
+    fn the_seeds_disabled_placeholder_loads() {
+        let seed = "webhook_url: 'https://discord.com/api/webhooks/...'\nusername: Mydia";
+        assert!(problems_with(seed, &common(false, false)).is_empty());
+        assert!(problems(seed)[0].contains("does not look like a Discord webhook URL"));
     }
 
     #[test]

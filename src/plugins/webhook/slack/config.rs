@@ -45,13 +45,16 @@ impl SlackConfig {
     /// Pure checks of the Slack fields. Never quotes the webhook URL.
     pub fn validate(&self, path: &str, common: &CommonSettings, problems: &mut Problems) {
         let url_path = format!("{path}.webhook_url");
-        match self.webhook_url.as_ref().map(|u| u.expose_secret().trim()) {
-            None | Some("") if common.enabled => problems.push(
+        // A disabled instance's URL is never used, so it is not checked: placeholders load,
+        // as the seed's disabled `discord` with `https://discord.com/api/webhooks/...` must.
+        let url = self.webhook_url.as_ref().map(|u| u.expose_secret().trim());
+        match url {
+            _ if !common.enabled => {}
+            None | Some("") => problems.push(
                 url_path,
                 "is required when the plugin is enabled; create one in your Slack app under \
                  Features → Incoming Webhooks → Add New Webhook to Workspace",
             ),
-            None | Some("") => {}
             Some(url) => {
                 if let Err(why) = parse_webhook_url(url, common.allow_insecure_http) {
                     problems.push(url_path, why);
@@ -167,6 +170,9 @@ mod tests {
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].starts_with("plugins.slack.webhook_url: is required"));
         assert!(problems_with("retries: 1", &common(false, false)).is_empty());
+        let placeholder = "webhook_url: 'hooks.slack.com/services/...'";
+        assert!(problems_with(placeholder, &common(false, false)).is_empty());
+        assert_eq!(problems(placeholder).len(), 1);
     }
 
     #[test]
