@@ -30,7 +30,7 @@ pub const COMMON_FIELDS: &[&str] = &[
 /// Plugin types named by the seed design that are not built yet. An instance of one is
 /// skipped with a warning (whether enabled or not) instead of failing the whole config.
 /// A name here that [`PluginKind::parse`] knows is a built type: built wins.
-pub const PLANNED: &[&str] = &["discord", "slack", "anilist", "fanart"];
+pub const PLANNED: &[&str] = &["anilist", "fanart"];
 
 /// Every instance under `plugins:` (the section's value), in file order; skipped and
 /// invalid instances are left out, with a warning or a problem recorded in `cx`.
@@ -289,13 +289,13 @@ mod tests {
     #[test]
     fn planned_types_are_skipped_with_a_warning_enabled_or_not() {
         let (plugins, cx) = run(
-            "discord: {enabled: false, webhook_url: x}\nanilist: {enabled: true}\nmy_tg: {type: slack}",
+            "fanart: {enabled: false, api_key: x}\nanilist: {enabled: true}\nmy_tg: {type: fanart}",
         );
         assert!(plugins.is_empty());
         assert!(cx.problems.is_empty(), "{:?}", cx.problems);
         assert_eq!(
             paths(&cx.warnings),
-            ["plugins.discord", "plugins.anilist", "plugins.my_tg.type"]
+            ["plugins.fanart", "plugins.anilist", "plugins.my_tg.type"]
         );
         assert!(cx.warnings.items()[1].message.contains("has no effect"));
         assert!(!cx.warnings.items()[0].message.contains("has no effect"));
@@ -303,10 +303,10 @@ mod tests {
 
     #[test]
     fn common_fields_of_a_planned_type_are_still_checked() {
-        let (_, cx) = run("discord:\n  enabled: yes please\n  events: [after_media_aded]");
+        let (_, cx) = run("anilist:\n  enabled: yes please\n  events: [after_media_aded]");
         assert_eq!(
             paths(&cx.problems),
-            ["plugins.discord.enabled", "plugins.discord.events[0]"]
+            ["plugins.anilist.enabled", "plugins.anilist.events[0]"]
         );
     }
 

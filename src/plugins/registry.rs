@@ -12,7 +12,9 @@ use crate::plugins::notification::log::LogConfig;
 use crate::plugins::notification::ntfy::NtfyConfig;
 use crate::plugins::notification::pushover::PushoverConfig;
 use crate::plugins::notification::telegram::TelegramConfig;
+use crate::plugins::webhook::discord::DiscordConfig;
 use crate::plugins::webhook::generic::{self, WebhookConfig};
+use crate::plugins::webhook::slack::SlackConfig;
 
 /// A plugin type, as written in `type:` (or as the instance key when `type:` is absent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +29,10 @@ pub enum PluginKind {
     Telegram,
     /// A Pushover push notification.
     Pushover,
+    /// A Discord channel, through an incoming webhook.
+    Discord,
+    /// A Slack channel, through an incoming webhook.
+    Slack,
 }
 
 impl PluginKind {
@@ -37,6 +43,8 @@ impl PluginKind {
         PluginKind::Webhook,
         PluginKind::Telegram,
         PluginKind::Pushover,
+        PluginKind::Discord,
+        PluginKind::Slack,
     ];
 
     /// The name used in `type:`.
@@ -47,6 +55,8 @@ impl PluginKind {
             PluginKind::Webhook => "webhook",
             PluginKind::Telegram => "telegram",
             PluginKind::Pushover => "pushover",
+            PluginKind::Discord => "discord",
+            PluginKind::Slack => "slack",
         }
     }
 
@@ -56,7 +66,7 @@ impl PluginKind {
             PluginKind::Ntfy | PluginKind::Log | PluginKind::Telegram | PluginKind::Pushover => {
                 "notification"
             }
-            PluginKind::Webhook => "webhook",
+            PluginKind::Webhook | PluginKind::Discord | PluginKind::Slack => "webhook",
         }
     }
 
@@ -76,6 +86,13 @@ impl PluginKind {
             ],
             PluginKind::Log => EventName::ALL.to_vec(),
             PluginKind::Webhook => generic::default_events(),
+            // The seed's Discord pair plus the failures a channel should see.
+            PluginKind::Discord | PluginKind::Slack => vec![
+                EventName::AfterMediaAdded,
+                EventName::OnDownloadCompleted,
+                EventName::OnDownloadFailed,
+                EventName::OnImportFailed,
+            ],
             // What a person wants on their phone: new media and what needs a look.
             PluginKind::Telegram | PluginKind::Pushover => vec![
                 EventName::AfterMediaAdded,
@@ -97,6 +114,8 @@ impl PluginKind {
             PluginKind::Webhook => PluginSettings::Webhook(serde_yaml::from_value(value)?),
             PluginKind::Telegram => PluginSettings::Telegram(serde_yaml::from_value(value)?),
             PluginKind::Pushover => PluginSettings::Pushover(serde_yaml::from_value(value)?),
+            PluginKind::Discord => PluginSettings::Discord(serde_yaml::from_value(value)?),
+            PluginKind::Slack => PluginSettings::Slack(serde_yaml::from_value(value)?),
         })
     }
 
@@ -154,6 +173,10 @@ pub enum PluginSettings {
     Telegram(TelegramConfig),
     /// pushover.
     Pushover(PushoverConfig),
+    /// discord.
+    Discord(DiscordConfig),
+    /// slack.
+    Slack(SlackConfig),
 }
 
 impl PluginSettings {
@@ -165,6 +188,8 @@ impl PluginSettings {
             PluginSettings::Webhook(c) => c.validate(path, common, problems),
             PluginSettings::Telegram(c) => c.validate(path, common, problems),
             PluginSettings::Pushover(c) => c.validate(path, common, problems),
+            PluginSettings::Discord(c) => c.validate(path, common, problems),
+            PluginSettings::Slack(c) => c.validate(path, common, problems),
         }
     }
 }

@@ -11,7 +11,9 @@ use crate::plugins::notification::ntfy::Ntfy;
 use crate::plugins::notification::pushover::Pushover;
 use crate::plugins::notification::telegram::Telegram;
 use crate::plugins::registry::{PluginSettings, RateLimit};
+use crate::plugins::webhook::discord::Discord;
 use crate::plugins::webhook::generic::Webhook;
+use crate::plugins::webhook::slack::Slack;
 use crate::plugins::{AsNotification, AsWebhook, PluginConfig, PluginError, Role};
 
 /// Builds a fresh instance of the plugin on a new arbiter; called at start and on every
@@ -119,6 +121,18 @@ impl InstanceSpec {
                 let c = c.clone();
                 InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
                     Ok(AsNotification(Pushover::new(c.clone())?))
+                })
+            }
+            PluginSettings::Discord(c) => {
+                let c = c.clone();
+                InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    Ok(AsWebhook(Discord::new(c.clone())?))
+                })
+            }
+            PluginSettings::Slack(c) => {
+                let c = c.clone();
+                InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    Ok(AsWebhook(Slack::new(c.clone())?))
                 })
             }
             PluginSettings::Webhook(c) => {

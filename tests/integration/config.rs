@@ -62,7 +62,8 @@ fn ntfy(config: &Config, instance: &str) -> mydia_plugins::plugins::notification
 #[test]
 fn seed_yaml_loads_verbatim_and_skips_planned_types_with_warnings() {
     let c = load("seed.yaml");
-    assert_eq!(c.plugins.len(), 1);
+    let names: Vec<&str> = c.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["ntfy", "discord"]);
     let p = &c.plugins[0];
     assert_eq!(p.name, "ntfy");
     assert!(p.common.enabled);
@@ -82,27 +83,28 @@ fn seed_yaml_loads_verbatim_and_skips_planned_types_with_warnings() {
     assert_eq!(n.tags, ["tv", "movie"]);
     assert!(n.auth_token.is_none());
 
-    // discord (line 19) and anilist (line 27) are planned, not built: skipped, with a warning each.
+    // discord loads as it is (disabled, the seed's username and events).
+    let d = &c.plugins[1];
+    assert_eq!((d.kind, d.common.enabled), (PluginKind::Discord, false));
+    assert_eq!(
+        d.common.events,
+        [EventName::AfterMediaAdded, EventName::OnDownloadCompleted]
+    );
+    match &d.settings {
+        PluginSettings::Discord(cfg) => assert_eq!(cfg.username, "Mydia"),
+        other => panic!("{other:?}"),
+    }
+    // anilist (line 27) is planned, not built: skipped, with a warning.
     let w: Vec<(&str, Option<usize>)> = c
         .warnings
         .iter()
         .map(|w| (w.path.as_str(), w.line))
         .collect();
-    assert_eq!(
-        w,
-        [("plugins.discord", Some(19)), ("plugins.anilist", Some(27))]
-    );
+    assert_eq!(w, [("plugins.anilist", Some(27))]);
     assert!(
-        c.warnings[0].message.contains("`discord` is not built yet"),
+        c.warnings[0].message.contains("`anilist` is not built yet"),
         "{}",
         c.warnings[0].message
-    );
-    assert!(
-        c.warnings[1]
-            .message
-            .contains("`enabled: true` has no effect"),
-        "{}",
-        c.warnings[1].message
     );
 }
 

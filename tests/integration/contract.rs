@@ -60,6 +60,20 @@ const CONTRACTS: &[Contract] = &[Contract {
     path: "^/1/messages.json$",
     ok: || ResponseTemplate::new(200).set_body_json(json!({"status": 1, "request": "r1"})),
     timeout_ms: 9000,
+}, Contract {
+    kind: "discord",
+    yaml: "type: discord\nenabled: true\nwebhook_url: {url}/api/webhooks/1234/{secret}\nallow_insecure_http: true\nretries: 1",
+    method: "POST",
+    path: "^/api/webhooks/1234/[^/]+$",
+    ok: || ResponseTemplate::new(200).set_body_json(json!({"id": "99", "channel_id": "42"})),
+    timeout_ms: 1500,
+}, Contract {
+    kind: "slack",
+    yaml: "type: slack\nenabled: true\nwebhook_url: {url}/services/T000/B000/{secret}\nallow_insecure_http: true\nretries: 1",
+    method: "POST",
+    path: "^/services/T000/B000/[^/]+$",
+    ok: || ResponseTemplate::new(200).set_body_string("ok"),
+    timeout_ms: 1500,
 }];
 
 struct Run {

@@ -1,3 +1,5 @@
-//! Webhook plugins: POST events to another system (one file per target).
+//! Webhook plugins: POST events to another system (Discord, Slack, any signed endpoint).
 
+pub mod discord;
 pub mod generic;
+pub mod slack;
