@@ -2,10 +2,12 @@
 
 mod support;
 
+mod anilist;
 mod api;
 mod canary;
 mod config;
 mod enrichment;
+mod fanart;
 mod hooks;
 mod ntfy;
 mod shipped;

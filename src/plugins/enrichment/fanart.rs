@@ -162,7 +162,7 @@ fn read_reply(reply: &Reply, redactor: &Redactor) -> Result<Option<Value>, Plugi
         return Ok(None);
     }
     if reply.status == StatusCode::UNAUTHORIZED {
-        let said = http::service_error_text(&reply.body)
+        let said = service_text(body.as_ref(), &reply.body)
             .map(|t| format!(" (service said: {})", redactor.redact(&t)))
             .unwrap_or_default();
         return Err(PluginError::Misconfigured {
@@ -180,12 +180,19 @@ fn read_reply(reply: &Reply, redactor: &Redactor) -> Result<Option<Value>, Plugi
             reason: redactor.redact(&format!(
                 "{} but not fanart.tv's art JSON{}",
                 reply.status,
-                http::service_error_text(&reply.body)
+                service_text(body.as_ref(), &reply.body)
                     .map(|t| format!(" (service said: {t})"))
                     .unwrap_or_default()
             )),
         }),
     }
+}
+
+/// fanart.tv's own words: its `error message` field, else whatever the body says.
+fn service_text(json: Option<&Value>, body: &str) -> Option<String> {
+    json.and_then(|b| b.get("error message")?.as_str())
+        .and_then(http::service_error_text)
+        .or_else(|| http::service_error_text(body))
 }
 
 impl Plugin for Fanart {
