@@ -5,6 +5,7 @@
 //! [`actor::PluginActor`] and the [`crate::supervisor`] add all of that around it.
 
 pub mod actor;
+pub mod enrichment;
 pub mod error;
 pub mod notification;
 pub mod registry;

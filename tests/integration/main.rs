@@ -2,12 +2,14 @@
 
 mod support;
 
+mod anilist;
 mod api;
 mod canary;
 mod config;
 mod contract;
 mod discord;
 mod enrichment;
+mod fanart;
 mod hooks;
 mod ntfy;
 mod pushover;
