@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::config::Problems;
 use crate::event::EventName;
+use crate::plugins::enrichment::anilist::AniListConfig;
+use crate::plugins::enrichment::fanart::FanartConfig;
 use crate::plugins::notification::log::LogConfig;
 use crate::plugins::notification::ntfy::NtfyConfig;
 use crate::plugins::notification::pushover::PushoverConfig;
@@ -33,6 +35,10 @@ pub enum PluginKind {
     Discord,
     /// A Slack channel, through an incoming webhook.
     Slack,
+    /// Anime metadata from AniList (enrichment).
+    AniList,
+    /// Posters, backgrounds and logos from Fanart.tv (enrichment).
+    Fanart,
 }
 
 impl PluginKind {
@@ -45,6 +51,8 @@ impl PluginKind {
         PluginKind::Pushover,
         PluginKind::Discord,
         PluginKind::Slack,
+        PluginKind::AniList,
+        PluginKind::Fanart,
     ];
 
     /// The name used in `type:`.
@@ -57,6 +65,8 @@ impl PluginKind {
             PluginKind::Pushover => "pushover",
             PluginKind::Discord => "discord",
             PluginKind::Slack => "slack",
+            PluginKind::AniList => "anilist",
+            PluginKind::Fanart => "fanart",
         }
     }
 
@@ -67,6 +77,7 @@ impl PluginKind {
                 "notification"
             }
             PluginKind::Webhook | PluginKind::Discord | PluginKind::Slack => "webhook",
+            PluginKind::AniList | PluginKind::Fanart => "enrichment",
         }
     }
 
@@ -86,6 +97,12 @@ impl PluginKind {
             ],
             PluginKind::Log => EventName::ALL.to_vec(),
             PluginKind::Webhook => generic::default_events(),
+            // The notification defaults, so those messages get the art and metadata.
+            PluginKind::AniList | PluginKind::Fanart => vec![
+                EventName::AfterMediaAdded,
+                EventName::OnDownloadCompleted,
+                EventName::AfterImportCompleted,
+            ],
             // The seed's Discord pair plus the failures a channel should see.
             PluginKind::Discord | PluginKind::Slack => vec![
                 EventName::AfterMediaAdded,
@@ -116,6 +133,8 @@ impl PluginKind {
             PluginKind::Pushover => PluginSettings::Pushover(serde_yaml::from_value(value)?),
             PluginKind::Discord => PluginSettings::Discord(serde_yaml::from_value(value)?),
             PluginKind::Slack => PluginSettings::Slack(serde_yaml::from_value(value)?),
+            PluginKind::AniList => PluginSettings::AniList(serde_yaml::from_value(value)?),
+            PluginKind::Fanart => PluginSettings::Fanart(serde_yaml::from_value(value)?),
         })
     }
 
@@ -177,6 +196,10 @@ pub enum PluginSettings {
     Discord(DiscordConfig),
     /// slack.
     Slack(SlackConfig),
+    /// anilist.
+    AniList(AniListConfig),
+    /// fanart.
+    Fanart(FanartConfig),
 }
 
 impl PluginSettings {
@@ -190,6 +213,8 @@ impl PluginSettings {
             PluginSettings::Pushover(c) => c.validate(path, common, problems),
             PluginSettings::Discord(c) => c.validate(path, common, problems),
             PluginSettings::Slack(c) => c.validate(path, common, problems),
+            PluginSettings::AniList(c) => c.validate(path, common, problems),
+            PluginSettings::Fanart(c) => c.validate(path, common, problems),
         }
     }
 }

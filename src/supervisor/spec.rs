@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::event::EventName;
 use crate::plugins::actor::{self, PluginHandle};
+use crate::plugins::enrichment::anilist::AniList;
+use crate::plugins::enrichment::fanart::Fanart;
 use crate::plugins::notification::log::Log;
 use crate::plugins::notification::ntfy::Ntfy;
 use crate::plugins::notification::pushover::Pushover;
@@ -14,7 +16,7 @@ use crate::plugins::registry::{PluginSettings, RateLimit};
 use crate::plugins::webhook::discord::Discord;
 use crate::plugins::webhook::generic::Webhook;
 use crate::plugins::webhook::slack::Slack;
-use crate::plugins::{AsNotification, AsWebhook, PluginConfig, PluginError, Role};
+use crate::plugins::{AsEnrichment, AsNotification, AsWebhook, PluginConfig, PluginError, Role};
 
 /// Builds a fresh instance of the plugin on a new arbiter; called at start and on every
 /// restart. An error means the plugin cannot be built from its config (misconfigured).
@@ -121,6 +123,18 @@ impl InstanceSpec {
                 let c = c.clone();
                 InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
                     Ok(AsNotification(Pushover::new(c.clone())?))
+                })
+            }
+            PluginSettings::AniList(c) => {
+                let c = c.clone();
+                InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    Ok(AsEnrichment(AniList::new(c.clone())?))
+                })
+            }
+            PluginSettings::Fanart(c) => {
+                let c = c.clone();
+                InstanceSpec::try_new(&cfg.name, cfg.kind.as_str(), cfg.kind.role(), move || {
+                    Ok(AsEnrichment(Fanart::new(c.clone())?))
                 })
             }
             PluginSettings::Discord(c) => {

@@ -60,10 +60,10 @@ fn ntfy(config: &Config, instance: &str) -> mydia_plugins::plugins::notification
 }
 
 #[test]
-fn seed_yaml_loads_verbatim_and_skips_planned_types_with_warnings() {
+fn seed_yaml_loads_verbatim_with_every_plugin_built() {
     let c = load("seed.yaml");
     let names: Vec<&str> = c.plugins.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["ntfy", "discord"]);
+    assert_eq!(names, ["ntfy", "discord", "anilist"]);
     let p = &c.plugins[0];
     assert_eq!(p.name, "ntfy");
     assert!(p.common.enabled);
@@ -94,18 +94,14 @@ fn seed_yaml_loads_verbatim_and_skips_planned_types_with_warnings() {
         PluginSettings::Discord(cfg) => assert_eq!(cfg.username, "Mydia"),
         other => panic!("{other:?}"),
     }
-    // anilist (line 27) is planned, not built: skipped, with a warning.
-    let w: Vec<(&str, Option<usize>)> = c
-        .warnings
-        .iter()
-        .map(|w| (w.path.as_str(), w.line))
-        .collect();
-    assert_eq!(w, [("plugins.anilist", Some(27))]);
-    assert!(
-        c.warnings[0].message.contains("`anilist` is not built yet"),
-        "{}",
-        c.warnings[0].message
-    );
+    // anilist loads as it is too (enabled, the seed's prefer_over_tmdb: false).
+    let a = &c.plugins[2];
+    assert_eq!((a.kind, a.common.enabled), (PluginKind::AniList, true));
+    match &a.settings {
+        PluginSettings::AniList(cfg) => assert!(!cfg.prefer_over_tmdb),
+        other => panic!("{other:?}"),
+    }
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
 #[test]

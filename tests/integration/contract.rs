@@ -309,6 +309,12 @@ fn every_plugin_type_with_a_service_has_a_contract_row() {
         if *kind == mydia_plugins::plugins::PluginKind::Log {
             continue; // writes to the log; no service to mock
         }
+        if kind.role() == "enrichment" {
+            // Enrichers are asked once and never held for a retry, so this delivery
+            // contract does not apply; tests/integration/{anilist,fanart,enrichment}.rs
+            // cover their errors, caching and fail-soft merging.
+            continue;
+        }
         assert!(
             covered.contains(&kind.as_str()),
             "no contract row for {}",
