@@ -11,7 +11,7 @@ use crate::event::{Event, EventData, EventName};
 use super::actor::HookRejected;
 use super::discover::HookFile;
 use super::error::HookError;
-use super::sandbox::{CompiledHook, Outcome, Sandbox};
+use super::sandbox::{CompiledHook, Header, Outcome, Sandbox};
 use super::stats::SharedStats;
 
 /// One VM and the hooks compiled into it, grouped by event in run order.
@@ -81,6 +81,7 @@ impl Chain {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(None);
         }
+        let header = Header::of(event);
         let mut changed: Option<EventData> = None;
         for loaded in hooks {
             let stat = &self.stats.hooks[loaded.stat];
@@ -88,7 +89,7 @@ impl Chain {
                 tracing::debug_span!(target: "hooks", "hook", hook = %loaded.name).entered();
             stat.ran();
             let data = changed.as_ref().unwrap_or(&event.data);
-            match self.sandbox.call(&loaded.hook, event, data) {
+            match self.sandbox.call(&loaded.hook, &header, data) {
                 Ok(Outcome::Unchanged) => {}
                 Ok(Outcome::Changed(new)) => changed = Some(new),
                 Ok(Outcome::Rejected(reason)) => {

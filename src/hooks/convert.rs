@@ -14,10 +14,11 @@
 //!   result may not outgrow a byte budget (one table referenced a million times would
 //!   otherwise become a million copies).
 
+use std::borrow::Cow;
 use std::ffi::c_void;
 use std::fmt::Write as _;
 
-use mlua::{Lua, Table, Value as LuaValue};
+use mlua::{IntoLua, Lua, Table, Value as LuaValue};
 use serde_json::{Map, Number, Value as Json};
 
 /// Deepest nesting accepted in either direction.
@@ -111,11 +112,14 @@ pub fn from_lua(value: LuaValue, array_mt: &Table, budget: usize) -> Result<Json
 struct ToLua<'a> {
     lua: &'a Lua,
     array_mt: &'a Table,
-    path: Path,
+    /// Borrows the keys of the JSON being converted: no copies unless an error names them.
+    path: Path<'a>,
 }
 
-impl ToLua<'_> {
-    fn value(&mut self, value: &Json, depth: usize) -> Result<LuaValue, ConvertError> {
+impl<'a> ToLua<'a> {
+    /// Only tables go through a `Value` (a registry reference); scalars are pushed straight
+    /// into their slot by [`ToLua::set`].
+    fn value(&mut self, value: &'a Json, depth: usize) -> Result<LuaValue, ConvertError> {
         Ok(match value {
             Json::Null => LuaValue::NULL,
             Json::Bool(b) => LuaValue::Boolean(*b),
@@ -127,7 +131,7 @@ impl ToLua<'_> {
                 let table = self.lua.create_table_with_capacity(items.len(), 0)?;
                 for (i, item) in items.iter().enumerate() {
                     self.path.push(Seg::Index(i + 1));
-                    table.raw_set(i + 1, self.value(item, depth + 1)?)?;
+                    self.set(&table, i + 1, item, depth + 1)?;
                     self.path.pop();
                 }
                 table.set_metatable(Some(self.array_mt.clone()))?;
@@ -140,14 +144,33 @@ impl ToLua<'_> {
         })
     }
 
-    fn object(&mut self, map: &Map<String, Json>, depth: usize) -> Result<Table, ConvertError> {
+    fn object(&mut self, map: &'a Map<String, Json>, depth: usize) -> Result<Table, ConvertError> {
         let table = self.lua.create_table_with_capacity(0, map.len())?;
         for (key, item) in map {
-            self.path.push(Seg::Key(key.clone()));
-            table.raw_set(key.as_str(), self.value(item, depth + 1)?)?;
+            self.path.push(Seg::Key(Cow::Borrowed(key)));
+            self.set(&table, key.as_str(), item, depth + 1)?;
             self.path.pop();
         }
         Ok(table)
+    }
+
+    /// `table[key] = value`, the same values [`ToLua::value`] makes.
+    fn set(
+        &mut self,
+        table: &Table,
+        key: impl IntoLua,
+        value: &'a Json,
+        depth: usize,
+    ) -> Result<(), ConvertError> {
+        match value {
+            Json::Bool(b) => table.raw_set(key, *b)?,
+            Json::Number(n) => table.raw_set(key, n.as_f64().unwrap_or(f64::NAN))?,
+            Json::String(s) => table.raw_set(key, s.as_str())?,
+            Json::Null | Json::Array(_) | Json::Object(_) => {
+                table.raw_set(key, self.value(value, depth)?)?
+            }
+        }
+        Ok(())
     }
 
     fn enter(&self, depth: usize) -> Result<(), ConvertError> {
@@ -160,19 +183,14 @@ impl ToLua<'_> {
     }
 }
 
-/// A key seen while reading a table, classified as it comes.
-enum Key {
-    Index(usize),
-    Name(String),
-}
-
 struct FromLua {
     array_mt: *const c_void,
     budget: usize,
     max: usize,
     /// Tables on the current path, for cycle detection (at most `MAX_DEPTH` long).
     open: Vec<*const c_void>,
-    path: Path,
+    /// Owns the keys read so far on the way down; each is moved back out, not copied.
+    path: Path<'static>,
 }
 
 impl FromLua {
@@ -217,17 +235,14 @@ impl FromLua {
             .metatable()
             .is_some_and(|mt| mt.to_pointer() == self.array_mt);
         self.open.push(ptr);
-        let mut entries: Vec<(Key, Json)> = Vec::new();
+        let mut entries: Vec<(Seg<'static>, Json)> = Vec::new();
         // Raw iteration: no `__pairs`/`__index` metamethods run outside the time budget.
         table
             .for_each(|k: LuaValue, v: LuaValue| {
                 let key = self.key(k)?;
-                self.path.push(match &key {
-                    Key::Index(i) => Seg::Index(*i),
-                    Key::Name(s) => Seg::Key(s.clone()),
-                });
+                self.path.push(key);
                 let value = self.value(v, depth + 1);
-                self.path.pop();
+                let key = self.path.pop().expect("the key pushed just above");
                 entries.push((key, value.map_err(mlua::Error::external)?));
                 Ok(())
             })
@@ -236,18 +251,19 @@ impl FromLua {
         self.assemble(entries, marked_array)
     }
 
-    fn key(&mut self, key: LuaValue) -> mlua::Result<Key> {
+    /// A key seen while reading a table, classified as it comes.
+    fn key(&mut self, key: LuaValue) -> mlua::Result<Seg<'static>> {
         let reason = match key {
             LuaValue::String(s) => match s.to_str() {
                 Ok(text) => {
                     self.spend(text.len()).map_err(mlua::Error::external)?;
-                    return Ok(Key::Name(text.to_owned()));
+                    return Ok(Seg::Key(Cow::Owned(text.to_owned())));
                 }
                 Err(_) => "has a key that is not valid utf-8".to_owned(),
             },
-            LuaValue::Integer(i) if i >= 1 => return Ok(Key::Index(i as usize)),
+            LuaValue::Integer(i) if i >= 1 => return Ok(Seg::Index(i as usize)),
             LuaValue::Number(n) if n >= 1.0 && n.fract() == 0.0 && n < u32::MAX as f64 => {
-                return Ok(Key::Index(n as usize))
+                return Ok(Seg::Index(n as usize))
             }
             LuaValue::Integer(i) => format!("has the number key {i}"),
             LuaValue::Number(n) => format!("has the number key {n}"),
@@ -258,7 +274,7 @@ impl FromLua {
 
     fn assemble(
         &self,
-        entries: Vec<(Key, Json)>,
+        entries: Vec<(Seg<'static>, Json)>,
         marked_array: bool,
     ) -> Result<Json, ConvertError> {
         let n = entries.len();
@@ -271,14 +287,14 @@ impl FromLua {
         }
         let indices = entries
             .iter()
-            .filter(|(k, _)| matches!(k, Key::Index(_)))
+            .filter(|(k, _)| matches!(k, Seg::Index(_)))
             .count();
         if indices == n {
             // Lua keys are unique, so n keys all within 1..=n fill every slot exactly once.
             let mut slots: Vec<Json> = vec![Json::Null; n];
             for (key, value) in entries {
                 match key {
-                    Key::Index(i) if i <= n => slots[i - 1] = value,
+                    Seg::Index(i) if i <= n => slots[i - 1] = value,
                     _ => {
                         return Err(self.bad_keys("is a sparse array (indices are not 1..n)".into()))
                     }
@@ -295,8 +311,8 @@ impl FromLua {
         let map = entries
             .into_iter()
             .filter_map(|(k, v)| match k {
-                Key::Name(name) => Some((name, v)),
-                Key::Index(_) => None,
+                Seg::Key(name) => Some((name.into_owned(), v)),
+                Seg::Index(_) => None,
             })
             .collect();
         Ok(Json::Object(map))
@@ -347,20 +363,22 @@ fn unwrap_external(err: mlua::Error) -> ConvertError {
 
 /// Where we are inside the value, kept as segments and rendered only for error messages.
 #[derive(Default)]
-struct Path(Vec<Seg>);
+struct Path<'a>(Vec<Seg<'a>>);
 
-enum Seg {
-    Key(String),
+/// One step of a path: an object key (borrowed from JSON, owned when read from Lua) or a
+/// 1-based array index. Reading from Lua it doubles as the classified key of an entry.
+enum Seg<'a> {
+    Key(Cow<'a, str>),
     Index(usize),
 }
 
-impl Path {
-    fn push(&mut self, seg: Seg) {
+impl<'a> Path<'a> {
+    fn push(&mut self, seg: Seg<'a>) {
         self.0.push(seg);
     }
 
-    fn pop(&mut self) {
-        self.0.pop();
+    fn pop(&mut self) -> Option<Seg<'a>> {
+        self.0.pop()
     }
 
     fn render(&self) -> String {

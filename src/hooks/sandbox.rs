@@ -53,6 +53,24 @@ pub struct CompiledHook {
     func: Function,
 }
 
+/// The read-only fields of an event as scripts see them, made once per event for all
+/// of its hooks (the timestamp is formatted here, not on every call).
+pub struct Header<'a> {
+    pub name: &'static str,
+    pub id: &'a str,
+    pub timestamp: String,
+}
+
+impl<'a> Header<'a> {
+    pub fn of(event: &'a Event) -> Header<'a> {
+        Header {
+            name: event.name.as_str(),
+            id: &event.id,
+            timestamp: event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        }
+    }
+}
+
 /// What one successful call decided.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
@@ -140,11 +158,11 @@ impl Sandbox {
     pub fn call(
         &self,
         hook: &CompiledHook,
-        event: &Event,
+        header: &Header<'_>,
         data: &EventData,
     ) -> Result<Outcome, HookError> {
         self.begin(&hook.name);
-        let result = self.invoke(hook, event, data);
+        let result = self.invoke(hook, header, data);
         self.end();
         // `reject` wins even if the script caught the error it raised.
         if let Some(reason) = self.calls.rejection.take() {
@@ -155,7 +173,7 @@ impl Sandbox {
             // It caught the timeout error and returned anyway: still over budget.
             return Err(HookError::Timeout(self.timeout));
         }
-        self.read_return(value)
+        self.unmetered(|| self.read_return(value))
     }
 
     /// True when, after a collection, most of the memory limit is still in use: some
@@ -168,29 +186,50 @@ impl Sandbox {
     fn invoke(
         &self,
         hook: &CompiledHook,
-        event: &Event,
+        header: &Header<'_>,
         data: &EventData,
     ) -> Result<Value, HookError> {
-        let table = self.event_table(event, data).map_err(|e| match e {
-            ConvertError::Lua(e) => self.classify(e),
-            other => HookError::BadInput(other.to_string()),
-        })?;
+        let table = self
+            .unmetered(|| self.event_table(header, data))
+            .map_err(|e| match e {
+                ConvertError::Lua(e) => self.classify(e),
+                other => HookError::BadInput(other.to_string()),
+            })?;
+        if self.lua.used_memory() > self.memory_limit {
+            // Where a metered build would have failed: same error, same clean-up.
+            return Err(self.classify(mlua::Error::MemoryError(String::new())));
+        }
         hook.func.call::<Value>(table).map_err(|e| self.classify(e))
     }
 
-    fn event_table(&self, event: &Event, data: &EventData) -> Result<Table, ConvertError> {
+    fn event_table(&self, header: &Header<'_>, data: &EventData) -> Result<Table, ConvertError> {
         let table = self.lua.create_table_with_capacity(0, 4)?;
-        table.raw_set("name", event.name.as_str())?;
-        table.raw_set("id", event.id.as_str())?;
-        table.raw_set(
-            "timestamp",
-            event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        )?;
+        table.raw_set("name", header.name)?;
+        table.raw_set("id", header.id)?;
+        table.raw_set("timestamp", header.timestamp.as_str())?;
         table.raw_set(
             "data",
             convert::object_to_lua(&self.lua, &self.array_mt, data)?,
         )?;
         Ok(table)
+    }
+
+    /// Run host-side work (building the event table, reading the result back) with the
+    /// memory limit lifted. Under a limit mlua wraps every table write and string push in
+    /// a protected call of its own (two new C closures and a `pcall` each), which cost
+    /// more than the conversion itself. No script code runs meanwhile and the input is
+    /// capped by `max_input_bytes`; `invoke` checks the limit right after, so a VM over
+    /// it still fails the hook with a memory error.
+    fn unmetered<R>(&self, work: impl FnOnce() -> R) -> R {
+        struct Restore<'a>(&'a Lua, usize);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.set_memory_limit(self.1);
+            }
+        }
+        let _ = self.lua.set_memory_limit(0);
+        let _restore = Restore(&self.lua, self.memory_limit);
+        work()
     }
 
     /// Only `event.data` is read back: name, id and timestamp are read-only by construction.
@@ -338,7 +377,7 @@ mod tests {
     fn run(sandbox: &Sandbox, source: &str, data: serde_json::Value) -> Result<Outcome, HookError> {
         let hook = sandbox.compile(&file("t.lua", source))?;
         let ev = event(data);
-        sandbox.call(&hook, &ev, &ev.data)
+        sandbox.call(&hook, &Header::of(&ev), &ev.data)
     }
 
     fn changed(outcome: Result<Outcome, HookError>) -> serde_json::Value {
@@ -412,10 +451,10 @@ mod tests {
             ))
             .unwrap();
         let ev = event(json!({}));
-        let Ok(Outcome::Changed(after_a)) = sandbox.call(&a, &ev, &ev.data) else {
+        let Ok(Outcome::Changed(after_a)) = sandbox.call(&a, &Header::of(&ev), &ev.data) else {
             panic!()
         };
-        let Ok(Outcome::Changed(after_b)) = sandbox.call(&b, &ev, &after_a) else {
+        let Ok(Outcome::Changed(after_b)) = sandbox.call(&b, &Header::of(&ev), &after_a) else {
             panic!()
         };
         assert_eq!(
@@ -501,6 +540,28 @@ mod tests {
             json!({}),
         ));
         assert_eq!(out, json!({"ok": true}));
+    }
+
+    #[test]
+    fn input_that_does_not_fit_in_memory_is_a_memory_error() {
+        // The event table is built with the limit lifted; the check right after must
+        // still fail the hook, as a failed allocation did, and leave the VM usable.
+        let sandbox = Sandbox::new(&HooksConfig {
+            memory_limit_bytes: 2 * 1024 * 1024,
+            ..config(1000)
+        })
+        .unwrap();
+        let hook = "function hook(e) e.data.ok = true; return e end";
+        let big = json!({"blob": "x".repeat(3 * 1024 * 1024)});
+        let err = run(&sandbox, hook, big).unwrap_err();
+        assert_eq!(
+            err,
+            HookError::Memory {
+                limit: 2 * 1024 * 1024
+            }
+        );
+        assert!(!sandbox.memory_exhausted());
+        assert_eq!(changed(run(&sandbox, hook, json!({}))), json!({"ok": true}));
     }
 
     #[test]
