@@ -73,12 +73,8 @@ impl Hooks {
         let files: Arc<[HookFile]> = found.files.into();
         let stats = Arc::new(SharedStats::new(&files));
         let queue = Arc::new(JobQueue::default());
-        let (addr, arbiter) = HookActor::spawn(
-            config.clone(),
-            Arc::clone(&files),
-            Arc::clone(&stats),
-            Arc::clone(&queue),
-        );
+        let (addr, arbiter) =
+            HookActor::spawn(config.clone(), Arc::clone(&files), Arc::clone(&stats));
         tracing::info!(target: "hooks", scripts = files.len(), events = events.len(), directory = %config.directory.display(), "hooks started");
         Hooks {
             inner: Some(Arc::new(Inner {
@@ -115,6 +111,8 @@ impl Hooks {
             return Ok(event);
         };
         let (job, answer) = Job::new(event);
+        // Answered or given up, this caller passes on the answers the actor left with it.
+        let _pass_on = PassOn(&inner.queue);
         if inner.queue.push(job) {
             inner.drain().await;
         }
@@ -145,6 +143,15 @@ impl Hooks {
     }
 }
 
+/// Runs [`JobQueue::pass_on`] when the caller is done, however it is done.
+struct PassOn<'a>(&'a JobQueue);
+
+impl Drop for PassOn<'_> {
+    fn drop(&mut self) {
+        self.0.pass_on();
+    }
+}
+
 impl Inner {
     fn addr(&self) -> Addr<HookActor> {
         self.running
@@ -154,23 +161,27 @@ impl Inner {
             .clone()
     }
 
-    /// Replace the actor, unless a concurrent caller already replaced `failed`.
-    /// Have the actor run the queue. Awaiting the answer is how a dead actor shows: a
-    /// stopped actor drops the message unanswered, so it is restarted and asked again.
+    /// Have the actor run the queue. Awaiting `done` is how a dead actor shows: a stopped
+    /// actor drops the message unhandled, so it is restarted and asked again.
     async fn drain(&self) {
         let addr = self.addr();
-        if addr.send(Drain).await.is_ok() {
+        let (drain, done) = Drain::new(&self.queue);
+        addr.do_send(drain);
+        if done.await.is_ok() {
             return;
         }
         tracing::error!(target: "hooks", "hook actor is gone; starting a new one");
         let addr = self.restart(&addr);
-        if addr.send(Drain).await.is_err() {
+        let (drain, done) = Drain::new(&self.queue);
+        addr.do_send(drain);
+        if done.await.is_err() {
             tracing::error!(target: "hooks", "hook actor failed again; queued events passed on without hooks");
             // Dropped jobs answer with their events unchanged.
             drop(self.queue.take());
         }
     }
 
+    /// Replace the actor, unless a concurrent caller already replaced `failed`.
     fn restart(&self, failed: &Addr<HookActor>) -> Addr<HookActor> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.addr == *failed {
@@ -179,7 +190,6 @@ impl Inner {
                 self.config.clone(),
                 Arc::clone(&self.files),
                 Arc::clone(&self.stats),
-                Arc::clone(&self.queue),
             );
             *running = Running { addr, arbiter };
             self.stats

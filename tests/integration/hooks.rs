@@ -553,6 +553,49 @@ async fn many_events_in_flight_each_get_their_own_answer() {
 }
 
 #[actix_rt::test]
+async fn callers_that_give_up_do_not_hold_up_the_others() {
+    // Answers of a batch come back through one woken caller; callers that stop waiting
+    // (the one that asked for the drain among them) must not strand anyone else's.
+    let dir = hooks_dir(&[(
+        "on_download_completed/10_double.lua",
+        "function hook(e) e.data.n = e.data.n * 2; return e end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    for round in 0..3 {
+        let mut kept = Vec::new();
+        for n in 0..300 {
+            let hooks = hooks.clone();
+            let mut call = Box::pin(async move {
+                hooks
+                    .apply(event(EventName::OnDownloadCompleted, json!({"n": n})))
+                    .await
+            });
+            // Queued by the first poll; every third caller then gives up.
+            let first = futures::poll!(call.as_mut());
+            if n % 3 != 0 {
+                kept.push((n, first, call));
+            }
+        }
+        let outs = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures::future::join_all(kept.into_iter().map(|(n, first, call)| async move {
+                let out = match first {
+                    std::task::Poll::Ready(out) => out,
+                    std::task::Poll::Pending => call.await,
+                };
+                (n, out)
+            })),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: a waiting caller was never answered"));
+        assert_eq!(outs.len(), 200);
+        for (n, out) in outs {
+            assert_eq!(data(&out.unwrap())["n"], json!(n * 2), "round {round}");
+        }
+    }
+}
+
+#[actix_rt::test]
 async fn a_script_hoarding_memory_gets_a_fresh_vm() {
     // Keeps ~1 MB per event in its globals; the limit is 4 MiB, so memory runs out for
     // good after a few events and only a new VM frees it.
