@@ -10,10 +10,12 @@
 //!
 //! Limits: the wall-clock budget is enforced in Luau's interrupt, which fires at calls,
 //! loop back-edges and inside the pattern matcher (so a runaway `string.find` stops too,
-//! which PUC Lua's instruction hooks cannot do). Memory is capped for the whole VM.
+//! which PUC Lua's instruction hooks cannot do). Memory is capped for the whole VM while
+//! script code runs; our own conversion of the event in and out runs unmetered and is
+//! checked right after (see `Sandbox::unmetered` for why).
 //!
 //! Added globals (`globals.rs`): `reject(reason)`, `log.info/warn/error(...)` (and `print`,
-//! as info), `json.null` and `json.array(t)`; `convert.rs` says what they become in JSON.
+//! as info), `json.null` and `json.array(t)`; `convert` says what they become in JSON.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -28,8 +30,8 @@ use crate::event::{Event, EventData};
 
 use super::convert::{self, ConvertError};
 use super::discover::HookFile;
-use super::error::HookError;
-use super::globals::{self, CallState, MAX_MESSAGE_CHARS};
+use super::error::{is_memory_error, message, HookError};
+use super::globals::{self, CallState};
 
 #[derive(Debug, thiserror::Error)]
 #[error("time budget exceeded")]
@@ -311,36 +313,6 @@ fn type_of(value: &Value) -> &'static str {
         Value::Integer(_) => "number",
         other => other.type_name(),
     }
-}
-
-fn is_memory_error(err: &mlua::Error) -> bool {
-    match err {
-        mlua::Error::MemoryError(_) => true,
-        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
-            is_memory_error(cause)
-        }
-        _ => false,
-    }
-}
-
-/// The innermost, first-line message: what a user needs in a log line, without the traceback.
-fn message(err: &mlua::Error) -> String {
-    let text = match err {
-        mlua::Error::CallbackError { cause, .. } => return message(cause),
-        mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::RuntimeError(msg) | mlua::Error::MemoryError(msg) => msg.clone(),
-        other => other.to_string(),
-    };
-    let first = text
-        .split("\nstack traceback:")
-        .next()
-        .unwrap_or_default()
-        .trim_end();
-    let mut out: String = first.chars().take(MAX_MESSAGE_CHARS).collect();
-    if out.len() < first.len() {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

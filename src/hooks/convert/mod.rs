@@ -13,13 +13,18 @@
 //! - Nesting is capped at [`MAX_DEPTH`]; a table that contains itself is an error; the
 //!   result may not outgrow a byte budget (one table referenced a million times would
 //!   otherwise become a million copies).
+//!
+//! `to_luau` builds the tables, `to_json` reads them back; the tests here cover both ways.
 
 use std::borrow::Cow;
-use std::ffi::c_void;
 use std::fmt::Write as _;
 
-use mlua::{IntoLua, Lua, Table, Value as LuaValue};
-use serde_json::{Map, Number, Value as Json};
+mod to_json;
+mod to_luau;
+
+#[cfg(test)]
+pub use to_luau::to_lua;
+pub use {to_json::from_lua, to_luau::object_to_lua};
 
 /// Deepest nesting accepted in either direction.
 pub const MAX_DEPTH: usize = 64;
@@ -72,295 +77,6 @@ pub enum ConvertError {
     Lua(#[from] mlua::Error),
 }
 
-/// Build the Lua value for `value`; arrays get `array_mt` (the event path uses `object_to_lua`).
-#[cfg(test)]
-pub fn to_lua(lua: &Lua, array_mt: &Table, value: &Json) -> Result<LuaValue, ConvertError> {
-    let mut conv = ToLua {
-        lua,
-        array_mt,
-        path: Path::default(),
-    };
-    conv.value(value, 0)
-}
-
-/// Build the table for a JSON object (the event data) without wrapping it in a `Value` first.
-pub fn object_to_lua(
-    lua: &Lua,
-    array_mt: &Table,
-    map: &Map<String, Json>,
-) -> Result<Table, ConvertError> {
-    let mut conv = ToLua {
-        lua,
-        array_mt,
-        path: Path::default(),
-    };
-    conv.object(map, 0)
-}
-
-/// Read a Lua value back as JSON, spending at most `budget` (estimated) bytes.
-pub fn from_lua(value: LuaValue, array_mt: &Table, budget: usize) -> Result<Json, ConvertError> {
-    let mut conv = FromLua {
-        array_mt: array_mt.to_pointer(),
-        budget,
-        max: budget,
-        open: Vec::new(),
-        path: Path::default(),
-    };
-    conv.value(value, 0)
-}
-
-struct ToLua<'a> {
-    lua: &'a Lua,
-    array_mt: &'a Table,
-    /// Borrows the keys of the JSON being converted: no copies unless an error names them.
-    path: Path<'a>,
-}
-
-impl<'a> ToLua<'a> {
-    /// Only tables go through a `Value` (a registry reference); scalars are pushed straight
-    /// into their slot by [`ToLua::set`].
-    fn value(&mut self, value: &'a Json, depth: usize) -> Result<LuaValue, ConvertError> {
-        Ok(match value {
-            Json::Null => LuaValue::NULL,
-            Json::Bool(b) => LuaValue::Boolean(*b),
-            // Always a double: Luau's own number type, whatever serde_json held.
-            Json::Number(n) => LuaValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-            Json::String(s) => LuaValue::String(self.lua.create_string(s)?),
-            Json::Array(items) => {
-                self.enter(depth)?;
-                let table = self.lua.create_table_with_capacity(items.len(), 0)?;
-                for (i, item) in items.iter().enumerate() {
-                    self.path.push(Seg::Index(i + 1));
-                    self.set(&table, i + 1, item, depth + 1)?;
-                    self.path.pop();
-                }
-                table.set_metatable(Some(self.array_mt.clone()))?;
-                LuaValue::Table(table)
-            }
-            Json::Object(map) => {
-                self.enter(depth)?;
-                LuaValue::Table(self.object(map, depth)?)
-            }
-        })
-    }
-
-    fn object(&mut self, map: &'a Map<String, Json>, depth: usize) -> Result<Table, ConvertError> {
-        let table = self.lua.create_table_with_capacity(0, map.len())?;
-        for (key, item) in map {
-            self.path.push(Seg::Key(Cow::Borrowed(key)));
-            self.set(&table, key.as_str(), item, depth + 1)?;
-            self.path.pop();
-        }
-        Ok(table)
-    }
-
-    /// `table[key] = value`, the same values [`ToLua::value`] makes.
-    fn set(
-        &mut self,
-        table: &Table,
-        key: impl IntoLua,
-        value: &'a Json,
-        depth: usize,
-    ) -> Result<(), ConvertError> {
-        match value {
-            Json::Bool(b) => table.raw_set(key, *b)?,
-            Json::Number(n) => table.raw_set(key, n.as_f64().unwrap_or(f64::NAN))?,
-            Json::String(s) => table.raw_set(key, s.as_str())?,
-            Json::Null | Json::Array(_) | Json::Object(_) => {
-                table.raw_set(key, self.value(value, depth)?)?
-            }
-        }
-        Ok(())
-    }
-
-    fn enter(&self, depth: usize) -> Result<(), ConvertError> {
-        if depth >= MAX_DEPTH {
-            return Err(ConvertError::TooDeep {
-                path: self.path.render(),
-            });
-        }
-        Ok(())
-    }
-}
-
-struct FromLua {
-    array_mt: *const c_void,
-    budget: usize,
-    max: usize,
-    /// Tables on the current path, for cycle detection (at most `MAX_DEPTH` long).
-    open: Vec<*const c_void>,
-    /// Owns the keys read so far on the way down; each is moved back out, not copied.
-    path: Path<'static>,
-}
-
-impl FromLua {
-    fn value(&mut self, value: LuaValue, depth: usize) -> Result<Json, ConvertError> {
-        self.spend(8)?;
-        Ok(match value {
-            LuaValue::Nil => Json::Null,
-            LuaValue::Boolean(b) => Json::Bool(b),
-            v if v.is_null() => Json::Null,
-            LuaValue::Integer(i) => Json::from(i),
-            LuaValue::Number(n) => number(n),
-            LuaValue::String(s) => {
-                let text = s.to_str().map_err(|_| ConvertError::NotUtf8 {
-                    path: self.path.render(),
-                })?;
-                self.spend(text.len())?;
-                Json::String(text.to_owned())
-            }
-            LuaValue::Table(t) => self.table(t, depth)?,
-            other => {
-                return Err(ConvertError::Unsupported {
-                    path: self.path.render(),
-                    kind: other.type_name(),
-                })
-            }
-        })
-    }
-
-    fn table(&mut self, table: Table, depth: usize) -> Result<Json, ConvertError> {
-        let ptr = table.to_pointer();
-        if depth >= MAX_DEPTH {
-            return Err(ConvertError::TooDeep {
-                path: self.path.render(),
-            });
-        }
-        if self.open.contains(&ptr) {
-            return Err(ConvertError::Cycle {
-                path: self.path.render(),
-            });
-        }
-        let marked_array = table
-            .metatable()
-            .is_some_and(|mt| mt.to_pointer() == self.array_mt);
-        self.open.push(ptr);
-        let mut entries: Vec<(Seg<'static>, Json)> = Vec::new();
-        // Raw iteration: no `__pairs`/`__index` metamethods run outside the time budget.
-        table
-            .for_each(|k: LuaValue, v: LuaValue| {
-                let key = self.key(k)?;
-                self.path.push(key);
-                let value = self.value(v, depth + 1);
-                let key = self.path.pop().expect("the key pushed just above");
-                entries.push((key, value.map_err(mlua::Error::external)?));
-                Ok(())
-            })
-            .map_err(unwrap_external)?;
-        self.open.pop();
-        self.assemble(entries, marked_array)
-    }
-
-    /// A key seen while reading a table, classified as it comes.
-    fn key(&mut self, key: LuaValue) -> mlua::Result<Seg<'static>> {
-        let reason = match key {
-            LuaValue::String(s) => match s.to_str() {
-                Ok(text) => {
-                    self.spend(text.len()).map_err(mlua::Error::external)?;
-                    return Ok(Seg::Key(Cow::Owned(text.to_owned())));
-                }
-                Err(_) => "has a key that is not valid utf-8".to_owned(),
-            },
-            LuaValue::Integer(i) if i >= 1 => return Ok(Seg::Index(i as usize)),
-            LuaValue::Number(n) if n >= 1.0 && n.fract() == 0.0 && n < u32::MAX as f64 => {
-                return Ok(Seg::Index(n as usize))
-            }
-            LuaValue::Integer(i) => format!("has the number key {i}"),
-            LuaValue::Number(n) => format!("has the number key {n}"),
-            other => format!("has a {} key", other.type_name()),
-        };
-        Err(mlua::Error::external(self.bad_keys(reason)))
-    }
-
-    fn assemble(
-        &self,
-        entries: Vec<(Seg<'static>, Json)>,
-        marked_array: bool,
-    ) -> Result<Json, ConvertError> {
-        let n = entries.len();
-        if n == 0 {
-            return Ok(if marked_array {
-                Json::Array(Vec::new())
-            } else {
-                Json::Object(Map::new())
-            });
-        }
-        let indices = entries
-            .iter()
-            .filter(|(k, _)| matches!(k, Seg::Index(_)))
-            .count();
-        if indices == n {
-            // Lua keys are unique, so n keys all within 1..=n fill every slot exactly once.
-            let mut slots: Vec<Json> = vec![Json::Null; n];
-            for (key, value) in entries {
-                match key {
-                    Seg::Index(i) if i <= n => slots[i - 1] = value,
-                    _ => {
-                        return Err(self.bad_keys("is a sparse array (indices are not 1..n)".into()))
-                    }
-                }
-            }
-            return Ok(Json::Array(slots));
-        }
-        if marked_array {
-            return Err(self.bad_keys("is an array with string keys".into()));
-        }
-        if indices > 0 {
-            return Err(self.bad_keys("mixes index and string keys".into()));
-        }
-        let map = entries
-            .into_iter()
-            .filter_map(|(k, v)| match k {
-                Seg::Key(name) => Some((name.into_owned(), v)),
-                Seg::Index(_) => None,
-            })
-            .collect();
-        Ok(Json::Object(map))
-    }
-
-    fn spend(&mut self, bytes: usize) -> Result<(), ConvertError> {
-        self.budget = self
-            .budget
-            .checked_sub(bytes)
-            .ok_or(ConvertError::TooLarge { max: self.max })?;
-        Ok(())
-    }
-
-    fn bad_keys(&self, reason: String) -> ConvertError {
-        ConvertError::BadKeys {
-            path: self.path.render(),
-            reason,
-        }
-    }
-}
-
-/// A finite whole number becomes a JSON integer; non-finite becomes null.
-fn number(n: f64) -> Json {
-    if !n.is_finite() {
-        return Json::Null;
-    }
-    if n.fract() == 0.0 {
-        // `i64::MAX as f64` is exactly 2^63, so the comparison is exact.
-        if n >= i64::MIN as f64 && n < i64::MAX as f64 {
-            return Json::from(n as i64);
-        }
-        if n >= 0.0 && n < u64::MAX as f64 {
-            return Json::from(n as u64);
-        }
-    }
-    Number::from_f64(n).map_or(Json::Null, Json::Number)
-}
-
-/// Errors raised inside `for_each` come back wrapped; give callers the original.
-fn unwrap_external(err: mlua::Error) -> ConvertError {
-    if let mlua::Error::ExternalError(inner) = &err {
-        if let Some(conv) = inner.downcast_ref::<ConvertError>() {
-            return conv.clone();
-        }
-    }
-    ConvertError::Lua(err)
-}
-
 /// Where we are inside the value, kept as segments and rendered only for error messages.
 #[derive(Default)]
 struct Path<'a>(Vec<Seg<'a>>);
@@ -396,7 +112,8 @@ impl<'a> Path<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use mlua::{Lua, Table, Value as LuaValue};
+    use serde_json::{json, Value as Json};
 
     struct Vm {
         lua: Lua,
