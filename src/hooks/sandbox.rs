@@ -211,7 +211,7 @@ impl Sandbox {
         table.raw_set("timestamp", header.timestamp.as_str())?;
         table.raw_set(
             "data",
-            convert::object_to_lua(&self.lua, &self.array_mt, data)?,
+            convert::object_to_lua(&self.lua, &self.array_mt, data, self.memory_limit)?,
         )?;
         Ok(table)
     }

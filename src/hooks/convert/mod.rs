@@ -113,7 +113,7 @@ impl<'a> Path<'a> {
 mod tests {
     use super::*;
     use mlua::{Lua, Table, Value as LuaValue};
-    use serde_json::{json, Value as Json};
+    use serde_json::{json, Map, Value as Json};
 
     struct Vm {
         lua: Lua,
@@ -274,6 +274,30 @@ mod tests {
         assert!(vm.eval(&code(MAX_DEPTH)).is_ok());
         let err = vm.eval(&code(MAX_DEPTH + 1)).unwrap_err();
         assert!(matches!(err, ConvertError::TooDeep { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn building_tables_stops_at_the_memory_limit() {
+        // Runs with the VM's own limit lifted, so it must keep the limit itself: data a
+        // hook made huge may not balloon the VM on the way into the next hook.
+        let vm = vm();
+        let big: Map<String, Json> = (0..100_000)
+            .map(|i| (format!("key{i}"), json!(format!("value {i}"))))
+            .collect();
+        let limit = vm.lua.used_memory() + 256 * 1024;
+        let err = object_to_lua(&vm.lua, &vm.mt, &big, limit).unwrap_err();
+        assert!(
+            matches!(err, ConvertError::Lua(mlua::Error::MemoryError(_))),
+            "{err:?}"
+        );
+        assert!(vm.lua.used_memory() <= limit, "stopped before the limit");
+        vm.lua.gc_collect().unwrap();
+        let small = json!({"a": [1, "two", {"three": null}]});
+        let table = object_to_lua(&vm.lua, &vm.mt, small.as_object().unwrap(), limit).unwrap();
+        assert_eq!(
+            from_lua(LuaValue::Table(table), &vm.mt, 1 << 20).unwrap(),
+            small
+        );
     }
 
     #[test]
