@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use actix::prelude::*;
+use futures::future::{select, Either};
+use tokio::sync::oneshot::{self, error::RecvError};
 
 use crate::config::HooksConfig;
 use crate::event::{Event, EventName};
@@ -16,7 +18,7 @@ use crate::event::{Event, EventName};
 use super::actor::{Drain, Fault, HookActor, HookRejected, InjectFault};
 use super::discover::{discover, HookFile};
 use super::error::HookProblem;
-use super::queue::{Job, JobQueue};
+use super::queue::{Answer, Job, JobQueue};
 use super::sandbox::Sandbox;
 use super::stats::{HookStats, SharedStats};
 
@@ -113,12 +115,14 @@ impl Hooks {
         let (job, answer) = Job::new(event);
         // Answered or given up, this caller passes on the answers the actor left with it.
         let _pass_on = PassOn(&inner.queue);
-        if inner.queue.push(job) {
-            inner.drain().await;
-        }
+        let answer = if inner.queue.push(job) {
+            inner.drain(answer).await
+        } else {
+            answer.await
+        };
         // A job dropped unanswered answers with its event, so the error arm cannot lose
         // an event; it only covers a reply channel that vanished without either.
-        answer.await.unwrap_or_else(|_| {
+        answer.unwrap_or_else(|_| {
             Err(HookRejected {
                 hook: "(hook actor)".into(),
                 reason: "the hook actor stopped without answering; send the event again".into(),
@@ -161,23 +165,45 @@ impl Inner {
             .clone()
     }
 
-    /// Have the actor run the queue. Awaiting `done` is how a dead actor shows: a stopped
-    /// actor drops the message unhandled, so it is restarted and asked again.
-    async fn drain(&self) {
+    /// Have the actor run the queue, and wait for `answer`. Watching the drain's `done`
+    /// alongside is how a dead actor shows: a stopped actor drops the message unhandled,
+    /// so it is restarted and asked again.
+    async fn drain(&self, answer: oneshot::Receiver<Answer>) -> Result<Answer, RecvError> {
         let addr = self.addr();
-        let (drain, done) = Drain::new(&self.queue);
-        addr.do_send(drain);
-        if done.await.is_ok() {
-            return;
-        }
+        let answer = match Inner::send_drain(&addr, &self.queue, answer).await {
+            Ok(answered) => return answered,
+            Err(answer) => answer,
+        };
         tracing::error!(target: "hooks", "hook actor is gone; starting a new one");
         let addr = self.restart(&addr);
-        let (drain, done) = Drain::new(&self.queue);
+        match Inner::send_drain(&addr, &self.queue, answer).await {
+            Ok(answered) => answered,
+            Err(answer) => {
+                tracing::error!(target: "hooks", "hook actor failed again; queued events passed on without hooks");
+                // Dropped jobs answer with their events unchanged.
+                drop(self.queue.take());
+                answer.await
+            }
+        }
+    }
+
+    /// Send one `Drain` and wait for `answer`; hands `answer` back if the actor dropped the
+    /// drain unhandled. Waiting on the answer itself, not only on the drain's end, lets
+    /// this caller be the one the actor wakes mid-batch (see `queue.rs`).
+    async fn send_drain(
+        addr: &Addr<HookActor>,
+        queue: &Arc<JobQueue>,
+        mut answer: oneshot::Receiver<Answer>,
+    ) -> Result<Result<Answer, RecvError>, oneshot::Receiver<Answer>> {
+        let (drain, done) = Drain::new(queue);
         addr.do_send(drain);
-        if done.await.is_err() {
-            tracing::error!(target: "hooks", "hook actor failed again; queued events passed on without hooks");
-            // Dropped jobs answer with their events unchanged.
-            drop(self.queue.take());
+        let done = match select(&mut answer, done).await {
+            Either::Left((answered, _)) => return Ok(answered),
+            Either::Right((done, _)) => done,
+        };
+        match done {
+            Ok(()) => Ok(answer.await),
+            Err(_) => Err(answer),
         }
     }
 
