@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
-use crate::config::HooksConfig;
 use serde_json::Value as Json;
 
+use crate::config::HooksConfig;
 use crate::event::{Event, EventData, EventName};
 
 use super::actor::HookRejected;

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 
 use actix::prelude::*;
 use futures::future::{select, Either};
@@ -114,7 +115,7 @@ impl Hooks {
         };
         let (job, answer) = Job::new(event);
         // Answered or given up, this caller passes on the answers the actor left with it.
-        let _pass_on = PassOn(&inner.queue);
+        let _pass_on = PassOn(&inner.queue, std::thread::current().id());
         let answer = if inner.queue.push(job) {
             inner.drain(answer).await
         } else {
@@ -147,12 +148,13 @@ impl Hooks {
     }
 }
 
-/// Runs [`JobQueue::pass_on`] when the caller is done, however it is done.
-struct PassOn<'a>(&'a JobQueue);
+/// Runs [`JobQueue::pass_on`] for the thread that queued the job (where the actor left
+/// its neighbours' answers) when the caller is done, however it is done.
+struct PassOn<'a>(&'a JobQueue, ThreadId);
 
 impl Drop for PassOn<'_> {
     fn drop(&mut self) {
-        self.0.pass_on();
+        self.0.pass_on(self.1);
     }
 }
 

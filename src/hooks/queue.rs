@@ -7,12 +7,15 @@
 //!
 //! Answers come back the same way. Waking each caller from the actor's thread cost a
 //! syscall per event (an `eventfd` write: ~11 % of the actor's time, measured), so the
-//! actor's [`Outbox`] wakes one caller of a batch directly and leaves it the rest here;
-//! that caller passes them on from its own thread ([`JobQueue::pass_on`]), where waking
-//! a task of the same runtime is a queue push. An answer waits in the outbox at most
-//! [`MAX_HOLD`] plus the run of one event's hooks, so a long batch still answers early.
+//! actor's [`Outbox`] wakes one caller per calling thread directly and leaves it the
+//! answers of the others from that thread; it passes them on ([`JobQueue::pass_on`]),
+//! where waking a task of its own runtime is a queue push. Answers are only ever handed
+//! between callers of one thread, so a busy thread never holds up another's. An answer
+//! waits in the outbox at most [`MAX_HOLD`] plus the run of one event's hooks.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -31,6 +34,8 @@ pub(crate) const MAX_HOLD: Duration = Duration::from_millis(1);
 pub(crate) struct Job {
     event: Option<Event>,
     reply: Option<oneshot::Sender<Answer>>,
+    /// The thread the caller queued it from: answers are relayed among its callers.
+    caller: ThreadId,
 }
 
 impl Job {
@@ -40,6 +45,7 @@ impl Job {
             Job {
                 event: Some(event),
                 reply: Some(tx),
+                caller: thread::current().id(),
             },
             rx,
         )
@@ -55,6 +61,7 @@ impl Job {
         Reply {
             tx: self.reply.take(),
             answer: Some(answer),
+            caller: self.caller,
         }
     }
 }
@@ -72,6 +79,7 @@ impl Drop for Job {
 pub(crate) struct Reply {
     tx: Option<oneshot::Sender<Answer>>,
     answer: Option<Answer>,
+    caller: ThreadId,
 }
 
 impl Reply {
@@ -99,8 +107,8 @@ impl Drop for Reply {
 #[derive(Default)]
 pub(crate) struct JobQueue {
     state: Mutex<State>,
-    /// Answers left by the actor for a woken caller to pass on.
-    relay: Mutex<Vec<Reply>>,
+    /// Answers left by the actor for a woken caller to pass on, by calling thread.
+    relay: Mutex<HashMap<ThreadId, Vec<Reply>>>,
 }
 
 #[derive(Default)]
@@ -132,27 +140,36 @@ impl JobQueue {
             .drain_pending = false;
     }
 
-    /// Deliver the answers the actor left here. Every caller calls this once it has its
-    /// answer or stops waiting, so a woken caller that is then dropped still passes them on.
-    pub fn pass_on(&self) {
+    /// Deliver the answers the actor left for callers of `caller` (a thread). Every caller
+    /// calls this once it has its answer or stops waiting, so a woken caller that is then
+    /// dropped still passes them on.
+    pub fn pass_on(&self, caller: ThreadId) {
         // Delivered outside the lock: sending wakes tasks.
-        drop(self.take_relay());
+        drop(self.take_relay(caller));
     }
 
-    fn take_relay(&self) -> Vec<Reply> {
-        std::mem::take(&mut *self.relay.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn leave(&self, replies: &mut Vec<Reply>) {
+    fn take_relay(&self, caller: ThreadId) -> Vec<Reply> {
         self.relay
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .append(replies);
+            .remove(&caller)
+            .unwrap_or_default()
+    }
+
+    fn leave(&self, caller: ThreadId, replies: &mut Vec<Reply>) {
+        if !replies.is_empty() {
+            self.relay
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(caller)
+                .or_default()
+                .append(replies);
+        }
     }
 }
 
-/// The actor's side of the answers: holds a batch's answers and sends them with one wake.
-/// Dropping it sends what it holds.
+/// The actor's side of the answers: holds a batch's answers and sends them with one wake
+/// per calling thread. Dropping it sends what it holds.
 pub(crate) struct Outbox<'q> {
     queue: &'q JobQueue,
     held: Vec<Reply>,
@@ -176,19 +193,27 @@ impl<'q> Outbox<'q> {
         }
     }
 
-    /// Wake one waiting caller directly and leave it the rest to pass on.
     pub fn flush(&mut self) {
         self.since = None;
         let mut held = std::mem::take(&mut self.held);
-        while let Some(i) = held.iter().position(Reply::waiting) {
-            let first = held.swap_remove(i);
+        while let Some(caller) = held.first().map(|r| r.caller) {
+            let (group, rest) = held.into_iter().partition(|r| r.caller == caller);
+            self.wake_one(caller, group);
+            held = rest;
+        }
+    }
+
+    /// Wake one waiting caller of `caller`'s thread and leave it the rest to pass on.
+    fn wake_one(&self, caller: ThreadId, mut group: Vec<Reply>) {
+        while let Some(i) = group.iter().position(Reply::waiting) {
+            let first = group.swap_remove(i);
             // Left before the wake, so the woken caller is sure to find them.
-            self.queue.leave(&mut held);
+            self.queue.leave(caller, &mut group);
             if first.deliver() {
                 return;
             }
             // That caller gave up in between: take the answers back and try another.
-            held = self.queue.take_relay();
+            group = self.queue.take_relay(caller);
         }
         // No caller is waiting for any of them; dropping them is all that is left to do.
     }
@@ -270,11 +295,11 @@ mod tests {
         let (mut outbox, mut rxs) = batch(&q);
         outbox.flush();
         assert_eq!(answered(&mut rxs).len(), 1);
-        q.pass_on();
+        q.pass_on(thread::current().id());
         let mut all = answered(&mut rxs);
         all.sort();
         assert_eq!(all.len(), 2, "the other two, each exactly once");
-        assert!(q.take_relay().is_empty());
+        assert!(q.take_relay(thread::current().id()).is_empty());
     }
 
     #[test]
@@ -284,7 +309,7 @@ mod tests {
         rxs.remove(0);
         outbox.flush();
         assert_eq!(answered(&mut rxs).len(), 1);
-        q.pass_on();
+        q.pass_on(thread::current().id());
         assert_eq!(answered(&mut rxs).len(), 1);
     }
 
@@ -306,8 +331,38 @@ mod tests {
         rxs.push(rx);
         outbox.push(job.answered(Ok(e)));
         assert_eq!(answered(&mut rxs).len(), 1, "one woken");
-        q.pass_on();
+        q.pass_on(thread::current().id());
         assert_eq!(answered(&mut rxs).len(), 4, "and it passed the rest on");
+    }
+
+    #[test]
+    fn answers_are_relayed_only_among_callers_of_one_thread() {
+        let q = JobQueue::default();
+        let (mut outbox, mut here) = batch(&q);
+        let (jobs, mut there): (Vec<Job>, Vec<_>) =
+            std::thread::spawn(|| (0..3).map(|n| Job::new(event(10 + n))).unzip())
+                .join()
+                .unwrap();
+        for mut job in jobs {
+            let e = job.take_event().unwrap();
+            outbox.held.push(job.answered(Ok(e)));
+        }
+        outbox.flush();
+        assert_eq!(answered(&mut here).len(), 1, "one woken on this thread");
+        assert_eq!(answered(&mut there).len(), 1, "and one on the other");
+        q.pass_on(thread::current().id());
+        assert_eq!(answered(&mut here).len(), 2, "this thread's rest");
+        assert!(
+            answered(&mut there).is_empty(),
+            "the other thread's wait for its own caller"
+        );
+        drop(outbox);
+        drop(q);
+        assert_eq!(
+            answered(&mut there).len(),
+            2,
+            "a dropped queue still delivers"
+        );
     }
 
     #[test]

@@ -596,6 +596,47 @@ async fn callers_that_give_up_do_not_hold_up_the_others() {
 }
 
 #[actix_rt::test]
+async fn callers_on_several_threads_each_get_their_answers() {
+    // Answers are relayed among callers of one thread; callers on other threads (other
+    // runtimes) are woken for their own, and every one of them is answered.
+    let dir = hooks_dir(&[(
+        "on_download_completed/10_double.lua",
+        "function hook(e) e.data.n = e.data.n * 2; return e end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let hooks = hooks.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let calls = (0..300).map(|i| {
+                        let hooks = hooks.clone();
+                        let n = t * 1000 + i;
+                        async move {
+                            let out = hooks
+                                .apply(event(EventName::OnDownloadCompleted, json!({"n": n})))
+                                .await
+                                .unwrap();
+                            assert_eq!(data(&out)["n"], json!(n * 2));
+                        }
+                    });
+                    tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(calls))
+                        .await
+                        .expect("every caller answered");
+                });
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+#[actix_rt::test]
 async fn answers_stream_out_while_a_long_batch_runs() {
     // Answers are sent a batch per wake, but held only briefly: with 40 events of ~3 ms
     // each in flight, most callers must have their answer well before the last one.
