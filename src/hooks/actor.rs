@@ -10,13 +10,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
 use crate::config::HooksConfig;
 use crate::event::Event;
 
 use super::chain::Chain;
 use super::discover::{discover, HookFile};
-use super::queue::JobQueue;
+use super::queue::{JobQueue, Outbox};
 use super::stats::SharedStats;
 
 /// Run the hooks of `event.name` on the event; answers with the final event or a rejection.
@@ -34,12 +35,20 @@ pub struct HookRejected {
     pub reason: String,
 }
 
-/// Test support: make the actor fail on purpose, to exercise recovery.
-/// Run every job waiting in the shared queue.
+/// Run every job waiting in the shared queue, then tell the caller that asked.
+///
+/// Sent with `do_send`, never `send`: actix skips a message whose reply nobody awaits
+/// any more, so a cancelled caller used to leave the queue waiting for a drain that
+/// never came, and every later event with it. Dropped unhandled (the actor is gone), it
+/// clears the queue's pending flag so that the next event asks again.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Drain;
+pub(crate) struct Drain {
+    queue: Arc<JobQueue>,
+    done: Option<oneshot::Sender<()>>,
+}
 
+/// Test support: make the actor fail on purpose, to exercise recovery.
 #[doc(hidden)]
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -63,7 +72,6 @@ pub struct HookActor {
     /// `None` only if the VM itself could not be created; events then pass through.
     chain: Option<Chain>,
     panic_next: bool,
-    queue: Arc<JobQueue>,
 }
 
 impl HookActor {
@@ -77,7 +85,7 @@ impl HookActor {
             tracing::error!(target: "hooks", path = %problem.path.display(), error = %problem.message, "hook not loaded; skipping it");
         }
         let stats = Arc::new(SharedStats::new(&found.files));
-        HookActor::spawn(config, found.files.into(), stats, Arc::default()).0
+        HookActor::spawn(config, found.files.into(), stats).0
     }
 
     /// Start on a new arbiter; the caller keeps the handle to stop that arbiter later.
@@ -85,7 +93,6 @@ impl HookActor {
         config: HooksConfig,
         files: Arc<[HookFile]>,
         stats: Arc<SharedStats>,
-        queue: Arc<JobQueue>,
     ) -> (Addr<HookActor>, ArbiterHandle) {
         let arbiter = Arbiter::new().handle();
         let addr = HookActor::start_in_arbiter(&arbiter, move |_| {
@@ -96,7 +103,6 @@ impl HookActor {
                 stats,
                 chain,
                 panic_next: false,
-                queue,
             }
         });
         (addr, arbiter)
@@ -157,12 +163,18 @@ impl Handler<ApplyHooks> for HookActor {
 impl Handler<Drain> for HookActor {
     type Result = ();
 
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        for mut job in self.queue.take() {
+    fn handle(&mut self, mut drain: Drain, _: &mut Context<Self>) {
+        // Answers go out a batch per wake; see `queue.rs`.
+        let mut outbox = Outbox::new(&drain.queue);
+        for mut job in drain.queue.take() {
             if let Some(event) = job.take_event() {
                 let answer = self.run(event);
-                job.answer(answer);
+                outbox.push(job.answered(answer));
             }
+        }
+        drop(outbox);
+        if let Some(done) = drain.done.take() {
+            let _ = done.send(());
         }
     }
 }
@@ -174,6 +186,26 @@ impl Handler<InjectFault> for HookActor {
         match fault {
             Fault::PanicOnNextEvent => self.panic_next = true,
             Fault::Stop => ctx.stop(),
+        }
+    }
+}
+
+impl Drain {
+    /// A drain of `queue`, and the receiver that hears when it is done (or dropped).
+    pub(crate) fn new(queue: &Arc<JobQueue>) -> (Drain, oneshot::Receiver<()>) {
+        let (done, rx) = oneshot::channel();
+        let drain = Drain {
+            queue: Arc::clone(queue),
+            done: Some(done),
+        };
+        (drain, rx)
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        if self.done.is_some() {
+            self.queue.drain_lost();
         }
     }
 }

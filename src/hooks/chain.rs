@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
+use serde_json::Value as Json;
+
 use crate::config::HooksConfig;
 use crate::event::{Event, EventData, EventName};
 
 use super::actor::HookRejected;
 use super::discover::HookFile;
 use super::error::HookError;
-use super::sandbox::{CompiledHook, Outcome, Sandbox};
+use super::sandbox::{CompiledHook, Header, Outcome, Sandbox};
 use super::stats::SharedStats;
 
 /// One VM and the hooks compiled into it, grouped by event in run order.
@@ -81,6 +83,7 @@ impl Chain {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(None);
         }
+        let header = Header::of(event);
         let mut changed: Option<EventData> = None;
         for loaded in hooks {
             let stat = &self.stats.hooks[loaded.stat];
@@ -88,7 +91,7 @@ impl Chain {
                 tracing::debug_span!(target: "hooks", "hook", hook = %loaded.name).entered();
             stat.ran();
             let data = changed.as_ref().unwrap_or(&event.data);
-            match self.sandbox.call(&loaded.hook, event, data) {
+            match self.sandbox.call(&loaded.hook, &header, data) {
                 Ok(Outcome::Unchanged) => {}
                 Ok(Outcome::Changed(new)) => changed = Some(new),
                 Ok(Outcome::Rejected(reason)) => {
@@ -117,8 +120,48 @@ impl Chain {
     }
 }
 
-/// Whether `data`, as JSON, is at most `max` bytes; stops serialising as soon as it is not.
+/// Whether `data`, as JSON, is at most `max` bytes. A cheap upper bound settles the usual
+/// case (data far below the cap) without serialising; otherwise the data is serialised,
+/// stopping as soon as it is too large.
 fn fits(data: &EventData, max: usize) -> bool {
+    object_bound(data, max).is_some() || serialises_within(data, max)
+}
+
+/// An upper bound of the JSON size of `value`, or `None` once it passes `left`.
+fn bound(value: &Json, left: usize) -> Option<usize> {
+    let size = match value {
+        Json::Null | Json::Bool(_) => 5,
+        // serde_json prints integers in at most 20 bytes and floats (shortest round trip)
+        // in at most 24; the `arbitrary_precision` feature, which would print more, is off.
+        Json::Number(_) => 24,
+        Json::String(s) => string_bound(s),
+        Json::Array(items) => {
+            let mut size = 2;
+            for item in items {
+                size += 1 + bound(item, left.checked_sub(size)?)?;
+            }
+            size
+        }
+        Json::Object(map) => object_bound(map, left)?,
+    };
+    (size <= left).then_some(size)
+}
+
+fn object_bound(map: &EventData, left: usize) -> Option<usize> {
+    let mut size = 2;
+    for (key, value) in map {
+        size += string_bound(key) + 2;
+        size += bound(value, left.checked_sub(size)?)?;
+    }
+    (size <= left).then_some(size)
+}
+
+/// Quotes, and every byte escaped as `\u00XX` at worst.
+fn string_bound(s: &str) -> usize {
+    s.len().saturating_mul(6).saturating_add(2)
+}
+
+fn serialises_within(data: &EventData, max: usize) -> bool {
     struct Counter {
         left: usize,
     }
@@ -148,5 +191,24 @@ mod tests {
         let len = serde_json::to_vec(&data).unwrap().len();
         assert!(fits(&data, len));
         assert!(!fits(&data, len - 1));
+    }
+
+    #[test]
+    fn the_size_bound_is_never_below_the_real_size() {
+        let data = json!({
+            "plain": "Spirited Away", "escaped": "quote \" backslash \\ tab \t nul \u{0} bell \u{7}",
+            "unicode": "Amélie 🎬 日本語", "": "",
+            "numbers": [0, -1, i64::MIN, u64::MAX, 1.5, -2.2250738585072014e-308, f64::MAX, 1e300],
+            "nested": {"a": [null, true, false, [], {}], "b": {"c": {"d": [[["deep"]]]}}},
+        });
+        let data = data.as_object().unwrap().clone();
+        let len = serde_json::to_vec(&data).unwrap().len();
+        let total = object_bound(&data, usize::MAX).unwrap();
+        assert!(total >= len, "{total} < {len}");
+        assert!(object_bound(&data, len - 1).is_none());
+        for (key, value) in &data {
+            let one = serde_json::to_vec(value).unwrap().len();
+            assert!(bound(value, usize::MAX).unwrap() >= one, "{key}");
+        }
     }
 }

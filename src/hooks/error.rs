@@ -1,7 +1,11 @@
 //! Why a hook could not load or run (`HookError`), and a load problem tied to its file (`HookProblem`).
+//!
+//! Also the helpers that turn an mlua error into what a user reads in a log line.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use super::globals::MAX_MESSAGE_CHARS;
 
 /// Why one hook could not load, or why one call of it was abandoned.
 ///
@@ -52,6 +56,36 @@ pub struct HookProblem {
     pub path: PathBuf,
     /// What is wrong, including the Lua error message where there is one.
     pub message: String,
+}
+
+pub(super) fn is_memory_error(err: &mlua::Error) -> bool {
+    match err {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            is_memory_error(cause)
+        }
+        _ => false,
+    }
+}
+
+/// The innermost, first-line message: what a user needs in a log line, without the traceback.
+pub(super) fn message(err: &mlua::Error) -> String {
+    let text = match err {
+        mlua::Error::CallbackError { cause, .. } => return message(cause),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(msg) | mlua::Error::MemoryError(msg) => msg.clone(),
+        other => other.to_string(),
+    };
+    let first = text
+        .split("\nstack traceback:")
+        .next()
+        .unwrap_or_default()
+        .trim_end();
+    let mut out: String = first.chars().take(MAX_MESSAGE_CHARS).collect();
+    if out.len() < first.len() {
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -7,8 +7,11 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 
 use actix::prelude::*;
+use futures::future::{select, Either};
+use tokio::sync::oneshot::{self, error::RecvError};
 
 use crate::config::HooksConfig;
 use crate::event::{Event, EventName};
@@ -16,7 +19,7 @@ use crate::event::{Event, EventName};
 use super::actor::{Drain, Fault, HookActor, HookRejected, InjectFault};
 use super::discover::{discover, HookFile};
 use super::error::HookProblem;
-use super::queue::{Job, JobQueue};
+use super::queue::{Answer, Job, JobQueue};
 use super::sandbox::Sandbox;
 use super::stats::{HookStats, SharedStats};
 
@@ -73,12 +76,8 @@ impl Hooks {
         let files: Arc<[HookFile]> = found.files.into();
         let stats = Arc::new(SharedStats::new(&files));
         let queue = Arc::new(JobQueue::default());
-        let (addr, arbiter) = HookActor::spawn(
-            config.clone(),
-            Arc::clone(&files),
-            Arc::clone(&stats),
-            Arc::clone(&queue),
-        );
+        let (addr, arbiter) =
+            HookActor::spawn(config.clone(), Arc::clone(&files), Arc::clone(&stats));
         tracing::info!(target: "hooks", scripts = files.len(), events = events.len(), directory = %config.directory.display(), "hooks started");
         Hooks {
             inner: Some(Arc::new(Inner {
@@ -115,12 +114,16 @@ impl Hooks {
             return Ok(event);
         };
         let (job, answer) = Job::new(event);
-        if inner.queue.push(job) {
-            inner.drain().await;
-        }
+        // Answered or given up, this caller passes on the answers the actor left with it.
+        let _pass_on = PassOn(&inner.queue, std::thread::current().id());
+        let answer = if inner.queue.push(job) {
+            inner.drain(answer).await
+        } else {
+            answer.await
+        };
         // A job dropped unanswered answers with its event, so the error arm cannot lose
         // an event; it only covers a reply channel that vanished without either.
-        answer.await.unwrap_or_else(|_| {
+        answer.unwrap_or_else(|_| {
             Err(HookRejected {
                 hook: "(hook actor)".into(),
                 reason: "the hook actor stopped without answering; send the event again".into(),
@@ -145,6 +148,16 @@ impl Hooks {
     }
 }
 
+/// Runs [`JobQueue::pass_on`] for the thread that queued the job (where the actor left
+/// its neighbours' answers) when the caller is done, however it is done.
+struct PassOn<'a>(&'a JobQueue, ThreadId);
+
+impl Drop for PassOn<'_> {
+    fn drop(&mut self) {
+        self.0.pass_on(self.1);
+    }
+}
+
 impl Inner {
     fn addr(&self) -> Addr<HookActor> {
         self.running
@@ -154,23 +167,49 @@ impl Inner {
             .clone()
     }
 
-    /// Replace the actor, unless a concurrent caller already replaced `failed`.
-    /// Have the actor run the queue. Awaiting the answer is how a dead actor shows: a
-    /// stopped actor drops the message unanswered, so it is restarted and asked again.
-    async fn drain(&self) {
+    /// Have the actor run the queue, and wait for `answer`. Watching the drain's `done`
+    /// alongside is how a dead actor shows: a stopped actor drops the message unhandled,
+    /// so it is restarted and asked again.
+    async fn drain(&self, answer: oneshot::Receiver<Answer>) -> Result<Answer, RecvError> {
         let addr = self.addr();
-        if addr.send(Drain).await.is_ok() {
-            return;
-        }
+        let answer = match Inner::send_drain(&addr, &self.queue, answer).await {
+            Ok(answered) => return answered,
+            Err(answer) => answer,
+        };
         tracing::error!(target: "hooks", "hook actor is gone; starting a new one");
         let addr = self.restart(&addr);
-        if addr.send(Drain).await.is_err() {
-            tracing::error!(target: "hooks", "hook actor failed again; queued events passed on without hooks");
-            // Dropped jobs answer with their events unchanged.
-            drop(self.queue.take());
+        match Inner::send_drain(&addr, &self.queue, answer).await {
+            Ok(answered) => answered,
+            Err(answer) => {
+                tracing::error!(target: "hooks", "hook actor failed again; queued events passed on without hooks");
+                // Dropped jobs answer with their events unchanged.
+                drop(self.queue.take());
+                answer.await
+            }
         }
     }
 
+    /// Send one `Drain` and wait for `answer`; hands `answer` back if the actor dropped the
+    /// drain unhandled. Waiting on the answer itself, not only on the drain's end, lets
+    /// this caller be the one the actor wakes mid-batch (see `queue.rs`).
+    async fn send_drain(
+        addr: &Addr<HookActor>,
+        queue: &Arc<JobQueue>,
+        mut answer: oneshot::Receiver<Answer>,
+    ) -> Result<Result<Answer, RecvError>, oneshot::Receiver<Answer>> {
+        let (drain, done) = Drain::new(queue);
+        addr.do_send(drain);
+        let done = match select(&mut answer, done).await {
+            Either::Left((answered, _)) => return Ok(answered),
+            Either::Right((done, _)) => done,
+        };
+        match done {
+            Ok(()) => Ok(answer.await),
+            Err(_) => Err(answer),
+        }
+    }
+
+    /// Replace the actor, unless a concurrent caller already replaced `failed`.
     fn restart(&self, failed: &Addr<HookActor>) -> Addr<HookActor> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.addr == *failed {
@@ -179,7 +218,6 @@ impl Inner {
                 self.config.clone(),
                 Arc::clone(&self.files),
                 Arc::clone(&self.stats),
-                Arc::clone(&self.queue),
             );
             *running = Running { addr, arbiter };
             self.stats

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `handle` | [`Hooks`], the cloneable handle (start, apply, stats) and [`check`] |
 //! | [`actor`] | [`HookActor`] on its own arbiter; panics caught, VM rebuilt |
-//! | `queue` | the job queue between handle and actor: many events per wake |
+//! | `queue` | the job queue between handle and actor, both ways: many events and answers per wake |
 //! | `chain` | one event's hooks in order: fail-soft, stopped by `reject` |
 //! | `sandbox` | the Luau VM: compile once per script, time and memory limits |
 //! | `globals` | what scripts lose (`io`, `require`, ...) and gain (`reject`, `log`, `json`) |

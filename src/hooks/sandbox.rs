@@ -10,10 +10,12 @@
 //!
 //! Limits: the wall-clock budget is enforced in Luau's interrupt, which fires at calls,
 //! loop back-edges and inside the pattern matcher (so a runaway `string.find` stops too,
-//! which PUC Lua's instruction hooks cannot do). Memory is capped for the whole VM.
+//! which PUC Lua's instruction hooks cannot do). Memory is capped for the whole VM while
+//! script code runs; our own conversion of the event in and out runs unmetered and is
+//! checked right after (see `Sandbox::unmetered` for why).
 //!
 //! Added globals (`globals.rs`): `reject(reason)`, `log.info/warn/error(...)` (and `print`,
-//! as info), `json.null` and `json.array(t)`; `convert.rs` says what they become in JSON.
+//! as info), `json.null` and `json.array(t)`; `convert` says what they become in JSON.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -28,8 +30,8 @@ use crate::event::{Event, EventData};
 
 use super::convert::{self, ConvertError};
 use super::discover::HookFile;
-use super::error::HookError;
-use super::globals::{self, CallState, MAX_MESSAGE_CHARS};
+use super::error::{is_memory_error, message, HookError};
+use super::globals::{self, CallState};
 
 #[derive(Debug, thiserror::Error)]
 #[error("time budget exceeded")]
@@ -51,6 +53,24 @@ pub struct Sandbox {
 pub struct CompiledHook {
     name: Rc<str>,
     func: Function,
+}
+
+/// The read-only fields of an event as scripts see them, made once per event for all
+/// of its hooks (the timestamp is formatted here, not on every call).
+pub struct Header<'a> {
+    pub name: &'static str,
+    pub id: &'a str,
+    pub timestamp: String,
+}
+
+impl<'a> Header<'a> {
+    pub fn of(event: &'a Event) -> Header<'a> {
+        Header {
+            name: event.name.as_str(),
+            id: &event.id,
+            timestamp: event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        }
+    }
 }
 
 /// What one successful call decided.
@@ -140,11 +160,11 @@ impl Sandbox {
     pub fn call(
         &self,
         hook: &CompiledHook,
-        event: &Event,
+        header: &Header<'_>,
         data: &EventData,
     ) -> Result<Outcome, HookError> {
         self.begin(&hook.name);
-        let result = self.invoke(hook, event, data);
+        let result = self.invoke(hook, header, data);
         self.end();
         // `reject` wins even if the script caught the error it raised.
         if let Some(reason) = self.calls.rejection.take() {
@@ -155,7 +175,7 @@ impl Sandbox {
             // It caught the timeout error and returned anyway: still over budget.
             return Err(HookError::Timeout(self.timeout));
         }
-        self.read_return(value)
+        self.unmetered(|| self.read_return(value))
     }
 
     /// True when, after a collection, most of the memory limit is still in use: some
@@ -168,29 +188,50 @@ impl Sandbox {
     fn invoke(
         &self,
         hook: &CompiledHook,
-        event: &Event,
+        header: &Header<'_>,
         data: &EventData,
     ) -> Result<Value, HookError> {
-        let table = self.event_table(event, data).map_err(|e| match e {
-            ConvertError::Lua(e) => self.classify(e),
-            other => HookError::BadInput(other.to_string()),
-        })?;
+        let table = self
+            .unmetered(|| self.event_table(header, data))
+            .map_err(|e| match e {
+                ConvertError::Lua(e) => self.classify(e),
+                other => HookError::BadInput(other.to_string()),
+            })?;
+        if self.lua.used_memory() > self.memory_limit {
+            // Where a metered build would have failed: same error, same clean-up.
+            return Err(self.classify(mlua::Error::MemoryError(String::new())));
+        }
         hook.func.call::<Value>(table).map_err(|e| self.classify(e))
     }
 
-    fn event_table(&self, event: &Event, data: &EventData) -> Result<Table, ConvertError> {
+    fn event_table(&self, header: &Header<'_>, data: &EventData) -> Result<Table, ConvertError> {
         let table = self.lua.create_table_with_capacity(0, 4)?;
-        table.raw_set("name", event.name.as_str())?;
-        table.raw_set("id", event.id.as_str())?;
-        table.raw_set(
-            "timestamp",
-            event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        )?;
+        table.raw_set("name", header.name)?;
+        table.raw_set("id", header.id)?;
+        table.raw_set("timestamp", header.timestamp.as_str())?;
         table.raw_set(
             "data",
-            convert::object_to_lua(&self.lua, &self.array_mt, data)?,
+            convert::object_to_lua(&self.lua, &self.array_mt, data, self.memory_limit)?,
         )?;
         Ok(table)
+    }
+
+    /// Run host-side work (building the event table, reading the result back) with the
+    /// memory limit lifted. Under a limit mlua wraps every table write and string push in
+    /// a protected call of its own (two new C closures and a `pcall` each), which cost
+    /// more than the conversion itself. No script code runs meanwhile and the input is
+    /// capped by `max_input_bytes`; `invoke` checks the limit right after, so a VM over
+    /// it still fails the hook with a memory error.
+    fn unmetered<R>(&self, work: impl FnOnce() -> R) -> R {
+        struct Restore<'a>(&'a Lua, usize);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.set_memory_limit(self.1);
+            }
+        }
+        let _ = self.lua.set_memory_limit(0);
+        let _restore = Restore(&self.lua, self.memory_limit);
+        work()
     }
 
     /// Only `event.data` is read back: name, id and timestamp are read-only by construction.
@@ -274,36 +315,6 @@ fn type_of(value: &Value) -> &'static str {
     }
 }
 
-fn is_memory_error(err: &mlua::Error) -> bool {
-    match err {
-        mlua::Error::MemoryError(_) => true,
-        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
-            is_memory_error(cause)
-        }
-        _ => false,
-    }
-}
-
-/// The innermost, first-line message: what a user needs in a log line, without the traceback.
-fn message(err: &mlua::Error) -> String {
-    let text = match err {
-        mlua::Error::CallbackError { cause, .. } => return message(cause),
-        mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::RuntimeError(msg) | mlua::Error::MemoryError(msg) => msg.clone(),
-        other => other.to_string(),
-    };
-    let first = text
-        .split("\nstack traceback:")
-        .next()
-        .unwrap_or_default()
-        .trim_end();
-    let mut out: String = first.chars().take(MAX_MESSAGE_CHARS).collect();
-    if out.len() < first.len() {
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,7 +349,7 @@ mod tests {
     fn run(sandbox: &Sandbox, source: &str, data: serde_json::Value) -> Result<Outcome, HookError> {
         let hook = sandbox.compile(&file("t.lua", source))?;
         let ev = event(data);
-        sandbox.call(&hook, &ev, &ev.data)
+        sandbox.call(&hook, &Header::of(&ev), &ev.data)
     }
 
     fn changed(outcome: Result<Outcome, HookError>) -> serde_json::Value {
@@ -412,10 +423,10 @@ mod tests {
             ))
             .unwrap();
         let ev = event(json!({}));
-        let Ok(Outcome::Changed(after_a)) = sandbox.call(&a, &ev, &ev.data) else {
+        let Ok(Outcome::Changed(after_a)) = sandbox.call(&a, &Header::of(&ev), &ev.data) else {
             panic!()
         };
-        let Ok(Outcome::Changed(after_b)) = sandbox.call(&b, &ev, &after_a) else {
+        let Ok(Outcome::Changed(after_b)) = sandbox.call(&b, &Header::of(&ev), &after_a) else {
             panic!()
         };
         assert_eq!(
@@ -501,6 +512,28 @@ mod tests {
             json!({}),
         ));
         assert_eq!(out, json!({"ok": true}));
+    }
+
+    #[test]
+    fn input_that_does_not_fit_in_memory_is_a_memory_error() {
+        // The event table is built with the limit lifted; the check right after must
+        // still fail the hook, as a failed allocation did, and leave the VM usable.
+        let sandbox = Sandbox::new(&HooksConfig {
+            memory_limit_bytes: 2 * 1024 * 1024,
+            ..config(1000)
+        })
+        .unwrap();
+        let hook = "function hook(e) e.data.ok = true; return e end";
+        let big = json!({"blob": "x".repeat(3 * 1024 * 1024)});
+        let err = run(&sandbox, hook, big).unwrap_err();
+        assert_eq!(
+            err,
+            HookError::Memory {
+                limit: 2 * 1024 * 1024
+            }
+        );
+        assert!(!sandbox.memory_exhausted());
+        assert_eq!(changed(run(&sandbox, hook, json!({}))), json!({"ok": true}));
     }
 
     #[test]

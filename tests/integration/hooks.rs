@@ -558,6 +558,120 @@ async fn many_events_in_flight_each_get_their_own_answer() {
 }
 
 #[actix_rt::test]
+async fn callers_that_give_up_do_not_hold_up_the_others() {
+    // Answers of a batch come back through one woken caller; callers that stop waiting
+    // (the one that asked for the drain among them) must not strand anyone else's.
+    let dir = hooks_dir(&[(
+        "on_download_completed/10_double.lua",
+        "function hook(e) e.data.n = e.data.n * 2; return e end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    for round in 0..3 {
+        let mut kept = Vec::new();
+        for n in 0..300 {
+            let hooks = hooks.clone();
+            let mut call = Box::pin(async move {
+                hooks
+                    .apply(event(EventName::OnDownloadCompleted, json!({"n": n})))
+                    .await
+            });
+            // Queued by the first poll; every third caller then gives up.
+            let first = futures::poll!(call.as_mut());
+            if n % 3 != 0 {
+                kept.push((n, first, call));
+            }
+        }
+        let outs = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures::future::join_all(kept.into_iter().map(|(n, first, call)| async move {
+                let out = match first {
+                    std::task::Poll::Ready(out) => out,
+                    std::task::Poll::Pending => call.await,
+                };
+                (n, out)
+            })),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: a waiting caller was never answered"));
+        assert_eq!(outs.len(), 200);
+        for (n, out) in outs {
+            assert_eq!(data(&out.unwrap())["n"], json!(n * 2), "round {round}");
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn callers_on_several_threads_each_get_their_answers() {
+    // Answers are relayed among callers of one thread; callers on other threads (other
+    // runtimes) are woken for their own, and every one of them is answered.
+    let dir = hooks_dir(&[(
+        "on_download_completed/10_double.lua",
+        "function hook(e) e.data.n = e.data.n * 2; return e end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let hooks = hooks.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let calls = (0..300).map(|i| {
+                        let hooks = hooks.clone();
+                        let n = t * 1000 + i;
+                        async move {
+                            let out = hooks
+                                .apply(event(EventName::OnDownloadCompleted, json!({"n": n})))
+                                .await
+                                .unwrap();
+                            assert_eq!(data(&out)["n"], json!(n * 2));
+                        }
+                    });
+                    tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(calls))
+                        .await
+                        .expect("every caller answered");
+                });
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+#[actix_rt::test]
+async fn answers_stream_out_while_a_long_batch_runs() {
+    // Answers are sent a batch per wake, but held only briefly: with 40 events of ~3 ms
+    // each in flight, most callers must have their answer well before the last one.
+    let dir = hooks_dir(&[(
+        "on_download_completed/10_slow.lua",
+        "function hook(e) local t = os.clock() while os.clock() - t < 0.003 do end e.data.done = true return e end",
+    )]);
+    let hooks = Hooks::start(&config(dir.path()));
+    let started = Instant::now();
+    let calls = (0..40).map(|n| {
+        let hooks = hooks.clone();
+        async move {
+            let out = hooks
+                .apply(event(EventName::OnDownloadCompleted, json!({"n": n})))
+                .await
+                .unwrap();
+            assert_eq!(data(&out)["done"], true);
+            started.elapsed()
+        }
+    });
+    let mut times = futures::future::join_all(calls).await;
+    times.sort();
+    let (median, last) = (times[times.len() / 2], times[times.len() - 1]);
+    assert!(
+        median.as_secs_f64() < last.as_secs_f64() * 0.75,
+        "median {median:?}, last {last:?}"
+    );
+}
+
+#[actix_rt::test]
 async fn a_script_hoarding_memory_gets_a_fresh_vm() {
     // Keeps ~1 MB per event in its globals; the limit is 4 MiB, so memory runs out for
     // good after a few events and only a new VM frees it.

@@ -13,12 +13,18 @@
 //! - Nesting is capped at [`MAX_DEPTH`]; a table that contains itself is an error; the
 //!   result may not outgrow a byte budget (one table referenced a million times would
 //!   otherwise become a million copies).
+//!
+//! `to_luau` builds the tables, `to_json` reads them back; the tests here cover both ways.
 
-use std::ffi::c_void;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use mlua::{Lua, Table, Value as LuaValue};
-use serde_json::{Map, Number, Value as Json};
+mod to_json;
+mod to_luau;
+
+#[cfg(test)]
+pub use to_luau::to_lua;
+pub use {to_json::from_lua, to_luau::object_to_lua};
 
 /// Deepest nesting accepted in either direction.
 pub const MAX_DEPTH: usize = 64;
@@ -71,296 +77,24 @@ pub enum ConvertError {
     Lua(#[from] mlua::Error),
 }
 
-/// Build the Lua value for `value`; arrays get `array_mt` (the event path uses `object_to_lua`).
-#[cfg(test)]
-pub fn to_lua(lua: &Lua, array_mt: &Table, value: &Json) -> Result<LuaValue, ConvertError> {
-    let mut conv = ToLua {
-        lua,
-        array_mt,
-        path: Path::default(),
-    };
-    conv.value(value, 0)
-}
-
-/// Build the table for a JSON object (the event data) without wrapping it in a `Value` first.
-pub fn object_to_lua(
-    lua: &Lua,
-    array_mt: &Table,
-    map: &Map<String, Json>,
-) -> Result<Table, ConvertError> {
-    let mut conv = ToLua {
-        lua,
-        array_mt,
-        path: Path::default(),
-    };
-    conv.object(map, 0)
-}
-
-/// Read a Lua value back as JSON, spending at most `budget` (estimated) bytes.
-pub fn from_lua(value: LuaValue, array_mt: &Table, budget: usize) -> Result<Json, ConvertError> {
-    let mut conv = FromLua {
-        array_mt: array_mt.to_pointer(),
-        budget,
-        max: budget,
-        open: Vec::new(),
-        path: Path::default(),
-    };
-    conv.value(value, 0)
-}
-
-struct ToLua<'a> {
-    lua: &'a Lua,
-    array_mt: &'a Table,
-    path: Path,
-}
-
-impl ToLua<'_> {
-    fn value(&mut self, value: &Json, depth: usize) -> Result<LuaValue, ConvertError> {
-        Ok(match value {
-            Json::Null => LuaValue::NULL,
-            Json::Bool(b) => LuaValue::Boolean(*b),
-            // Always a double: Luau's own number type, whatever serde_json held.
-            Json::Number(n) => LuaValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-            Json::String(s) => LuaValue::String(self.lua.create_string(s)?),
-            Json::Array(items) => {
-                self.enter(depth)?;
-                let table = self.lua.create_table_with_capacity(items.len(), 0)?;
-                for (i, item) in items.iter().enumerate() {
-                    self.path.push(Seg::Index(i + 1));
-                    table.raw_set(i + 1, self.value(item, depth + 1)?)?;
-                    self.path.pop();
-                }
-                table.set_metatable(Some(self.array_mt.clone()))?;
-                LuaValue::Table(table)
-            }
-            Json::Object(map) => {
-                self.enter(depth)?;
-                LuaValue::Table(self.object(map, depth)?)
-            }
-        })
-    }
-
-    fn object(&mut self, map: &Map<String, Json>, depth: usize) -> Result<Table, ConvertError> {
-        let table = self.lua.create_table_with_capacity(0, map.len())?;
-        for (key, item) in map {
-            self.path.push(Seg::Key(key.clone()));
-            table.raw_set(key.as_str(), self.value(item, depth + 1)?)?;
-            self.path.pop();
-        }
-        Ok(table)
-    }
-
-    fn enter(&self, depth: usize) -> Result<(), ConvertError> {
-        if depth >= MAX_DEPTH {
-            return Err(ConvertError::TooDeep {
-                path: self.path.render(),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// A key seen while reading a table, classified as it comes.
-enum Key {
-    Index(usize),
-    Name(String),
-}
-
-struct FromLua {
-    array_mt: *const c_void,
-    budget: usize,
-    max: usize,
-    /// Tables on the current path, for cycle detection (at most `MAX_DEPTH` long).
-    open: Vec<*const c_void>,
-    path: Path,
-}
-
-impl FromLua {
-    fn value(&mut self, value: LuaValue, depth: usize) -> Result<Json, ConvertError> {
-        self.spend(8)?;
-        Ok(match value {
-            LuaValue::Nil => Json::Null,
-            LuaValue::Boolean(b) => Json::Bool(b),
-            v if v.is_null() => Json::Null,
-            LuaValue::Integer(i) => Json::from(i),
-            LuaValue::Number(n) => number(n),
-            LuaValue::String(s) => {
-                let text = s.to_str().map_err(|_| ConvertError::NotUtf8 {
-                    path: self.path.render(),
-                })?;
-                self.spend(text.len())?;
-                Json::String(text.to_owned())
-            }
-            LuaValue::Table(t) => self.table(t, depth)?,
-            other => {
-                return Err(ConvertError::Unsupported {
-                    path: self.path.render(),
-                    kind: other.type_name(),
-                })
-            }
-        })
-    }
-
-    fn table(&mut self, table: Table, depth: usize) -> Result<Json, ConvertError> {
-        let ptr = table.to_pointer();
-        if depth >= MAX_DEPTH {
-            return Err(ConvertError::TooDeep {
-                path: self.path.render(),
-            });
-        }
-        if self.open.contains(&ptr) {
-            return Err(ConvertError::Cycle {
-                path: self.path.render(),
-            });
-        }
-        let marked_array = table
-            .metatable()
-            .is_some_and(|mt| mt.to_pointer() == self.array_mt);
-        self.open.push(ptr);
-        let mut entries: Vec<(Key, Json)> = Vec::new();
-        // Raw iteration: no `__pairs`/`__index` metamethods run outside the time budget.
-        table
-            .for_each(|k: LuaValue, v: LuaValue| {
-                let key = self.key(k)?;
-                self.path.push(match &key {
-                    Key::Index(i) => Seg::Index(*i),
-                    Key::Name(s) => Seg::Key(s.clone()),
-                });
-                let value = self.value(v, depth + 1);
-                self.path.pop();
-                entries.push((key, value.map_err(mlua::Error::external)?));
-                Ok(())
-            })
-            .map_err(unwrap_external)?;
-        self.open.pop();
-        self.assemble(entries, marked_array)
-    }
-
-    fn key(&mut self, key: LuaValue) -> mlua::Result<Key> {
-        let reason = match key {
-            LuaValue::String(s) => match s.to_str() {
-                Ok(text) => {
-                    self.spend(text.len()).map_err(mlua::Error::external)?;
-                    return Ok(Key::Name(text.to_owned()));
-                }
-                Err(_) => "has a key that is not valid utf-8".to_owned(),
-            },
-            LuaValue::Integer(i) if i >= 1 => return Ok(Key::Index(i as usize)),
-            LuaValue::Number(n) if n >= 1.0 && n.fract() == 0.0 && n < u32::MAX as f64 => {
-                return Ok(Key::Index(n as usize))
-            }
-            LuaValue::Integer(i) => format!("has the number key {i}"),
-            LuaValue::Number(n) => format!("has the number key {n}"),
-            other => format!("has a {} key", other.type_name()),
-        };
-        Err(mlua::Error::external(self.bad_keys(reason)))
-    }
-
-    fn assemble(
-        &self,
-        entries: Vec<(Key, Json)>,
-        marked_array: bool,
-    ) -> Result<Json, ConvertError> {
-        let n = entries.len();
-        if n == 0 {
-            return Ok(if marked_array {
-                Json::Array(Vec::new())
-            } else {
-                Json::Object(Map::new())
-            });
-        }
-        let indices = entries
-            .iter()
-            .filter(|(k, _)| matches!(k, Key::Index(_)))
-            .count();
-        if indices == n {
-            // Lua keys are unique, so n keys all within 1..=n fill every slot exactly once.
-            let mut slots: Vec<Json> = vec![Json::Null; n];
-            for (key, value) in entries {
-                match key {
-                    Key::Index(i) if i <= n => slots[i - 1] = value,
-                    _ => {
-                        return Err(self.bad_keys("is a sparse array (indices are not 1..n)".into()))
-                    }
-                }
-            }
-            return Ok(Json::Array(slots));
-        }
-        if marked_array {
-            return Err(self.bad_keys("is an array with string keys".into()));
-        }
-        if indices > 0 {
-            return Err(self.bad_keys("mixes index and string keys".into()));
-        }
-        let map = entries
-            .into_iter()
-            .filter_map(|(k, v)| match k {
-                Key::Name(name) => Some((name, v)),
-                Key::Index(_) => None,
-            })
-            .collect();
-        Ok(Json::Object(map))
-    }
-
-    fn spend(&mut self, bytes: usize) -> Result<(), ConvertError> {
-        self.budget = self
-            .budget
-            .checked_sub(bytes)
-            .ok_or(ConvertError::TooLarge { max: self.max })?;
-        Ok(())
-    }
-
-    fn bad_keys(&self, reason: String) -> ConvertError {
-        ConvertError::BadKeys {
-            path: self.path.render(),
-            reason,
-        }
-    }
-}
-
-/// A finite whole number becomes a JSON integer; non-finite becomes null.
-fn number(n: f64) -> Json {
-    if !n.is_finite() {
-        return Json::Null;
-    }
-    if n.fract() == 0.0 {
-        // `i64::MAX as f64` is exactly 2^63, so the comparison is exact.
-        if n >= i64::MIN as f64 && n < i64::MAX as f64 {
-            return Json::from(n as i64);
-        }
-        if n >= 0.0 && n < u64::MAX as f64 {
-            return Json::from(n as u64);
-        }
-    }
-    Number::from_f64(n).map_or(Json::Null, Json::Number)
-}
-
-/// Errors raised inside `for_each` come back wrapped; give callers the original.
-fn unwrap_external(err: mlua::Error) -> ConvertError {
-    if let mlua::Error::ExternalError(inner) = &err {
-        if let Some(conv) = inner.downcast_ref::<ConvertError>() {
-            return conv.clone();
-        }
-    }
-    ConvertError::Lua(err)
-}
-
 /// Where we are inside the value, kept as segments and rendered only for error messages.
 #[derive(Default)]
-struct Path(Vec<Seg>);
+struct Path<'a>(Vec<Seg<'a>>);
 
-enum Seg {
-    Key(String),
+/// One step of a path: an object key (borrowed from JSON, owned when read from Lua) or a
+/// 1-based array index. Reading from Lua it doubles as the classified key of an entry.
+enum Seg<'a> {
+    Key(Cow<'a, str>),
     Index(usize),
 }
 
-impl Path {
-    fn push(&mut self, seg: Seg) {
+impl<'a> Path<'a> {
+    fn push(&mut self, seg: Seg<'a>) {
         self.0.push(seg);
     }
 
-    fn pop(&mut self) {
-        self.0.pop();
+    fn pop(&mut self) -> Option<Seg<'a>> {
+        self.0.pop()
     }
 
     fn render(&self) -> String {
@@ -378,7 +112,8 @@ impl Path {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use mlua::{Lua, Table, Value as LuaValue};
+    use serde_json::{json, Map, Value as Json};
 
     struct Vm {
         lua: Lua,
@@ -539,6 +274,30 @@ mod tests {
         assert!(vm.eval(&code(MAX_DEPTH)).is_ok());
         let err = vm.eval(&code(MAX_DEPTH + 1)).unwrap_err();
         assert!(matches!(err, ConvertError::TooDeep { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn building_tables_stops_at_the_memory_limit() {
+        // Runs with the VM's own limit lifted, so it must keep the limit itself: data a
+        // hook made huge may not balloon the VM on the way into the next hook.
+        let vm = vm();
+        let big: Map<String, Json> = (0..100_000)
+            .map(|i| (format!("key{i}"), json!(format!("value {i}"))))
+            .collect();
+        let limit = vm.lua.used_memory() + 256 * 1024;
+        let err = object_to_lua(&vm.lua, &vm.mt, &big, limit).unwrap_err();
+        assert!(
+            matches!(err, ConvertError::Lua(mlua::Error::MemoryError(_))),
+            "{err:?}"
+        );
+        assert!(vm.lua.used_memory() <= limit, "stopped before the limit");
+        vm.lua.gc_collect().unwrap();
+        let small = json!({"a": [1, "two", {"three": null}]});
+        let table = object_to_lua(&vm.lua, &vm.mt, small.as_object().unwrap(), limit).unwrap();
+        assert_eq!(
+            from_lua(LuaValue::Table(table), &vm.mt, 1 << 20).unwrap(),
+            small
+        );
     }
 
     #[test]
