@@ -10,6 +10,7 @@ mod contract;
 mod discord;
 mod enrichment;
 mod fanart;
+mod fanout;
 mod hooks;
 mod ntfy;
 mod pushover;
