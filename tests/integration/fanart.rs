@@ -2,8 +2,6 @@
 //! `api-key` header, image choice, 404 as "no art", status → error mapping, retries, the
 //! cache, and the API key in no error, patch, report or log line.
 
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mydia_plugins::event::{Event, EventName};
@@ -14,6 +12,8 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::support::logs::{capture_logs, closed_port_url};
 
 const KEY: &str = "fanart_test_key_0123";
 
@@ -462,64 +462,4 @@ async fn the_api_key_never_leaks() {
         !logged.contains("CANARY"),
         "key leaked into the logs:\n{logged}"
     );
-}
-
-/// Captures every `tracing` event of this thread, at every level, in a buffer.
-///
-/// tracing caches per callsite whether anyone listens. With only one dispatcher registered
-/// it asks just the current thread's default, so a callsite first hit by a parallel test
-/// (no subscriber there) would be cached as "never" and silently skipped here too. A second
-/// live dispatcher makes tracing ask every registered one, and the rebuild fixes callsites
-/// cached before this test started.
-fn capture_logs() -> (
-    LogBuffer,
-    (tracing::subscriber::DefaultGuard, tracing::Dispatch),
-) {
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    let second = tracing::Dispatch::new(tracing_subscriber::registry());
-    tracing::callsite::rebuild_interest_cache();
-    (logs, (guard, second))
-}
-
-/// An `http://127.0.0.1:<port>` where nothing listens.
-fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
-}
-
-/// A `tracing` writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    fn contents(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::discord::{capture_logs, closed_port_url};
+use crate::support::logs::{capture_logs, closed_port_url};
 
 const SECRET: &str = "sEcReT0123456789abcdefgh";
 

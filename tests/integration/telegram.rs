@@ -2,8 +2,6 @@
 //! limits, status → error mapping, retries, chat migration, the connection test, and no
 //! token in any error, report or log line.
 
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mydia_plugins::event::{Event, EventName};
@@ -15,6 +13,8 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::support::logs::{capture_logs, closed_port_url};
 
 const TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
 const CHAT: i64 = -1001234567890;
@@ -648,65 +648,5 @@ impl wiremock::Match for ChatIs {
         request
             .body_json::<Value>()
             .is_ok_and(|b| b["chat_id"] == json!(self.0))
-    }
-}
-
-/// Captures every `tracing` event of this thread, at every level, in a buffer.
-///
-/// tracing caches per callsite whether anyone listens. With only one dispatcher registered
-/// it asks just the current thread's default, so a callsite first hit by a parallel test
-/// (no subscriber there) would be cached as "never" and silently skipped here too. A second
-/// live dispatcher makes tracing ask every registered one, and the rebuild fixes callsites
-/// cached before this test started.
-fn capture_logs() -> (
-    LogBuffer,
-    (tracing::subscriber::DefaultGuard, tracing::Dispatch),
-) {
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    let second = tracing::Dispatch::new(tracing_subscriber::registry());
-    tracing::callsite::rebuild_interest_cache();
-    (logs, (guard, second))
-}
-
-/// An `http://127.0.0.1:<port>` where nothing listens.
-fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
-}
-
-/// A `tracing` writer that keeps everything in memory.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    fn contents(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
     }
 }

@@ -1,5 +1,6 @@
 //! Shared test helpers: scripted plugins, a polling wait, small supervision settings.
 
+pub mod logs;
 pub mod scripted;
 
 use std::future::Future;
