@@ -238,3 +238,31 @@ impl PluginConfig {
         self.common.enabled && self.common.events.contains(&event)
     }
 }
+
+/// Helpers for the plugins' config tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::CommonSettings;
+    use crate::config::Problems;
+
+    /// Common settings with no events, limits or timeout of their own.
+    pub fn common(enabled: bool, allow_insecure_http: bool) -> CommonSettings {
+        CommonSettings {
+            enabled,
+            events: vec![],
+            allow_insecure_http,
+            timeout: None,
+            rate_limit: None,
+        }
+    }
+
+    /// What `validate` reports, as `path: message` lines.
+    pub fn problem_lines(validate: impl FnOnce(&mut Problems)) -> Vec<String> {
+        let mut p = Problems::default();
+        validate(&mut p);
+        p.into_vec()
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    }
+}

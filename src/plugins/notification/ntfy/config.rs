@@ -213,25 +213,15 @@ pub(super) fn config_schema() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::registry::testing::problem_lines;
 
     fn common(enabled: bool) -> CommonSettings {
-        CommonSettings {
-            enabled,
-            events: vec![],
-            allow_insecure_http: false,
-            timeout: None,
-            rate_limit: None,
-        }
+        crate::plugins::registry::testing::common(enabled, false)
     }
 
     fn problems(yaml: &str) -> Vec<String> {
         let config: NtfyConfig = serde_yaml::from_str(yaml).expect("parses");
-        let mut p = Problems::default();
-        config.validate("plugins.ntfy", &common(true), &mut p);
-        p.into_vec()
-            .into_iter()
-            .map(|p| format!("{}: {}", p.path, p.message))
-            .collect()
+        problem_lines(|p| config.validate("plugins.ntfy", &common(true), p))
     }
 
     #[test]

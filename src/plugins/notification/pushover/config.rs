@@ -190,25 +190,11 @@ pub(super) fn config_schema() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn common(enabled: bool, insecure: bool) -> CommonSettings {
-        CommonSettings {
-            enabled,
-            events: vec![],
-            allow_insecure_http: insecure,
-            timeout: None,
-            rate_limit: None,
-        }
-    }
+    use crate::plugins::registry::testing::{common, problem_lines};
 
     fn problems_with(yaml: &str, common: &CommonSettings) -> Vec<String> {
         let config: PushoverConfig = serde_yaml::from_str(yaml).expect("parses");
-        let mut p = Problems::default();
-        config.validate("plugins.pushover", common, &mut p);
-        p.into_vec()
-            .into_iter()
-            .map(|p| format!("{}: {}", p.path, p.message))
-            .collect()
+        problem_lines(|p| config.validate("plugins.pushover", common, p))
     }
 
     fn problems(yaml: &str) -> Vec<String> {

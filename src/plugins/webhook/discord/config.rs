@@ -249,27 +249,13 @@ pub(super) fn config_schema() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::registry::testing::{common, problem_lines};
 
     const URL: &str = "https://discord.com/api/webhooks/1234567890/tok_SECRET-abc";
 
-    fn common(enabled: bool, insecure: bool) -> CommonSettings {
-        CommonSettings {
-            enabled,
-            events: vec![],
-            allow_insecure_http: insecure,
-            timeout: None,
-            rate_limit: None,
-        }
-    }
-
     fn problems_with(yaml: &str, common: &CommonSettings) -> Vec<String> {
         let config: DiscordConfig = serde_yaml::from_str(yaml).expect("parses");
-        let mut p = Problems::default();
-        config.validate("plugins.discord", common, &mut p);
-        p.into_vec()
-            .into_iter()
-            .map(|p| format!("{}: {}", p.path, p.message))
-            .collect()
+        problem_lines(|p| config.validate("plugins.discord", common, p))
     }
 
     fn problems(yaml: &str) -> Vec<String> {
