@@ -89,89 +89,47 @@ async fn a_planted_token_never_appears_in_logs_errors_or_api_responses() {
         .await
     );
     let mut seen = Vec::new();
-    let call = |r: reqwest::Response| async move { r.text().await.unwrap() };
+    let text = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().text().await.unwrap()
+    };
     let event = |n: &str| json!({"event": n, "mode": "sync", "data": {"media_item": {"title": "Dune", "year": 2021}}});
 
     // 401: misconfigured.
     seen.push(
-        call(
+        text(
             http.post(format!("{base}/api/v1/events"))
-                .json(&event("after_media_added"))
-                .send()
-                .await
-                .unwrap(),
+                .json(&event("after_media_added")),
         )
         .await,
     );
-    seen.push(
-        call(
-            http.get(format!("{base}/api/v1/plugins"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    );
+    seen.push(text(http.get(format!("{base}/api/v1/plugins"))).await);
     // The test button clears it (health check only: no message published).
-    seen.push(
-        call(
-            http.post(format!("{base}/api/v1/plugins/ntfy/test"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    );
+    seen.push(text(http.post(format!("{base}/api/v1/plugins/ntfy/test"))).await);
     // 500 three times (retried), then 400 with the token in a header, then 429.
     seen.push(
-        call(
+        text(
             http.post(format!("{base}/api/v1/events"))
-                .json(&event("on_import_failed"))
-                .send()
-                .await
-                .unwrap(),
+                .json(&event("on_import_failed")),
         )
         .await,
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     seen.push(
-        call(
+        text(
             http.post(format!("{base}/api/v1/events"))
-                .json(&event("after_media_added"))
-                .send()
-                .await
-                .unwrap(),
+                .json(&event("after_media_added")),
         )
         .await,
     );
     seen.push(
-        call(
+        text(
             http.post(format!("{base}/api/v1/events"))
-                .json(&event("after_media_added"))
-                .send()
-                .await
-                .unwrap(),
+                .json(&event("after_media_added")),
         )
         .await,
     );
-    seen.push(
-        call(
-            http.get(format!("{base}/api/v1/plugins"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    );
-    seen.push(
-        call(
-            http.get(format!("{base}/api/v1/plugins/ntfy"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    );
+    seen.push(text(http.get(format!("{base}/api/v1/plugins"))).await);
+    seen.push(text(http.get(format!("{base}/api/v1/plugins/ntfy"))).await);
 
     // The service really talked to the hostile server with the token.
     let requests = ntfy.received_requests().await.unwrap();
