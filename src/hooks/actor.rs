@@ -16,14 +16,9 @@ use crate::config::HooksConfig;
 use crate::event::Event;
 
 use super::chain::Chain;
-use super::discover::{discover, HookFile};
+use super::discover::HookFile;
 use super::queue::{JobQueue, Outbox};
 use super::stats::SharedStats;
-
-/// Run the hooks of `event.name` on the event; answers with the final event or a rejection.
-#[derive(Message)]
-#[rtype(result = "Result<Event, HookRejected>")]
-pub struct ApplyHooks(pub Event);
 
 /// A hook called `reject("reason")`: the event goes no further.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +53,7 @@ pub struct InjectFault(pub Fault);
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// Panic inside the next `ApplyHooks` run (the VM is then rebuilt).
+    /// Panic inside the next event's hook run (the VM is then rebuilt).
     PanicOnNextEvent,
     /// Stop the actor, closing its mailbox (the `Hooks` handle then starts a new one).
     Stop,
@@ -75,20 +70,6 @@ pub struct HookActor {
 }
 
 impl HookActor {
-    /// Start the actor on a new arbiter of its own; the VM is created there.
-    ///
-    /// Lower level than [`Hooks::start`](super::Hooks::start), which also keeps the arbiter
-    /// to stop it, restarts the actor if it dies and skips the hop for events without hooks.
-    pub fn start_on_own_arbiter(config: HooksConfig) -> Addr<HookActor> {
-        let found = discover(&config.directory);
-        for problem in &found.problems {
-            tracing::error!(target: "hooks", path = %problem.path.display(), error = %problem.message, "hook not loaded; skipping it");
-        }
-        let stats = Arc::new(SharedStats::new(&found.files));
-        HookActor::spawn(config, found.files.into(), stats).0
-    }
-
-    /// Start on a new arbiter; the caller keeps the handle to stop that arbiter later.
     pub(crate) fn spawn(
         config: HooksConfig,
         files: Arc<[HookFile]>,
@@ -150,14 +131,6 @@ impl HookActor {
 
 impl Actor for HookActor {
     type Context = Context<Self>;
-}
-
-impl Handler<ApplyHooks> for HookActor {
-    type Result = Result<Event, HookRejected>;
-
-    fn handle(&mut self, ApplyHooks(event): ApplyHooks, _: &mut Context<Self>) -> Self::Result {
-        self.run(event)
-    }
 }
 
 impl Handler<Drain> for HookActor {

@@ -28,9 +28,9 @@ mod queue;
 mod sandbox;
 mod stats;
 
-pub use actor::{ApplyHooks, HookActor, HookRejected};
 #[doc(hidden)]
 pub use actor::{Fault, InjectFault};
+pub use actor::{HookActor, HookRejected};
 pub use discover::DEFAULT_PRIORITY;
 pub use error::{HookError, HookProblem};
 pub use handle::{check, HookSummary, Hooks};
