@@ -261,7 +261,9 @@ fn start_sink() -> (std::net::SocketAddr, Arc<Sink>) {
         actix_rt::System::new().block_on(async move {
             let server = HttpServer::new(move || {
                 let counter = Arc::clone(&counter);
-                App::new().default_service(web::to(move || {
+                // Take the body: actix-web closes a connection whose request body was left
+                // unread, which would make every request open a new one (ntfy keeps them alive).
+                App::new().default_service(web::to(move |_body: web::Bytes| {
                     let n = counter.hits.fetch_add(1, Ordering::SeqCst) + 1;
                     if n == counter.goal.load(Ordering::SeqCst) {
                         counter.reached.notify_one();
