@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::deliver::{reply, report};
 use super::slot::{Pending, Waiter};
 use super::PluginSupervisor;
-use crate::plugins::actor::{DeliverBatch, Done};
+use crate::plugins::actor::{DeliverBatch, Done, Finished, CANCEL_GRACE};
 use crate::plugins::PluginError;
 
 /// A batch on its way: what each position was, so results can be judged.
@@ -66,15 +67,21 @@ impl PluginSupervisor {
                 batch: tag,
                 events,
                 timeout: slot.timeout,
-                reply: ctx.address().recipient(),
             };
             let sent = handle.deliveries.try_send(msg);
             let started = Instant::now();
+            // Past the in-flight limit, some of these wait in the actor's queue until a
+            // running delivery ends (within its timeout plus the actor's grace).
+            let wait = if slot.in_flight > slot.max_in_flight {
+                slot.timeout + CANCEL_GRACE
+            } else {
+                Duration::ZERO
+            };
             let batch = Batch {
                 idx,
                 generation: slot.generation,
                 started,
-                deadline: started + slot.timeout,
+                deadline: started + wait + slot.timeout,
                 timeout: slot.timeout,
                 open: items.len(),
                 items: items.into_iter().map(Some).collect(),
@@ -88,41 +95,69 @@ impl PluginSupervisor {
         self.arm_sweep(ctx);
     }
 
-    /// Judge the results in a `Done` report.
+    /// Take a `Done` report: deliveries handed back go back in the backlog first, in
+    /// order, so nothing drained while judging the results overtakes them.
     pub(super) fn on_done(&mut self, done: Done, ctx: &mut Context<Self>) {
-        let Some(batch) = self.batches.by_tag.get_mut(&done.batch) else {
-            return self.late_results(done);
-        };
-        let (idx, generation, took) = (batch.idx, batch.generation, batch.started.elapsed());
-        let mut finished = Vec::with_capacity(done.results.len());
-        for (i, _, result) in done.results {
-            if let Some((pending, waiter)) = batch.items.get_mut(i).and_then(Option::take) {
-                batch.open -= 1;
-                finished.push((pending, waiter, result));
-            }
+        for (tag, index) in done.returned {
+            self.returned(tag, index);
         }
-        if batch.open == 0 {
-            self.batches.by_tag.remove(&done.batch);
-        }
-        for (pending, waiter, result) in finished {
-            self.finished(idx, generation, pending, waiter, result, took, ctx);
+        for finished in done.results {
+            self.on_result(finished, ctx);
         }
     }
 
-    /// Results for a batch that already timed out: its deliveries were put back in the
+    /// The item at `index` of batch `tag` was handed back unstarted.
+    fn returned(&mut self, tag: u64, index: usize) {
+        // An unknown batch timed out already, and its deliveries were put back then.
+        let Some((idx, pending, waiter)) = self.take_item(tag, index) else {
+            return;
+        };
+        let slot = &mut self.slots[idx];
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        if pending.enrich {
+            return reply(waiter, || {
+                report(&slot.spec.name, "skipped", Duration::ZERO)
+            });
+        }
+        slot.requeue(pending);
+        reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
+    }
+
+    /// Judge one result.
+    fn on_result(&mut self, f: Finished, ctx: &mut Context<Self>) {
+        let Some(batch) = self.batches.by_tag.get(&f.batch) else {
+            return self.late_result(f.seq, f.result);
+        };
+        let (generation, took) = (batch.generation, batch.started.elapsed());
+        if let Some((idx, pending, waiter)) = self.take_item(f.batch, f.index) {
+            self.finished(idx, generation, pending, waiter, f.result, took, ctx);
+        }
+    }
+
+    /// Take item `index` out of batch `tag` (forgetting the batch once it is empty).
+    fn take_item(&mut self, tag: u64, index: usize) -> Option<(usize, Pending, Waiter)> {
+        let batch = self.batches.by_tag.get_mut(&tag)?;
+        let (pending, waiter) = batch.items.get_mut(index).and_then(Option::take)?;
+        batch.open -= 1;
+        let idx = batch.idx;
+        if batch.open == 0 {
+            self.batches.by_tag.remove(&tag);
+        }
+        Some((idx, pending, waiter))
+    }
+
+    /// A result for a batch that already timed out: its deliveries were put back in the
     /// backlog for a retry. A late success is taken out again, so it is not sent twice.
-    fn late_results(&mut self, done: Done) {
-        for (_, seq, result) in done.results {
-            if result.is_err() {
-                continue;
-            }
-            for slot in &mut self.slots {
-                if let Some(pos) = slot.backlog.iter().position(|p| p.seq == seq) {
-                    let p = slot.backlog.remove(pos).expect("position is in range");
-                    slot.stats.delivered += 1;
-                    tracing::debug!(target: "supervision", plugin = %slot.spec.name, event_id = %p.event.id, "late success after a timeout; not sending it again");
-                    break;
-                }
+    fn late_result(&mut self, seq: u64, result: Result<crate::plugins::Outcome, PluginError>) {
+        if result.is_err() {
+            return;
+        }
+        for slot in &mut self.slots {
+            if let Some(pos) = slot.backlog.iter().position(|p| p.seq == seq) {
+                let p = slot.backlog.remove(pos).expect("position is in range");
+                slot.stats.delivered += 1;
+                tracing::debug!(target: "supervision", plugin = %slot.spec.name, event_id = %p.event.id, "late success after a timeout; not sending it again");
+                break;
             }
         }
     }

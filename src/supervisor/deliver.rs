@@ -97,9 +97,11 @@ impl PluginSupervisor {
     ) {
         let now = Instant::now();
         let slot = &self.slots[idx];
+        // The event waits for this answer: a busy enricher is skipped, not queued.
         let ready = slot.spec.enabled
             && !self.shutting_down
             && slot.can_send(now)
+            && slot.starts_at_once()
             && slot.rate_wait().is_none()
             && self.admit(idx, now);
         let slot = &mut self.slots[idx];

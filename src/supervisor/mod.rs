@@ -151,6 +151,8 @@ pub struct PluginSupervisor {
     dirty: Vec<usize>,
     flush_scheduled: bool,
     batches: batch::Batches,
+    /// Where plugin actors report (this supervisor; set when it starts).
+    reply: Option<Recipient<crate::plugins::actor::Done>>,
 }
 
 /// Send the outboxes (posted to itself at the end of a mailbox turn).
@@ -207,6 +209,18 @@ impl PluginSupervisor {
             dirty: Vec::new(),
             flush_scheduled: false,
             batches: batch::Batches::default(),
+            reply: None,
+        }
+    }
+}
+
+impl PluginSupervisor {
+    /// How instance `idx`'s actor is set up: it reports here and runs up to its in-flight
+    /// limit at once.
+    fn actor_setup(&self, idx: usize) -> crate::plugins::actor::ActorSetup {
+        crate::plugins::actor::ActorSetup {
+            reply: self.reply.clone().expect("set when the supervisor starts"),
+            max_concurrent: self.slots[idx].max_in_flight as usize,
         }
     }
 }
@@ -228,6 +242,7 @@ impl Actor for PluginSupervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Pipelined emits arrive in bursts; the default mailbox (16) would push back on the bus.
         ctx.set_mailbox_capacity(65_536);
+        self.reply = Some(ctx.address().recipient());
         for idx in 0..self.slots.len() {
             if !self.slots[idx].spec.enabled || !self.spawn_actor(idx) {
                 continue;

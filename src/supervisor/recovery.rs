@@ -76,8 +76,9 @@ impl PluginSupervisor {
     /// Start a fresh actor for `idx`; a plugin that cannot be built from its config is
     /// marked misconfigured (false).
     pub(super) fn spawn_actor(&mut self, idx: usize) -> bool {
+        let setup = self.actor_setup(idx);
         let slot = &mut self.slots[idx];
-        match (slot.spec.factory)() {
+        match (slot.spec.factory)(setup) {
             Ok(h) => {
                 slot.handle = Some(h);
                 true
@@ -199,11 +200,12 @@ impl PluginSupervisor {
         &mut self,
         idx: usize,
     ) -> ResponseActFuture<Self, Result<ConnectionReport, TestError>> {
+        let setup = self.actor_setup(idx);
         let slot = &mut self.slots[idx];
         // A tripped or restarting instance has no actor: test on a temporary one.
         let (recipient, temp) = match &slot.handle {
             Some(h) => (h.calls.clone(), None),
-            None => match (slot.spec.factory)() {
+            None => match (slot.spec.factory)(setup) {
                 Ok(h) => (h.calls.clone(), Some(h)),
                 Err(e) => return Box::pin(actix::fut::ready(Err(TestError::Failed(e)))),
             },

@@ -78,12 +78,19 @@ impl Slot {
         self.held_until.is_some_and(|t| now < t)
     }
 
-    /// Can start another delivery right now (the breaker is asked separately).
+    /// Can hand the actor another delivery right now (the breaker is asked separately).
+    /// The actor runs `max_in_flight` at once and queues as many more, so it has the
+    /// next one at hand when one ends.
     pub fn can_send(&self, now: Instant) -> bool {
         self.handle.is_some()
             && self.misconfigured.is_none()
             && !self.is_held(now)
-            && self.in_flight < self.max_in_flight
+            && self.in_flight < self.max_in_flight.saturating_mul(2)
+    }
+
+    /// A delivery handed over now starts at once (the actor has a free place).
+    pub fn starts_at_once(&self) -> bool {
+        self.in_flight < self.max_in_flight
     }
 
     /// Put a delivery that must be retried back in offer order (concurrent failures
@@ -146,8 +153,9 @@ impl Slot {
             delivered: self.stats.delivered,
             failed: self.stats.failed,
             dropped: self.stats.dropped,
-            queued: self.backlog.len(),
-            in_flight: self.in_flight,
+            // Deliveries the actor holds beyond its limit are waiting, not running.
+            queued: self.backlog.len() + self.in_flight.saturating_sub(self.max_in_flight) as usize,
+            in_flight: self.in_flight.min(self.max_in_flight),
             last_error: self.stats.last_error.clone(),
             last_error_at: self.stats.last_error_at,
             last_delivered_at: self.stats.last_delivered_at,
@@ -185,7 +193,7 @@ pub struct PluginStatus {
     pub failed: u64,
     /// Deliveries given up on (misconfigured, too old, shut down).
     pub dropped: u64,
-    /// Deliveries waiting in the backlog.
+    /// Deliveries waiting their turn (in the backlog, or queued in the plugin's actor).
     pub queued: usize,
     /// Deliveries running now.
     pub in_flight: u32,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::event::EventName;
-use crate::plugins::actor::{self, PluginHandle};
+use crate::plugins::actor::{self, ActorSetup, PluginHandle};
 use crate::plugins::enrichment::anilist::AniList;
 use crate::plugins::enrichment::fanart::Fanart;
 use crate::plugins::notification::log::Log;
@@ -20,7 +20,7 @@ use crate::plugins::{AsEnrichment, AsNotification, AsWebhook, PluginConfig, Plug
 
 /// Builds a fresh instance of the plugin on a new arbiter; called at start and on every
 /// restart. An error means the plugin cannot be built from its config (misconfigured).
-pub type Factory = Arc<dyn Fn() -> Result<PluginHandle, PluginError> + Send + Sync>;
+pub type Factory = Arc<dyn Fn(ActorSetup) -> Result<PluginHandle, PluginError> + Send + Sync>;
 
 /// One plugin instance as the supervisor sees it.
 #[derive(Clone)]
@@ -71,7 +71,7 @@ impl InstanceSpec {
             timeout: None,
             max_in_flight: None,
             rate_limit: None,
-            factory: Arc::new(move || Ok(actor::spawn(instance.clone(), make()?))),
+            factory: Arc::new(move |setup| Ok(actor::spawn(instance.clone(), make()?, setup))),
         }
     }
 

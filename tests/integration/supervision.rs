@@ -393,3 +393,76 @@ async fn rate_limit_spaces_deliveries_and_keeps_order() {
     assert_eq!((s.state, s.failed, s.dropped), ("closed", 0, 0), "{s:?}");
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn the_actor_runs_at_most_max_in_flight_and_the_rest_wait_in_order() {
+    let slow = Script::new(Mode::Slow(Duration::from_millis(150)));
+    let mut spec = slow.spec("slow");
+    spec.max_in_flight = Some(2);
+    let h = start_with(&fast_config(), vec![spec]);
+    let ids = emit_n(&h, 9).await;
+    // Two run; the supervisor hands the actor two more to queue; five wait in the backlog;
+    // the status shows the two running and the seven waiting.
+    assert!(
+        wait_until(LONG, || async {
+            let s = state(&h, "slow").await;
+            (s.in_flight, s.queued) == (2, 7)
+        })
+        .await,
+        "{:?}",
+        state(&h, "slow").await
+    );
+    assert!(wait_until(LONG, || async { slow.delivered_count() == 9 }).await);
+    use std::sync::atomic::Ordering;
+    assert_eq!(
+        slow.max_running.load(Ordering::SeqCst),
+        2,
+        "never more than max_in_flight calls at once, and the limit is used"
+    );
+    let started: Vec<String> = slow
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, e)| e.id.clone())
+        .collect();
+    assert_eq!(started, ids, "calls start in emit order");
+    assert_eq!(slow.delivered_ids(), ids);
+    let s = state(&h, "slow").await;
+    assert_eq!((s.in_flight, s.queued, s.delivered), (0, 0, 9), "{s:?}");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn after_a_failure_the_deliveries_queued_in_the_actor_are_not_sent() {
+    // One at a time: the first answers 429, and the two the actor holds behind it must
+    // wait for the pause instead of hitting a server that just asked us to slow down.
+    let limited = Script::new(Mode::Fail(PluginError::RateLimited {
+        retry_after: Some(Duration::from_millis(400)),
+    }));
+    let mut spec = limited.spec("limited");
+    spec.max_in_flight = Some(1);
+    let h = start_with(&fast_config(), vec![spec]);
+    let ids = emit_n(&h, 3).await;
+    assert!(
+        wait_until(LONG, || async {
+            let s = state(&h, "limited").await;
+            s.held == Some("rate_limited") && s.in_flight == 0 && s.queued == 3
+        })
+        .await
+    );
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        limited.received.lock().unwrap().len(),
+        1,
+        "only the first delivery reached the plugin before the pause"
+    );
+    limited.set(Mode::Ok);
+    assert!(wait_until(LONG, || async { limited.delivered_count() == 3 }).await);
+    assert_eq!(
+        limited.delivered_ids(),
+        ids,
+        "handed-back deliveries keep their order"
+    );
+    h.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! A plugin whose behaviour a test scripts at run time: succeed, fail, panic, hang, block its thread.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ pub enum Mode {
     Hang,
     /// Block the actor's thread with a synchronous sleep.
     Block(Duration),
+    /// Succeed after an async sleep.
+    Slow(Duration),
 }
 
 /// What a scripted plugin saw; shared between the test and every instance the factory builds.
@@ -29,6 +32,9 @@ pub struct Script {
     pub built: Mutex<u32>,
     /// When set, the plugin is an enricher answering with this patch.
     pub patch: Mutex<Option<serde_json::Map<String, serde_json::Value>>>,
+    /// Calls running now, and the most ever running at once.
+    pub running: AtomicUsize,
+    pub max_running: AtomicUsize,
 }
 
 impl Script {
@@ -39,6 +45,8 @@ impl Script {
             delivered: Mutex::default(),
             built: Mutex::new(0),
             patch: Mutex::new(None),
+            running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
         })
     }
     pub fn set(&self, mode: Mode) {
@@ -77,6 +85,14 @@ impl Script {
 
 pub struct Scripted(pub Arc<Script>);
 
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Role for Scripted {
     fn info(&self) -> PluginInfo {
         PluginInfo {
@@ -95,7 +111,18 @@ impl Role for Scripted {
             .unwrap()
             .push((Instant::now(), Arc::clone(&event)));
         let mode = self.0.mode.lock().unwrap().clone();
+        let now = self.0.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.0.max_running.fetch_max(now, Ordering::SeqCst);
+        // Counted down when the call ends, however it ends (cancelled by a timeout too).
+        let _running = Running(&self.0.running);
         match mode {
+            Mode::Slow(d) => {
+                tokio::time::sleep(d).await;
+                self.0.delivered.lock().unwrap().push(event);
+                Ok(Outcome::Delivered(Delivered {
+                    detail: "ok".into(),
+                }))
+            }
             Mode::Ok => {
                 self.0.delivered.lock().unwrap().push(event);
                 match self.0.patch.lock().unwrap().clone() {
