@@ -5,6 +5,8 @@
 //! event with nothing usable still reads well (its catalog description). Values are
 //! flattened to one line each, so data cannot forge extra lines or control characters.
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use super::text::{human_size, one_line};
@@ -24,15 +26,18 @@ pub enum MediaKind {
 impl MediaKind {
     /// The kind named by the event's `media_item.type` (`movie`, `tv_show`, `series`...).
     pub fn of(event: &Event) -> MediaKind {
-        let kind = event
-            .str_at("media_item.type")
-            .map(|t| t.trim().to_ascii_lowercase());
-        match kind.as_deref() {
-            Some("movie" | "film") => MediaKind::Movie,
-            Some("tv_show" | "tv" | "show" | "series" | "tv_series" | "episode") => {
-                MediaKind::Series
-            }
-            _ => MediaKind::Unknown,
+        const MOVIE: &[&str] = &["movie", "film"];
+        const SERIES: &[&str] = &["tv_show", "tv", "show", "series", "tv_series", "episode"];
+        let Some(kind) = event.str_at("media_item.type").map(str::trim) else {
+            return MediaKind::Unknown;
+        };
+        let is = |names: &[&str]| names.iter().any(|n| kind.eq_ignore_ascii_case(n));
+        if is(MOVIE) {
+            MediaKind::Movie
+        } else if is(SERIES) {
+            MediaKind::Series
+        } else {
+            MediaKind::Unknown
         }
     }
 
@@ -80,9 +85,11 @@ pub fn notice(event: &Event) -> Notice {
     let media = MediaKind::of(event);
     let noun = media.noun();
     let item = media_label(event);
-    let release = field(event, &["release_name", "download.title", "release.title"]);
-    let file = field(event, &["file_path", "media_file.path"]).map(|p| file_name(&p));
-    let error = field(event, &["error_message", "error", "reason"]).map(|e| format!("Error: {e}"));
+    // Looked up only by the events that show them.
+    let release = || field(event, &["release_name", "download.title", "release.title"]);
+    let file = || field(event, &["file_path", "media_file.path"]).map(|p| file_name(&p));
+    let error =
+        || field(event, &["error_message", "error", "reason"]).map(|e| format!("Error: {e}"));
     let (title, lines, tone) = match event.name {
         BeforeMediaAdded => (format!("Adding {noun}"), vec![item], Tone::Info),
         AfterMediaAdded => (
@@ -124,18 +131,18 @@ pub fn notice(event: &Event) -> Notice {
             let route = (!route.is_empty()).then(|| capitalised(&route));
             (
                 "Download started".to_owned(),
-                vec![item, release, route],
+                vec![item, release(), route],
                 Tone::Info,
             )
         }
         OnDownloadCompleted => (
             "Download completed".to_owned(),
-            vec![item, release],
+            vec![item, release()],
             Tone::Success,
         ),
         OnDownloadFailed => (
             "Download failed".to_owned(),
-            vec![item, release, error],
+            vec![item, release(), error()],
             Tone::Failure,
         ),
         AfterImportCompleted => {
@@ -149,13 +156,13 @@ pub fn notice(event: &Event) -> Notice {
             );
             (
                 "Import completed".to_owned(),
-                vec![item, file, details],
+                vec![item, file(), details],
                 Tone::Success,
             )
         }
         OnImportFailed => (
             "Import failed".to_owned(),
-            vec![item, file, error],
+            vec![item, file(), error()],
             Tone::Failure,
         ),
         OnPlaybackStarted => (
@@ -225,10 +232,14 @@ fn plugin_health(event: &Event) -> Notice {
 /// "Dune (2021)", "The Office (2005) S02E03 · The Dundies", or whatever part is known.
 pub fn media_label(event: &Event) -> Option<String> {
     let title = field(event, &["media_item.title", "media_item.name"])?;
-    let mut label = match field(event, &["media_item.year"]) {
-        Some(year) if !title.contains(&format!("({year})")) => format!("{title} ({year})"),
-        _ => title,
-    };
+    let mut label = title;
+    if let Some(year) = field(event, &["media_item.year"]) {
+        let tag = format!("({year})");
+        if !label.contains(&tag) {
+            label.push(' ');
+            label.push_str(&tag);
+        }
+    }
     let season = number(
         event,
         &[
@@ -246,12 +257,17 @@ pub fn media_label(event: &Event) -> Option<String> {
         ],
     );
     match (season, episode) {
-        (Some(s), Some(e)) => label.push_str(&format!(" S{s:02}E{e:02}")),
-        (Some(s), None) => label.push_str(&format!(" Season {s}")),
+        (Some(s), Some(e)) => {
+            let _ = write!(label, " S{s:02}E{e:02}");
+        }
+        (Some(s), None) => {
+            let _ = write!(label, " Season {s}");
+        }
         _ => {}
     }
     if let Some(name) = field(event, &["episode.title"]) {
-        label.push_str(&format!(" · {name}"));
+        label.push_str(" · ");
+        label.push_str(&name);
     }
     Some(label)
 }

@@ -4,8 +4,11 @@
 //! `/<topic>` is not parsed (its raw text would become the message), and JSON carries
 //! non-ASCII titles as they are, where `X-Title` headers would need RFC 2047 encoding.
 
+use std::borrow::Cow;
+
 use secrecy::ExposeSecret;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::event::{Event, EventName};
 use crate::http::{self, Redactor, RetryPolicy};
@@ -100,42 +103,45 @@ impl Ntfy {
     /// The JSON body published for `event`: topic, title, message, priority, tags, and
     /// click and icon when known. Title and message fit ntfy's limits.
     pub fn payload(&self, event: &Event) -> Value {
+        serde_json::to_value(self.message(event)).unwrap_or_default()
+    }
+
+    /// What [`Ntfy::payload`] shows, as it is sent.
+    fn message(&self, event: &Event) -> Publish<'_> {
         let notice = format::notice(event);
         let click = self.config.click.clone().or(notice.link);
         let tags = merged_tags(
             &self.config.tags,
             &default_tags(event.name, notice.media, notice.tone),
         );
-        self.body(&notice.title, &notice.message, tags, click)
+        self.body(notice.title, notice.message, tags, click)
     }
 
-    fn body(&self, title: &str, message: &str, tags: Vec<String>, click: Option<String>) -> Value {
-        let mut body = Map::new();
-        body.insert("topic".into(), json!(self.topic));
-        body.insert(
-            "title".into(),
-            json!(text::truncate_chars(
-                &text::one_line(title),
-                MAX_TITLE_CHARS
-            )),
-        );
-        body.insert(
-            "message".into(),
-            json!(text::truncate_bytes(message, MAX_MESSAGE_BYTES)),
-        );
-        body.insert("priority".into(), json!(self.config.priority));
-        body.insert("tags".into(), json!(tags));
-        if let Some(click) = click {
-            body.insert("click".into(), json!(click));
+    fn body(
+        &self,
+        title: String,
+        message: String,
+        tags: Vec<String>,
+        click: Option<String>,
+    ) -> Publish<'_> {
+        let title = text::one_line(&title);
+        Publish {
+            topic: &self.topic,
+            title: fit(title, |t| text::truncate_chars(t, MAX_TITLE_CHARS)),
+            message: fit(message, |m| text::truncate_bytes(m, MAX_MESSAGE_BYTES)),
+            priority: self.config.priority,
+            tags,
+            click,
+            icon: self.config.icon.as_deref(),
         }
-        if let Some(icon) = &self.config.icon {
-            body.insert("icon".into(), json!(icon));
-        }
-        Value::Object(body)
     }
 
     /// POST the body to the server root, with auth, retrying transient failures.
-    async fn publish(&self, cx: &PluginContext, body: &Value) -> Result<http::Reply, PluginError> {
+    async fn publish(
+        &self,
+        cx: &PluginContext,
+        body: &Publish<'_>,
+    ) -> Result<http::Reply, PluginError> {
         http::send_with_retry(&self.retry, &self.redactor, || {
             let request = cx.http.post(self.publish_url.clone()).json(body);
             match (
@@ -192,6 +198,35 @@ pub fn default_tags(event: EventName, media: MediaKind, tone: Tone) -> Vec<&'sta
         },
     };
     vec![tag]
+}
+
+/// The part of ntfy's answer to a publish that we report.
+#[derive(Deserialize)]
+struct Published<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
+/// One publish request's JSON body, serialized as it is sent.
+#[derive(Serialize)]
+struct Publish<'a> {
+    topic: &'a str,
+    title: String,
+    message: String,
+    priority: i64,
+    tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    click: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icon: Option<&'a str>,
+}
+
+/// `s` as `cut` leaves it, reusing `s` when nothing was cut.
+fn fit(s: String, cut: impl Fn(&str) -> Cow<'_, str>) -> String {
+    match cut(&s) {
+        Cow::Borrowed(b) if b.len() == s.len() => s,
+        other => other.into_owned(),
+    }
 }
 
 /// Config tags first, then the event's, trimmed, without blanks or repeats.
@@ -266,8 +301,8 @@ impl Plugin for Ntfy {
         self.publish(
             cx,
             &self.body(
-                "Mydia test notification",
-                text,
+                "Mydia test notification".to_owned(),
+                text.to_owned(),
                 tags,
                 self.config.click.clone(),
             ),
@@ -282,10 +317,10 @@ impl Plugin for Ntfy {
 
 impl NotificationPlugin for Ntfy {
     async fn notify(&self, cx: &PluginContext, event: &Event) -> Result<Delivered, PluginError> {
-        let reply = self.publish(cx, &self.payload(event)).await?;
-        let id = serde_json::from_str::<Value>(&reply.body)
+        let reply = self.publish(cx, &self.message(event)).await?;
+        let id = serde_json::from_str::<Published>(&reply.body)
             .ok()
-            .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+            .and_then(|p| p.id);
         tracing::debug!(plugin = %cx.instance, event = %event.name, message_id = id.as_deref(), "published to ntfy");
         let detail = match id {
             Some(id) => format!("{}, message id {id}", reply.status),
@@ -429,11 +464,8 @@ mod tests {
             "{}",
             message.len()
         );
-        let long_title = plugin.body(&"Ä".repeat(400), "m", vec![], None);
-        assert_eq!(
-            long_title["title"].as_str().unwrap().chars().count(),
-            MAX_TITLE_CHARS
-        );
+        let long_title = plugin.body("Ä".repeat(400), "m".into(), vec![], None);
+        assert_eq!(long_title.title.chars().count(), MAX_TITLE_CHARS);
     }
 
     #[test]

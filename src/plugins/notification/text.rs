@@ -10,10 +10,17 @@ pub const ELLIPSIS: char = '…';
 
 /// Whitespace and control characters collapsed to single spaces, trimmed.
 pub fn one_line(s: &str) -> String {
-    s.split(|c: char| c.is_whitespace() || c.is_control())
+    let mut line = String::with_capacity(s.len());
+    for word in s
+        .split(|c: char| c.is_whitespace() || c.is_control())
         .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    line
 }
 
 /// `s` cut to at most `max_bytes` bytes of UTF-8, on a character boundary, ending in
