@@ -17,7 +17,7 @@ use actix::prelude::*;
 use super::deliver::{reply, report};
 use super::slot::{Pending, Waiter};
 use super::PluginSupervisor;
-use crate::plugins::actor::{DeliverBatch, Done, Finished, CANCEL_GRACE};
+use crate::plugins::actor::{DeliverBatch, Done, Finished, CANCEL_GRACE, QUEUED_PER_RUNNING};
 use crate::plugins::PluginError;
 
 /// A batch on its way: what each position was, so results can be judged.
@@ -70,13 +70,11 @@ impl PluginSupervisor {
             };
             let sent = handle.deliveries.try_send(msg);
             let started = Instant::now();
-            // Past the in-flight limit, some of these wait in the actor's queue until a
-            // running delivery ends (within its timeout plus the actor's grace).
-            let wait = if slot.in_flight > slot.max_in_flight {
-                slot.timeout + CANCEL_GRACE
-            } else {
-                Duration::ZERO
-            };
+            // Past the in-flight limit, some of these wait in the actor's queue: for each
+            // full round of running deliveries ahead of them, at most a timeout plus the
+            // actor's grace.
+            let rounds = slot.in_flight.saturating_sub(1) / slot.max_in_flight;
+            let wait = (slot.timeout + CANCEL_GRACE) * rounds.min(QUEUED_PER_RUNNING);
             let batch = Batch {
                 idx,
                 generation: slot.generation,

@@ -16,7 +16,7 @@ use super::breaker::{Breaker, BreakerState};
 use super::restart::RestartTracker;
 use super::spec::InstanceSpec;
 use crate::event::{Event, EventName};
-use crate::plugins::actor::PluginHandle;
+use crate::plugins::actor::{PluginHandle, QUEUED_PER_RUNNING};
 
 /// A delivery waiting its turn (the plugin is paused, open, restarting or at its in-flight limit).
 pub(crate) struct Pending {
@@ -79,13 +79,13 @@ impl Slot {
     }
 
     /// Can hand the actor another delivery right now (the breaker is asked separately).
-    /// The actor runs `max_in_flight` at once and queues as many more, so it has the
-    /// next one at hand when one ends.
+    /// The actor runs `max_in_flight` at once and queues more, so it has the next one at
+    /// hand when one ends.
     pub fn can_send(&self, now: Instant) -> bool {
         self.handle.is_some()
             && self.misconfigured.is_none()
             && !self.is_held(now)
-            && self.in_flight < self.max_in_flight.saturating_mul(2)
+            && self.in_flight < self.max_in_flight.saturating_mul(1 + QUEUED_PER_RUNNING)
     }
 
     /// A delivery handed over now starts at once (the actor has a free place).

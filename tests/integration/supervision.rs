@@ -466,3 +466,24 @@ async fn after_a_failure_the_deliveries_queued_in_the_actor_are_not_sent() {
     );
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_delivery_waiting_in_the_actor_queue_is_not_timed_out_for_the_wait() {
+    // One at a time, each call well within the timeout: the third waits two calls in the
+    // actor's queue, longer than one timeout, and must still count as a success.
+    let slow = Script::new(Mode::Slow(Duration::from_millis(200)));
+    let mut spec = slow.spec("slow").with_timeout(Duration::from_millis(300));
+    spec.max_in_flight = Some(1);
+    let h = start_with(&fast_config(), vec![spec]);
+    let ids = emit_n(&h, 3).await;
+    assert!(wait_until(LONG, || async { slow.delivered_count() == 3 }).await);
+    let s = state(&h, "slow").await;
+    assert_eq!((s.delivered, s.failed), (3, 0), "{s:?}");
+    assert_eq!(
+        slow.received.lock().unwrap().len(),
+        3,
+        "none was sent twice"
+    );
+    assert_eq!(slow.delivered_ids(), ids);
+    h.shutdown().await;
+}
