@@ -5,6 +5,12 @@
 //! interleaved in one process, best of several rounds each, and the ratio is printed.
 //! Run with `cargo bench --bench pipeline`.
 
+/// The allocator the service binary uses (see `mimalloc` in Cargo.toml), so "the service"
+/// measured here is the one that ships; the bare loops run with it too.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
