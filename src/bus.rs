@@ -47,11 +47,6 @@ pub enum EmitError {
     SupervisorGone,
 }
 
-/// Hand an event that needs no hooks straight to its plugins (the caller does not wait).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Dispatch(pub Arc<Event>);
-
 /// Event name → the supervisor's indices of the instances that act on it: enrichment
 /// plugins (asked first, their fields merged) and delivery plugins (notifications and
 /// webhooks, which get the enriched event).
@@ -191,17 +186,6 @@ impl Handler<Emit> for EventBus {
                 deliveries,
             })
         })
-    }
-}
-
-impl Handler<Dispatch> for EventBus {
-    type Result = ();
-
-    fn handle(&mut self, Dispatch(event): Dispatch, _: &mut Context<Self>) {
-        let targets = self.subscriptions.targets(event.name);
-        if !targets.is_empty() {
-            self.supervisor.do_send(Deliver { event, targets });
-        }
     }
 }
 

@@ -187,7 +187,6 @@ impl PluginSupervisor {
         let current = self.slots[idx].generation == generation;
         let slot = &mut self.slots[idx];
         slot.in_flight = slot.in_flight.saturating_sub(1);
-        let name = slot.spec.name.clone();
         match result {
             Ok(outcome) => {
                 slot.stats.delivered += 1;
@@ -197,19 +196,19 @@ impl PluginSupervisor {
                     Outcome::Delivered(d) => (Some(d.detail), None),
                     Outcome::Enriched(e) => (None, Some(e.patch)),
                 };
-                if current {
-                    if let Some(t) = slot.breaker.record_success() {
-                        slot.restarts.clear();
-                        self.log_breaker(idx, &t, "probe delivery succeeded");
-                    }
+                if let Some(t) = current.then(|| slot.breaker.record_success()).flatten() {
+                    slot.restarts.clear();
+                    self.log_breaker(idx, &t, "probe delivery succeeded");
                 }
+                let name = &self.slots[idx].spec.name;
                 reply(waiter, || DeliveryReport {
                     detail,
                     patch,
-                    ..report(&name, "delivered", took)
+                    ..report(name, "delivered", took)
                 });
             }
             Err(err) => {
+                let name = slot.spec.name.clone();
                 // Held for a retry, except enrichment calls: those are asked once.
                 let held = if pending.enrich { "failed" } else { "queued" };
                 slot.stats.failed += 1;
