@@ -117,13 +117,13 @@ impl Ntfy {
         self.body(notice.title, notice.message, tags, click)
     }
 
-    fn body(
-        &self,
+    fn body<'a>(
+        &'a self,
         title: String,
         message: String,
-        tags: Vec<String>,
+        tags: Vec<&'a str>,
         click: Option<String>,
-    ) -> Publish<'_> {
+    ) -> Publish<'a> {
         let title = text::one_line(&title);
         Publish {
             topic: &self.topic,
@@ -214,7 +214,7 @@ struct Publish<'a> {
     title: String,
     message: String,
     priority: i64,
-    tags: Vec<String>,
+    tags: Vec<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     click: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -230,15 +230,15 @@ fn fit(s: String, cut: impl Fn(&str) -> Cow<'_, str>) -> String {
 }
 
 /// Config tags first, then the event's, trimmed, without blanks or repeats.
-fn merged_tags(config: &[String], defaults: &[&str]) -> Vec<String> {
-    let mut tags: Vec<String> = Vec::new();
+fn merged_tags<'a>(config: &'a [String], defaults: &[&'a str]) -> Vec<&'a str> {
+    let mut tags: Vec<&str> = Vec::with_capacity(config.len() + defaults.len());
     for tag in config
         .iter()
         .map(|t| t.trim())
         .chain(defaults.iter().copied())
     {
-        if !tag.is_empty() && !tags.iter().any(|t| t == tag) {
-            tags.push(tag.to_owned());
+        if !tag.is_empty() && !tags.iter().any(|t| *t == tag) {
+            tags.push(tag);
         }
     }
     tags
