@@ -102,8 +102,11 @@ pub const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
 /// How far ahead the supervisor sends: up to this many deliveries queued in the actor per
 /// delivery it may run. More queued means fewer reports (one each time the queue falls
-/// to the running limit); twice gave 0.60 of the bare loop in bench (3), four times 0.66.
-pub const QUEUED_PER_RUNNING: u32 = 3;
+/// to the running limit). Measured in bench (3), before other changes: 1 queued per
+/// running gave 0.60 of the bare loop, 3 gave 0.66; later, 3 vs 7 over five runs each:
+/// 0.73-0.81 vs 0.77-0.79. A failure hands the queue back and a restart puts it back in
+/// the backlog at once, so a long queue does not hold deliveries hostage.
+pub const QUEUED_PER_RUNNING: u32 = 7;
 
 /// A result waits at most this long to share a report with others (only while the actor
 /// still has queued work; otherwise it goes at once).

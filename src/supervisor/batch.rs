@@ -43,54 +43,108 @@ pub(super) struct Batches {
 const MIN_SWEEP: Duration = Duration::from_millis(10);
 
 impl PluginSupervisor {
-    /// Send every outbox as one batch per instance.
+    /// Send every outbox: per instance, one batch of the deliveries the actor can start at
+    /// once and one of those it will queue, each with a deadline that fits.
     pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
         for idx in std::mem::take(&mut self.dirty) {
             let slot = &mut self.slots[idx];
-            let items = std::mem::take(&mut slot.outbox);
-            let Some(handle) = &slot.handle else {
-                // Crashed between queueing and sending: back to the backlog, in order.
-                slot.in_flight -= items.len() as u32;
-                for (pending, waiter) in items {
-                    self.hold(idx, pending, waiter);
-                }
-                continue;
-            };
-            self.batches.next_tag += 1;
-            let tag = self.batches.next_tag;
-            let events = items
-                .iter()
-                .map(|(p, _)| (p.seq, Arc::clone(&p.event)))
-                .collect();
-            let msg = DeliverBatch {
-                batch: tag,
-                events,
-                timeout: slot.timeout,
-            };
-            let sent = handle.deliveries.try_send(msg);
-            let started = Instant::now();
-            // Past the in-flight limit, some of these wait in the actor's queue: for each
-            // full round of running deliveries ahead of them, at most a timeout plus the
-            // actor's grace.
+            let mut items = std::mem::take(&mut slot.outbox);
+            let before = slot.in_flight - items.len() as u32;
+            let at_once = (slot.max_in_flight.saturating_sub(before) as usize).min(items.len());
+            let queued = items.split_off(at_once);
+            // A queued delivery waits, for each full round of running deliveries ahead of
+            // it, at most a timeout plus the actor's grace.
             let rounds = slot.in_flight.saturating_sub(1) / slot.max_in_flight;
             let wait = (slot.timeout + CANCEL_GRACE) * rounds.min(QUEUED_PER_RUNNING);
-            let batch = Batch {
-                idx,
-                generation: slot.generation,
-                started,
-                deadline: started + wait + slot.timeout,
-                timeout: slot.timeout,
-                open: items.len(),
-                items: items.into_iter().map(Some).collect(),
-            };
-            self.batches.by_tag.insert(tag, batch);
-            if sent.is_err() {
-                // The actor is gone (or its mailbox is jammed): every delivery fails now.
-                self.fail_batch(tag, PluginError::Unresponsive, ctx);
-            }
+            self.send_batch(idx, items, Duration::ZERO, ctx);
+            self.send_batch(idx, queued, wait, ctx);
         }
         self.arm_sweep(ctx);
+    }
+
+    /// Hand `items` to instance `idx`'s actor as one batch, due within `wait` plus the timeout.
+    fn send_batch(
+        &mut self,
+        idx: usize,
+        items: Vec<(Pending, Waiter)>,
+        wait: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        if items.is_empty() {
+            return;
+        }
+        let slot = &mut self.slots[idx];
+        let Some(handle) = &slot.handle else {
+            // Crashed between queueing and sending: back to the backlog, in order.
+            for (pending, waiter) in items {
+                self.put_back(idx, pending, waiter);
+            }
+            return;
+        };
+        self.batches.next_tag += 1;
+        let tag = self.batches.next_tag;
+        let events = items
+            .iter()
+            .map(|(p, _)| (p.seq, Arc::clone(&p.event)))
+            .collect();
+        let msg = DeliverBatch {
+            batch: tag,
+            events,
+            timeout: slot.timeout,
+        };
+        let sent = handle.deliveries.try_send(msg);
+        let started = Instant::now();
+        let batch = Batch {
+            idx,
+            generation: slot.generation,
+            started,
+            deadline: started + wait + slot.timeout,
+            timeout: slot.timeout,
+            open: items.len(),
+            items: items.into_iter().map(Some).collect(),
+        };
+        self.batches.by_tag.insert(tag, batch);
+        if sent.is_err() {
+            // The actor is gone (or its mailbox is jammed): every delivery fails now.
+            self.fail_batch(tag, PluginError::Unresponsive, ctx);
+        }
+    }
+
+    /// Instance `idx`'s actor of `generation` is gone (it crashed or was found blocked):
+    /// what it still held goes back in the backlog now, in order, instead of waiting for
+    /// each batch's deadline. The call that crashed it was judged already; the others
+    /// were not the plugin's fault, so they count as nothing.
+    pub(super) fn abandon_batches(&mut self, idx: usize, generation: u64) {
+        let tags: Vec<u64> = self
+            .batches
+            .by_tag
+            .iter()
+            .filter(|(_, b)| b.idx == idx && b.generation == generation)
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in tags {
+            let Some(batch) = self.batches.by_tag.remove(&tag) else {
+                continue;
+            };
+            for (pending, waiter) in batch.items.into_iter().flatten() {
+                self.put_back(idx, pending, waiter);
+            }
+        }
+    }
+
+    /// A delivery handed out but not judged goes back in the backlog at its place (an
+    /// enrichment call is skipped instead: the event does not wait for a retry).
+    fn put_back(&mut self, idx: usize, pending: Pending, waiter: Waiter) {
+        let slot = &mut self.slots[idx];
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        if pending.enrich {
+            return reply(waiter, || {
+                report(&slot.spec.name, "skipped", Duration::ZERO)
+            });
+        }
+        slot.requeue(pending);
+        reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
     }
 
     /// Take a `Done` report: deliveries handed back go back in the backlog first, in
@@ -107,18 +161,9 @@ impl PluginSupervisor {
     /// The item at `index` of batch `tag` was handed back unstarted.
     fn returned(&mut self, tag: u64, index: usize) {
         // An unknown batch timed out already, and its deliveries were put back then.
-        let Some((idx, pending, waiter)) = self.take_item(tag, index) else {
-            return;
-        };
-        let slot = &mut self.slots[idx];
-        slot.in_flight = slot.in_flight.saturating_sub(1);
-        if pending.enrich {
-            return reply(waiter, || {
-                report(&slot.spec.name, "skipped", Duration::ZERO)
-            });
+        if let Some((idx, pending, waiter)) = self.take_item(tag, index) {
+            self.put_back(idx, pending, waiter);
         }
-        slot.requeue(pending);
-        reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
     }
 
     /// Judge one result.

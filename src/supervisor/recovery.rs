@@ -103,9 +103,12 @@ impl PluginSupervisor {
         if let Some(old) = slot.handle.take() {
             old.stop();
         }
+        let old = slot.generation;
         slot.generation += 1;
         slot.pinging = false;
         let generation = slot.generation;
+        self.abandon_batches(idx, old);
+        let slot = &mut self.slots[idx];
         match slot.restarts.on_crash(now, unit) {
             RestartDecision::Restart { backoff, restarts } => {
                 slot.held_until = Some(now + backoff);

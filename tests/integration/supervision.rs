@@ -487,3 +487,38 @@ async fn a_delivery_waiting_in_the_actor_queue_is_not_timed_out_for_the_wait() {
     assert_eq!(slow.delivered_ids(), ids);
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn deliveries_a_blocked_actor_held_go_out_once_it_is_restarted() {
+    // One at a time: the first call blocks the thread, seven wait in the actor's queue.
+    // Once the supervisor restarts the actor (a missed timeout, then a missed ping), they
+    // go to the new one at once, not after their own, longer, deadlines.
+    let blocker = Script::new(Mode::Block(Duration::from_secs(8)));
+    let mut spec = blocker.spec("blocker").with_timeout(Duration::from_secs(1));
+    spec.max_in_flight = Some(1);
+    let h = start_with(&fast_config(), vec![spec]);
+    let started = Instant::now();
+    let ids = emit_n(&h, 8).await;
+    assert!(
+        wait_until(LONG, || async {
+            !blocker.received.lock().unwrap().is_empty()
+        })
+        .await
+    );
+    blocker.set(Mode::Ok);
+    assert!(wait_until(LONG, || async { blocker.delivered_count() == 8 }).await);
+    // Timeout (1 s) + ping (1 s) + restart backoff: well under the queued deliveries'
+    // deadlines (several rounds of 1.1 s after the timeout).
+    assert!(
+        started.elapsed() < Duration::from_millis(3200),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        blocker.delivered_ids(),
+        ids,
+        "in order, the blocked one first"
+    );
+    assert!(state(&h, "blocker").await.restarts >= 1);
+    h.shutdown().await;
+}

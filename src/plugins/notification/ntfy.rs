@@ -237,7 +237,7 @@ fn merged_tags<'a>(config: &'a [String], defaults: &[&'a str]) -> Vec<&'a str> {
         .map(|t| t.trim())
         .chain(defaults.iter().copied())
     {
-        if !tag.is_empty() && !tags.iter().any(|t| *t == tag) {
+        if !tag.is_empty() && !tags.contains(&tag) {
             tags.push(tag);
         }
     }
