@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::text::{human_size, one_line};
 use crate::event::{Event, EventName};
@@ -26,9 +26,14 @@ pub enum MediaKind {
 impl MediaKind {
     /// The kind named by the event's `media_item.type` (`movie`, `tv_show`, `series`...).
     pub fn of(event: &Event) -> MediaKind {
+        MediaKind::of_item(Sections::of(event).item)
+    }
+
+    /// The kind named by `type` in a `media_item` object.
+    fn of_item(item: Option<&Map<String, Value>>) -> MediaKind {
         const MOVIE: &[&str] = &["movie", "film"];
         const SERIES: &[&str] = &["tv_show", "tv", "show", "series", "tv_series", "episode"];
-        let Some(kind) = event.str_at("media_item.type").map(str::trim) else {
+        let Some(kind) = get(item, "type").and_then(Value::as_str).map(str::trim) else {
             return MediaKind::Unknown;
         };
         let is = |names: &[&str]| names.iter().any(|n| kind.eq_ignore_ascii_case(n));
@@ -49,6 +54,39 @@ impl MediaKind {
             MediaKind::Unknown => "media",
         }
     }
+
+    /// `noun`, capitalised: "Movie", "Series" or "Media".
+    fn title_noun(self) -> &'static str {
+        match self {
+            MediaKind::Movie => "Movie",
+            MediaKind::Series => "Series",
+            MediaKind::Unknown => "Media",
+        }
+    }
+}
+
+/// The two objects most lines read from, `media_item` and `episode`, looked up once: a
+/// notification reads a dozen of their fields, and walking each dotted path from the top
+/// of the data cost more than building the text.
+#[derive(Clone, Copy)]
+struct Sections<'a> {
+    item: Option<&'a Map<String, Value>>,
+    episode: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Sections<'a> {
+    fn of(event: &'a Event) -> Self {
+        let section = |key| event.data.get(key).and_then(Value::as_object);
+        Sections {
+            item: section("media_item"),
+            episode: section("episode"),
+        }
+    }
+}
+
+/// `key` in `map`, when both exist.
+fn get<'a>(map: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a Value> {
+    map?.get(key)
 }
 
 /// How the news feels, so each service can pick a colour, an emoji or a sound.
@@ -82,9 +120,10 @@ pub struct Notice {
 /// The title, message and link for `event`. Never fails: missing data only drops lines.
 pub fn notice(event: &Event) -> Notice {
     use EventName::*;
-    let media = MediaKind::of(event);
+    let sections = Sections::of(event);
+    let media = MediaKind::of_item(sections.item);
     let noun = media.noun();
-    let item = media_label(event);
+    let item = label(sections);
     // Looked up only by the events that show them.
     let release = || field(event, &["release_name", "download.title", "release.title"]);
     let file = || field(event, &["file_path", "media_file.path"]).map(|p| file_name(&p));
@@ -93,17 +132,17 @@ pub fn notice(event: &Event) -> Notice {
     let (title, lines, tone) = match event.name {
         BeforeMediaAdded => (format!("Adding {noun}"), vec![item], Tone::Info),
         AfterMediaAdded => (
-            format!("{} added", capitalised(noun)),
+            format!("{} added", media.title_noun()),
             vec![item],
             Tone::Info,
         ),
         AfterMediaUpdated => (
-            format!("{} updated", capitalised(noun)),
+            format!("{} updated", media.title_noun()),
             vec![item, changes(event)],
             Tone::Info,
         ),
         AfterMediaDeleted => (
-            format!("{} removed", capitalised(noun)),
+            format!("{} removed", media.title_noun()),
             vec![item],
             Tone::Info,
         ),
@@ -177,18 +216,24 @@ pub fn notice(event: &Event) -> Notice {
         ),
         OnPluginHealthChanged => return plugin_health(event),
     };
-    let message = lines.into_iter().flatten().collect::<Vec<_>>().join("\n");
     Notice {
         title,
-        message: if message.is_empty() {
-            capitalised(event.name.about())
-        } else {
-            message
-        },
-        link: link(event, media),
+        message: joined_lines(lines).unwrap_or_else(|| capitalised(event.name.about())),
+        link: link_in(sections.item, media),
         media,
         tone,
     }
+}
+
+/// The lines present, one per line; `None` when there are none.
+fn joined_lines(lines: Vec<Option<String>>) -> Option<String> {
+    let mut lines = lines.into_iter().flatten();
+    let mut text = lines.next()?;
+    for line in lines {
+        text.push('\n');
+        text.push_str(&line);
+    }
+    Some(text)
 }
 
 /// `on_plugin_health_changed`: `{plugin, from, to, reason}` (also `instance`, `state`).
@@ -231,32 +276,31 @@ fn plugin_health(event: &Event) -> Notice {
 
 /// "Dune (2021)", "The Office (2005) S02E03 · The Dundies", or whatever part is known.
 pub fn media_label(event: &Event) -> Option<String> {
-    let title = field(event, &["media_item.title", "media_item.name"])?;
-    let mut label = title;
-    if let Some(year) = field(event, &["media_item.year"]) {
-        let tag = format!("({year})");
-        if !label.contains(&tag) {
-            label.push(' ');
-            label.push_str(&tag);
+    label(Sections::of(event))
+}
+
+fn label(sections: Sections<'_>) -> Option<String> {
+    let Sections { item, episode } = sections;
+    let mut label = first_text([get(item, "title"), get(item, "name")])?;
+    if let Some(year) = first_text([get(item, "year")]) {
+        // " (2021)", unless the title says so already.
+        let end = label.len();
+        let _ = write!(label, " ({year})");
+        if label[..end].contains(&label[end + 1..]) {
+            label.truncate(end);
         }
     }
-    let season = number(
-        event,
-        &[
-            "episode.season_number",
-            "episode.season",
-            "media_item.season_number",
-        ],
-    );
-    let episode = number(
-        event,
-        &[
-            "episode.episode_number",
-            "episode.number",
-            "media_item.episode_number",
-        ],
-    );
-    match (season, episode) {
+    let season = first_number([
+        get(episode, "season_number"),
+        get(episode, "season"),
+        get(item, "season_number"),
+    ]);
+    let number = first_number([
+        get(episode, "episode_number"),
+        get(episode, "number"),
+        get(item, "episode_number"),
+    ]);
+    match (season, number) {
         (Some(s), Some(e)) => {
             let _ = write!(label, " S{s:02}E{e:02}");
         }
@@ -265,7 +309,7 @@ pub fn media_label(event: &Event) -> Option<String> {
         }
         _ => {}
     }
-    if let Some(name) = field(event, &["episode.title"]) {
+    if let Some(name) = first_text([get(episode, "title")]) {
         label.push_str(" · ");
         label.push_str(&name);
     }
@@ -275,7 +319,11 @@ pub fn media_label(event: &Event) -> Option<String> {
 /// A TMDB page when the kind and `tmdb_id` are known, else an IMDb page for `imdb_id`.
 /// Ids are checked (digits; `tt` + digits) so data cannot steer the link elsewhere.
 pub fn link(event: &Event, media: MediaKind) -> Option<String> {
-    let tmdb = match event.value_at("media_item.tmdb_id") {
+    link_in(Sections::of(event).item, media)
+}
+
+fn link_in(item: Option<&Map<String, Value>>, media: MediaKind) -> Option<String> {
+    let tmdb = match get(item, "tmdb_id") {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
         _ => None,
@@ -289,7 +337,7 @@ pub fn link(event: &Event, media: MediaKind) -> Option<String> {
         }
         _ => {}
     }
-    let imdb = event.str_at("media_item.imdb_id")?.trim();
+    let imdb = get(item, "imdb_id")?.as_str()?.trim();
     let valid = imdb.len() <= 14
         && imdb
             .strip_prefix("tt")
@@ -299,11 +347,21 @@ pub fn link(event: &Event, media: MediaKind) -> Option<String> {
 
 /// The first of `paths` holding a non-empty string or a number, flattened to one line.
 fn field(event: &Event, paths: &[&str]) -> Option<String> {
-    paths.iter().find_map(|p| match event.value_at(p)? {
+    paths.iter().find_map(|p| text(event.value_at(p)?))
+}
+
+/// The first of `values` that [`text`] shows.
+fn first_text<const N: usize>(values: [Option<&Value>; N]) -> Option<String> {
+    values.into_iter().flatten().find_map(text)
+}
+
+/// A non-empty string flattened to one line, or a number; nothing else.
+fn text(value: &Value) -> Option<String> {
+    match value {
         Value::String(s) => Some(one_line(s)).filter(|s| !s.is_empty()),
         Value::Number(n) => Some(number_text(n)),
         _ => None,
-    })
+    }
 }
 
 /// A whole number without a fraction even when it came as a float (2021.0 → "2021").
@@ -314,8 +372,9 @@ fn number_text(n: &serde_json::Number) -> String {
     }
 }
 
-fn number(event: &Event, paths: &[&str]) -> Option<u64> {
-    paths.iter().find_map(|p| match event.value_at(p)? {
+/// The first of `values` that is a whole number (or a string holding one).
+fn first_number<const N: usize>(values: [Option<&Value>; N]) -> Option<u64> {
+    values.into_iter().flatten().find_map(|v| match v {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
@@ -551,6 +610,19 @@ mod tests {
         assert_eq!(
             notice(&event(EventName::AfterMediaAdded, same_year)).message,
             "Dune (2021)"
+        );
+        // The fallbacks: `name` for the title, numbers on the item or as strings, a season alone.
+        let season = json!({"media_item": {"name": "Severance", "season_number": "2", "year": "2022"},
+                            "episode": {"title": " "}});
+        assert_eq!(
+            notice(&event(EventName::OnDownloadCompleted, season)).message,
+            "Severance (2022) Season 2"
+        );
+        let on_item = json!({"media_item": {"title": "Severance", "season_number": 1, "episode_number": 9},
+                             "episode": {"number": 8}});
+        assert_eq!(
+            notice(&event(EventName::OnDownloadCompleted, on_item)).message,
+            "Severance S01E08"
         );
     }
 

@@ -124,7 +124,7 @@ impl Ntfy {
         tags: Vec<&'a str>,
         click: Option<String>,
     ) -> Publish<'a> {
-        let title = text::one_line(&title);
+        let title = text::into_one_line(title);
         Publish {
             topic: &self.topic,
             title: fit(title, |t| text::truncate_chars(t, MAX_TITLE_CHARS)),
@@ -172,7 +172,7 @@ impl Ntfy {
 
 /// The event's own tags (ntfy shows emoji short codes as emoji before the title). Every
 /// code here is in ntfy's emoji table; the seed's `inbox_down` is not, so it is `inbox_tray`.
-pub fn default_tags(event: EventName, media: MediaKind, tone: Tone) -> Vec<&'static str> {
+pub fn default_tags(event: EventName, media: MediaKind, tone: Tone) -> [&'static str; 1] {
     use EventName::*;
     let media_tag = match media {
         MediaKind::Movie => "movie_camera",
@@ -197,7 +197,7 @@ pub fn default_tags(event: EventName, media: MediaKind, tone: Tone) -> Vec<&'sta
             Tone::Warning | Tone::Info => "information_source",
         },
     };
-    vec![tag]
+    [tag]
 }
 
 /// The part of ntfy's answer to a publish that we report.

@@ -23,6 +23,23 @@ pub fn one_line(s: &str) -> String {
     line
 }
 
+/// [`one_line`] for text already owned: given back as it is when it is one line already
+/// (notification titles are, so they need no copy).
+pub fn into_one_line(s: String) -> String {
+    let mut previous = ' ';
+    let clean = !s.ends_with(' ')
+        && s.chars().all(|c| {
+            let ok = !((c.is_whitespace() && (c != ' ' || previous == ' ')) || c.is_control());
+            previous = c;
+            ok
+        });
+    if clean {
+        s
+    } else {
+        one_line(&s)
+    }
+}
+
 /// `s` cut to at most `max_bytes` bytes of UTF-8, on a character boundary, ending in
 /// [`ELLIPSIS`] when shortened (for limits counted in bytes, like ntfy's 4096).
 pub fn truncate_bytes(s: &str, max_bytes: usize) -> Cow<'_, str> {
@@ -95,6 +112,28 @@ mod tests {
         assert!(t.len() <= 4096 && t.len() > 4090 && t.ends_with('…'));
         let emoji = "👍".repeat(2000);
         assert!(truncate_bytes(&emoji, 4096).len() <= 4096);
+    }
+
+    #[test]
+    fn into_one_line_agrees_with_one_line() {
+        for s in [
+            "",
+            " ",
+            "Movie added",
+            " lead",
+            "trail ",
+            "two  spaces",
+            "tab\there",
+            "line\nbreak",
+            "bell\u{7}",
+            "nbsp\u{a0}x",
+            "Plugin failing: tg",
+            "千と千尋",
+            "a",
+            "a b c",
+        ] {
+            assert_eq!(into_one_line(s.to_owned()), one_line(s), "{s:?}");
+        }
     }
 
     #[test]
