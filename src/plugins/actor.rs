@@ -177,6 +177,8 @@ impl<R: Role> Actor for PluginActor<R> {
 #[derive(Default)]
 struct Inbox {
     jobs: VecDeque<Job>,
+    /// Batches received so far (tells the worker that a refill it asked for came).
+    batches: u64,
     /// Wakes the worker when jobs arrive.
     waker: Option<Waker>,
 }
@@ -195,6 +197,7 @@ impl<R: Role> Handler<DeliverBatch> for PluginActor<R> {
     fn handle(&mut self, msg: DeliverBatch, _: &mut Context<Self>) {
         let mut inbox = self.inbox.borrow_mut();
         let (batch, timeout) = (msg.batch, msg.timeout);
+        inbox.batches += 1;
         inbox.jobs.extend(
             msg.events
                 .into_iter()
@@ -215,9 +218,10 @@ impl<R: Role> Handler<DeliverBatch> for PluginActor<R> {
 
 /// The worker: starts queued jobs while fewer than `max_concurrent` run, and reports
 /// results. A report goes at once when no more than `max_concurrent` jobs are queued (the
-/// supervisor should send more), when nothing else is running, or after a failure (with
-/// the queued jobs handed back); otherwise within [`REPORT_DELAY`], together with
-/// whatever else finishes by then.
+/// supervisor should send more; asked once per batch received, not on every result while
+/// the refill is on its way), when nothing else is running, or after a failure (with the
+/// queued jobs handed back); otherwise within [`REPORT_DELAY`], together with whatever
+/// else finishes by then.
 async fn work<R: Role>(
     role: Arc<R>,
     cx: Arc<PluginContext>,
@@ -231,6 +235,9 @@ async fn work<R: Role>(
     let mut failed = false;
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut timer_armed = false;
+    // The batch count when a report last asked for more work; while no batch has come since,
+    // another report does not ask again (each report wakes the supervisor's thread).
+    let mut asked_at: Option<u64> = None;
     futures::future::poll_fn(|task| loop {
         {
             let mut inbox = inbox.borrow_mut();
@@ -255,13 +262,18 @@ async fn work<R: Role>(
         // Nothing more finishes right now.
         let mut inbox = inbox.borrow_mut();
         if !report.results.is_empty() {
-            let urgent = failed || running.is_empty() || inbox.jobs.len() <= limit;
+            let low = inbox.jobs.len() <= limit;
+            let asked = asked_at == Some(inbox.batches);
+            let urgent = failed || running.is_empty() || (low && !asked);
             let due = timer_armed
                 && timer
                     .as_mut()
                     .is_some_and(|t| t.as_mut().poll(task).is_ready());
             if urgent || due {
                 setup.reply.do_send(std::mem::take(&mut report));
+                if low {
+                    asked_at = Some(inbox.batches);
+                }
                 failed = false;
                 timer_armed = false;
             } else if !timer_armed {
