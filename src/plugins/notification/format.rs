@@ -227,7 +227,7 @@ pub fn notice(event: &Event) -> Notice {
 
 /// The lines present, one per line; `None` when there are none.
 fn joined_lines(lines: Vec<Option<String>>) -> Option<String> {
-    let mut lines = lines.into_iter().flatten();
+    let mut lines = lines.into_iter().flatten().filter(|l| !l.is_empty());
     let mut text = lines.next()?;
     for line in lines {
         text.push('\n');
