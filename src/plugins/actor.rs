@@ -349,3 +349,112 @@ pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panic with a non-text payload".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventName;
+    use crate::plugins::{Delivered, PluginInfo};
+    use std::sync::Mutex;
+    use tokio::sync::Semaphore;
+
+    /// Each call waits for a permit: the test decides when each one finishes.
+    struct Gated(Arc<Semaphore>);
+
+    impl Role for Gated {
+        fn info(&self) -> PluginInfo {
+            PluginInfo {
+                name: "Gated",
+                description: "finishes when the test says",
+                version: "0",
+                config_schema: serde_json::json!({}),
+            }
+        }
+        async fn call(&self, _: &PluginContext, _: &Event) -> Result<Outcome, PluginError> {
+            self.0.acquire().await.expect("open").forget();
+            Ok(Outcome::Delivered(Delivered {
+                detail: String::new(),
+            }))
+        }
+        async fn test(&self, _: &PluginContext) -> Result<ConnectionReport, PluginError> {
+            unreachable!("not tested here")
+        }
+    }
+
+    /// Keeps every report, as sequence numbers.
+    struct Collect(Arc<Mutex<Vec<Vec<u64>>>>);
+
+    impl Actor for Collect {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Done> for Collect {
+        type Result = ();
+        fn handle(&mut self, done: Done, _: &mut Context<Self>) {
+            let seqs = done.results.iter().map(|f| f.seq).collect();
+            self.0.lock().unwrap().push(seqs);
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// With its queue low, the worker asks for more once; later results wait for the
+    /// report delay (or for nothing to be running) instead of each waking the supervisor.
+    #[actix_rt::test]
+    async fn asks_for_more_work_once_per_batch() {
+        tokio::time::pause();
+        let gate = Arc::new(Semaphore::new(0));
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let reply = Collect(Arc::clone(&reports)).start().recipient();
+        let actor = PluginActor {
+            role: Arc::new(Gated(Arc::clone(&gate))),
+            cx: Arc::new(PluginContext {
+                instance: "gated".into(),
+                http: reqwest::Client::new(),
+            }),
+            inbox: Rc::default(),
+            setup: ActorSetup {
+                reply,
+                max_concurrent: 2,
+            },
+        }
+        .start();
+        let event = Arc::new(Event::new(EventName::AfterMediaAdded, Default::default()));
+        let events = (1..=4).map(|seq| (seq, Arc::clone(&event))).collect();
+        actor.do_send(DeliverBatch {
+            batch: 1,
+            events,
+            timeout: Duration::from_secs(60),
+        });
+        settle().await;
+        // Two run, two wait: the queue is at the limit, so the first result asks at once.
+        gate.add_permits(1);
+        settle().await;
+        assert_eq!(*reports.lock().unwrap(), vec![vec![1]]);
+        // No batch came since: the next result is held, not reported on its own.
+        gate.add_permits(1);
+        settle().await;
+        let seen = reports.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        // It goes within the report delay, with whatever else finished by then.
+        gate.add_permits(1);
+        settle().await;
+        tokio::time::advance(REPORT_DELAY * 2).await;
+        settle().await;
+        assert_eq!(*reports.lock().unwrap(), vec![vec![1], vec![2, 3]]);
+        // A new batch lets the worker ask again.
+        actor.do_send(DeliverBatch {
+            batch: 2,
+            events: vec![(5, Arc::clone(&event)), (6, Arc::clone(&event))],
+            timeout: Duration::from_secs(60),
+        });
+        settle().await;
+        gate.add_permits(1);
+        settle().await;
+        assert_eq!(reports.lock().unwrap().last(), Some(&vec![4]));
+    }
+}

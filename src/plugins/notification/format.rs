@@ -601,6 +601,13 @@ mod tests {
     }
 
     #[test]
+    fn title_nouns_are_the_nouns_capitalised() {
+        for kind in [MediaKind::Movie, MediaKind::Series, MediaKind::Unknown] {
+            assert_eq!(kind.title_noun(), capitalised(kind.noun()));
+        }
+    }
+
+    #[test]
     fn labels_episodes_and_float_years() {
         let data = json!({"media_item": {"title": "The Office", "year": 2005.0, "type": "episode"},
                           "episode": {"season_number": 2, "episode_number": 3, "title": "The Dundies"}});
