@@ -15,8 +15,8 @@ use crate::event::{Event, EventData, EventName};
 use crate::hooks::Hooks;
 use crate::plugins::ConnectionReport;
 use crate::supervisor::{
-    Deliver, GetStatus, InstanceSpec, PluginStatus, PluginSupervisor, SetHealthSink, Shutdown,
-    ShutdownReport, TestConnection, TestError,
+    Deliver, GetStatus, Handoff, InstanceSpec, PluginStatus, PluginSupervisor, SetHealthSink,
+    Shutdown, ShutdownReport, TestConnection, TestError,
 };
 
 /// A running plugin system. Cheap to clone; every method sends to the actors' mailboxes.
@@ -28,6 +28,7 @@ pub struct Handle {
 struct Inner {
     bus: Addr<EventBus>,
     supervisor: Addr<PluginSupervisor>,
+    handoff: Handoff,
     hooks: Hooks,
     subscriptions: Arc<Subscriptions>,
     closed: Arc<AtomicBool>,
@@ -64,18 +65,25 @@ pub fn start_with(config: &Config, specs: Vec<InstanceSpec>) -> Handle {
     let sup_config = config.supervision.clone();
     let subscriptions = Arc::new(Subscriptions::new(&specs));
     let bus_subs = Arc::clone(&subscriptions);
-    let supervisor = PluginSupervisor::start_in_arbiter(&core.handle(), move |_| {
-        PluginSupervisor::new(specs, sup_config)
-    });
-    let (bus_hooks, bus_sup, bus_closed) = (hooks.clone(), supervisor.clone(), Arc::clone(&closed));
+    let supervisor = PluginSupervisor::new(specs, sup_config);
+    let intake = supervisor.intake();
+    let supervisor = PluginSupervisor::start_in_arbiter(&core.handle(), move |_| supervisor);
+    let handoff = Handoff::new(intake, supervisor.clone());
+    let (bus_hooks, bus_sup, bus_handoff, bus_closed) = (
+        hooks.clone(),
+        supervisor.clone(),
+        handoff.clone(),
+        Arc::clone(&closed),
+    );
     let bus = EventBus::start_in_arbiter(&core.handle(), move |_| {
-        EventBus::new(bus_hooks, bus_sup, bus_subs, bus_closed)
+        EventBus::new(bus_hooks, bus_sup, bus_handoff, bus_subs, bus_closed)
     });
     supervisor.do_send(SetHealthSink(bus.clone().recipient()));
     Handle {
         inner: Arc::new(Inner {
             bus,
             supervisor,
+            handoff,
             hooks,
             subscriptions,
             closed,
@@ -116,7 +124,7 @@ impl Handle {
             let targets = subs.targets(event.name);
             let plugins = targets.len();
             if plugins > 0 {
-                self.inner.supervisor.do_send(Deliver {
+                self.inner.handoff.deliver(Deliver {
                     event: Arc::clone(&event),
                     targets,
                 });

@@ -9,7 +9,8 @@ use actix::prelude::*;
 use crate::event::{Event, EventName};
 use crate::hooks::{HookRejected, Hooks};
 use crate::supervisor::{
-    Deliver, DeliverAndWait, DeliveryReport, Enrich, HealthChanged, InstanceSpec, PluginSupervisor,
+    Deliver, DeliverAndWait, DeliveryReport, Enrich, Handoff, HealthChanged, InstanceSpec,
+    PluginSupervisor,
 };
 
 /// Run an event through hooks and hand it to its plugins.
@@ -100,21 +101,25 @@ impl Subscriptions {
 pub struct EventBus {
     hooks: Hooks,
     supervisor: Addr<PluginSupervisor>,
+    handoff: Handoff,
     subscriptions: Arc<Subscriptions>,
     closed: Arc<AtomicBool>,
 }
 
 impl EventBus {
-    /// A bus delivering through `supervisor` by the `subscriptions` table.
+    /// A bus delivering through `supervisor` (fire-and-forget deliveries through its
+    /// `handoff`) by the `subscriptions` table.
     pub fn new(
         hooks: Hooks,
         supervisor: Addr<PluginSupervisor>,
+        handoff: Handoff,
         subscriptions: Arc<Subscriptions>,
         closed: Arc<AtomicBool>,
     ) -> Self {
         EventBus {
             hooks,
             supervisor,
+            handoff,
             subscriptions,
             closed,
         }
@@ -138,6 +143,7 @@ impl Handler<Emit> for EventBus {
         }
         let hooks = self.hooks.clone();
         let supervisor = self.supervisor.clone();
+        let handoff = self.handoff.clone();
         let targets = self.subscriptions.targets(msg.event.name);
         let enrichers = self.subscriptions.enrichers(msg.event.name);
         Box::pin(async move {
@@ -174,7 +180,7 @@ impl Handler<Emit> for EventBus {
                 )
             } else {
                 // Hand-over only: the supervisor holds what it cannot deliver yet.
-                supervisor.do_send(Deliver {
+                handoff.deliver(Deliver {
                     event: Arc::clone(&event),
                     targets,
                 });

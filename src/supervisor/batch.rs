@@ -195,11 +195,13 @@ impl PluginSupervisor {
         if result.is_err() {
             return;
         }
-        for slot in &mut self.slots {
+        for idx in 0..self.slots.len() {
+            let slot = &mut self.slots[idx];
             if let Some(pos) = slot.backlog.iter().position(|p| p.seq == seq) {
                 let p = slot.backlog.remove(pos).expect("position is in range");
                 slot.stats.delivered += 1;
                 tracing::debug!(target: "supervision", plugin = %slot.spec.name, event_id = %p.event.id, "late success after a timeout; not sending it again");
+                self.backlog_changed(idx);
                 break;
             }
         }

@@ -136,6 +136,7 @@ impl PluginSupervisor {
         }
         slot.backlog.push_back(pending);
         reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
+        self.backlog_changed(idx);
     }
 
     /// Ask the breaker; logs the move to half-open when this call is the probe.
@@ -305,6 +306,11 @@ impl PluginSupervisor {
 
     /// Send what the backlog holds, in order, as far as the instance's state allows.
     pub(super) fn drain(&mut self, idx: usize, ctx: &mut Context<Self>) {
+        self.drain_backlog(idx, ctx);
+        self.backlog_changed(idx);
+    }
+
+    fn drain_backlog(&mut self, idx: usize, ctx: &mut Context<Self>) {
         loop {
             let now = Instant::now();
             let max_age = self.config.backlog_max_age;

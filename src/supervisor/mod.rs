@@ -11,6 +11,7 @@
 mod batch;
 pub mod breaker;
 mod deliver;
+mod handoff;
 mod recovery;
 pub mod restart;
 mod slot;
@@ -24,6 +25,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 pub use breaker::{BreakerPolicy, BreakerState};
+pub use handoff::{Handoff, Intake, Take, TAKE_AT};
 pub use restart::RestartPolicy;
 pub use slot::PluginStatus;
 pub use spec::InstanceSpec;
@@ -33,9 +35,8 @@ use crate::event::Event;
 use crate::plugins::{ConnectionReport, PluginError};
 use slot::{Slot, Stats};
 
-/// Deliver `event` to the instances at `targets` (indices into the supervisor's list); fire and forget.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// Deliver `event` to the instances at `targets` (indices into the supervisor's list); fire
+/// and forget, through a [`Handoff`].
 pub struct Deliver {
     /// The event, after hooks.
     pub event: Arc<Event>,
@@ -153,6 +154,10 @@ pub struct PluginSupervisor {
     batches: batch::Batches,
     /// Where plugin actors report (this supervisor; set when it starts).
     reply: Option<Recipient<crate::plugins::actor::Done>>,
+    /// This supervisor's address (set when it starts), to tell itself to take the intake.
+    me: Option<Addr<PluginSupervisor>>,
+    /// Fire-and-forget deliveries handed over and not taken yet (see [`Handoff`]).
+    intake: Arc<Intake>,
 }
 
 /// Send the outboxes (posted to itself at the end of a mailbox turn).
@@ -199,8 +204,9 @@ impl PluginSupervisor {
                 limiter: spec.rate_limit.and_then(limiter),
                 stats: Stats::default(),
             })
-            .collect();
+            .collect::<Vec<_>>();
         PluginSupervisor {
+            intake: Intake::new(slots.len()),
             slots,
             config,
             health_sink: None,
@@ -210,6 +216,7 @@ impl PluginSupervisor {
             flush_scheduled: false,
             batches: batch::Batches::default(),
             reply: None,
+            me: None,
         }
     }
 }
@@ -242,6 +249,7 @@ impl Actor for PluginSupervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Pipelined emits arrive in bursts; the default mailbox (16) would push back on the bus.
         ctx.set_mailbox_capacity(65_536);
+        self.me = Some(ctx.address());
         self.reply = Some(ctx.address().recipient());
         for idx in 0..self.slots.len() {
             if !self.slots[idx].spec.enabled || !self.spawn_actor(idx) {
@@ -267,13 +275,11 @@ impl Actor for PluginSupervisor {
     }
 }
 
-impl Handler<Deliver> for PluginSupervisor {
+impl Handler<Take> for PluginSupervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        for &idx in msg.targets.iter() {
-            self.offer(idx, Arc::clone(&msg.event), None, ctx);
-        }
+    fn handle(&mut self, _: Take, ctx: &mut Context<Self>) {
+        self.take_intake(ctx);
     }
 }
 
@@ -281,6 +287,8 @@ impl Handler<DeliverAndWait> for PluginSupervisor {
     type Result = ResponseFuture<Vec<DeliveryReport>>;
 
     fn handle(&mut self, msg: DeliverAndWait, ctx: &mut Context<Self>) -> Self::Result {
+        // Events handed over before this one go first.
+        self.take_intake(ctx);
         let waiters: Vec<_> = msg
             .targets
             .iter()
@@ -320,6 +328,7 @@ impl Handler<Enrich> for PluginSupervisor {
     type Result = ResponseFuture<Event>;
 
     fn handle(&mut self, msg: Enrich, ctx: &mut Context<Self>) -> Self::Result {
+        self.take_intake(ctx);
         let answers: Vec<_> = msg
             .targets
             .iter()
@@ -393,7 +402,9 @@ impl Handler<TestConnection> for PluginSupervisor {
 impl Handler<GetStatus> for PluginSupervisor {
     type Result = MessageResult<GetStatus>;
 
-    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: GetStatus, ctx: &mut Context<Self>) -> Self::Result {
+        // Count what was handed over but not taken yet.
+        self.take_intake(ctx);
         let now = Instant::now();
         MessageResult(self.slots.iter().map(|s| s.status(now)).collect())
     }
@@ -411,6 +422,8 @@ impl Handler<Shutdown> for PluginSupervisor {
     type Result = ResponseFuture<ShutdownReport>;
 
     fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        // What was handed over before shutdown is held and drained like the rest.
+        self.take_intake(ctx);
         self.shutting_down = true;
         let (tx, rx) = oneshot::channel();
         self.shutdown_waiter = Some(tx);

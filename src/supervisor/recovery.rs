@@ -196,6 +196,7 @@ impl PluginSupervisor {
             "plugin misconfigured: deliveries stop until the config is fixed or a connection test passes"
         );
         slot.misconfigured = Some(reason.clone());
+        self.backlog_changed(idx);
         self.health_changed(idx, from, "misconfigured", &reason);
     }
 

@@ -433,6 +433,60 @@ async fn the_actor_runs_at_most_max_in_flight_and_the_rest_wait_in_order() {
     h.shutdown().await;
 }
 
+/// A slow plugin running one delivery at a time (1 running + 7 queued in its actor), with
+/// `first` events handed over and the supervisor already past them: its backlog holds
+/// the rest, so events emitted next wait in the hand-over without waking the supervisor.
+async fn backlogged(first: usize) -> (Handle, Arc<Script>, Vec<String>) {
+    let slow = Script::new(Mode::Slow(Duration::from_millis(5)));
+    let mut spec = slow.spec("slow");
+    spec.max_in_flight = Some(1);
+    let h = start_with(&fast_config(), vec![spec]);
+    let ids = emit_n(&h, first).await;
+    // The first call started: the supervisor took the first events (a status request
+    // would also take the hand-over, so it is not used here).
+    assert!(wait_until(LONG, || async { !slow.received.lock().unwrap().is_empty() }).await);
+    (h, slow, ids)
+}
+
+#[actix_rt::test]
+async fn events_handed_over_while_backlogged_go_out_when_the_backlog_drains() {
+    // Nothing else asks for the waiting events: they must go out when the backlog
+    // empties, after it, in order.
+    let (h, slow, mut ids) = backlogged(12).await;
+    ids.extend(emit_n(&h, 20).await);
+    assert!(
+        wait_until(LONG, || async { slow.delivered_count() == 32 }).await,
+        "delivered {} of 32",
+        slow.delivered_count()
+    );
+    assert_eq!(slow.delivered_ids(), ids);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn emit_sync_waits_behind_events_handed_over_before_it() {
+    let (h, slow, mut ids) = backlogged(12).await;
+    ids.extend(emit_n(&h, 10).await);
+    let sync = h
+        .emit_sync(
+            EventName::AfterMediaAdded,
+            data!({"media_item": {"title": "Last"}}),
+        )
+        .await
+        .unwrap();
+    // Behind a backlog, emit_sync answers at once that the delivery is held.
+    let reports = sync.deliveries.expect("emit_sync reports");
+    assert_eq!(reports[0].status, "queued", "{reports:?}");
+    ids.push(sync.event.id.clone());
+    assert!(wait_until(LONG, || async { slow.delivered_count() == 23 }).await);
+    assert_eq!(
+        slow.delivered_ids(),
+        ids,
+        "the sync event went out after every event emitted before it"
+    );
+    h.shutdown().await;
+}
+
 #[actix_rt::test]
 async fn after_a_failure_the_deliveries_queued_in_the_actor_are_not_sent() {
     // One at a time: the first answers 429, and the two the actor holds behind it must
