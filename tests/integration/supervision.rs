@@ -464,6 +464,22 @@ async fn events_handed_over_while_backlogged_go_out_when_the_backlog_drains() {
 }
 
 #[actix_rt::test]
+async fn status_counts_events_still_waiting_in_the_hand_over() {
+    let (h, slow, _) = backlogged(12).await;
+    emit_n(&h, 10).await;
+    // Asked at once (the ten are not taken yet unless the status request takes them):
+    // every event is delivered, running, or counted as waiting.
+    let s = state(&h, "slow").await;
+    assert_eq!(
+        s.delivered as usize + s.in_flight as usize + s.queued,
+        22,
+        "{s:?}"
+    );
+    assert!(wait_until(LONG, || async { slow.delivered_count() == 22 }).await);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn emit_sync_waits_behind_events_handed_over_before_it() {
     let (h, slow, mut ids) = backlogged(12).await;
     ids.extend(emit_n(&h, 10).await);
