@@ -80,7 +80,7 @@ async fn fan_out() -> f64 {
             })
         })
         .collect();
-    let handle = mydia_plugins::start_with(&config, specs);
+    let handle = mydia_plugins::start_with(&config, specs).expect("start");
     let data = serde_json::json!({"media_item": {"title": "Dune", "year": 2021}})
         .as_object()
         .cloned()
@@ -392,7 +392,8 @@ async fn ntfy_vs_bare() -> NtfyRates {
     let yaml = format!(
         "{supervision}plugins:\n  ntfy:\n    enabled: true\n    server_url: http://{addr}\n    allow_insecure_http: true\n    topic: bench\n"
     );
-    let ntfy = mydia_plugins::start(&Config::parse(&yaml, None).expect("bench config"));
+    let ntfy =
+        mydia_plugins::start(&Config::parse(&yaml, None).expect("bench config")).expect("start");
     let url = format!("http://{addr}/");
     let plain = {
         let url = url.clone();
@@ -401,7 +402,7 @@ async fn ntfy_vs_bare() -> NtfyRates {
             body: bare_body(),
         });
         let config = Config::parse(&supervision, None).expect("bench config");
-        mydia_plugins::start_with(&config, vec![spec])
+        mydia_plugins::start_with(&config, vec![spec]).expect("start")
     };
     // Rounds long enough (about a quarter of a second) that a burst of other load on
     // the shared machine does not decide one.

@@ -13,7 +13,7 @@ fn main() {
         std::process::exit(2);
     });
     actix_rt::System::new().block_on(async move {
-        let handle = mydia_plugins::start(&config);
+        let handle = mydia_plugins::start(&config).expect("start");
 
         // emit: returns after the hooks ran, with the data as the plugins will see it.
         let data = serde_json::json!({"media_item": {

@@ -9,14 +9,18 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+mod deliveries;
+pub use deliveries::RequeueError;
+
 use crate::bus::{Emit, EmitError, Emitted, EventBus, Subscriptions};
 use crate::config::Config;
 use crate::event::{Event, EventData, EventName};
 use crate::hooks::Hooks;
 use crate::plugins::ConnectionReport;
+use crate::store::{Store, StoreError, Unfinished};
 use crate::supervisor::{
-    Deliver, GetStatus, Handoff, InstanceSpec, PluginStatus, PluginSupervisor, SetHealthSink,
-    Shutdown, ShutdownReport, TestConnection, TestError,
+    GetStatus, Handoff, InstanceSpec, PluginStatus, PluginSupervisor, SetHealthSink, Shutdown,
+    ShutdownReport, TestConnection, TestError,
 };
 
 /// A running plugin system. Cheap to clone; every method sends to the actors' mailboxes.
@@ -34,10 +38,12 @@ struct Inner {
     closed: Arc<AtomicBool>,
     grace: Duration,
     core: Arbiter,
+    store: Store,
 }
 
-/// Start everything `config` describes. Call from inside a running actix `System`.
-pub fn start(config: &Config) -> Handle {
+/// Start everything `config` describes, opening its delivery store. Call from inside a
+/// running actix `System`.
+pub fn start(config: &Config) -> Result<Handle, StoreError> {
     let specs = config
         .plugins
         .iter()
@@ -47,8 +53,20 @@ pub fn start(config: &Config) -> Handle {
 }
 
 /// Start with these plugin instances instead of the config's (for embedders and tests);
-/// hooks and supervision settings still come from `config`.
-pub fn start_with(config: &Config, specs: Vec<InstanceSpec>) -> Handle {
+/// hooks, supervision and storage settings still come from `config`.
+pub fn start_with(config: &Config, specs: Vec<InstanceSpec>) -> Result<Handle, StoreError> {
+    let store = Store::open(&config.storage)?;
+    let resume = store.unfinished()?;
+    Ok(start_with_store(config, specs, store, resume))
+}
+
+/// Start on a store that is open already; `resume` are its unfinished deliveries.
+pub fn start_with_store(
+    config: &Config,
+    specs: Vec<InstanceSpec>,
+    store: Store,
+    resume: Vec<Unfinished>,
+) -> Handle {
     for p in config
         .enabled_plugins()
         .filter(|p| p.common.allow_insecure_http)
@@ -65,18 +83,26 @@ pub fn start_with(config: &Config, specs: Vec<InstanceSpec>) -> Handle {
     let sup_config = config.supervision.clone();
     let subscriptions = Arc::new(Subscriptions::new(&specs));
     let bus_subs = Arc::clone(&subscriptions);
-    let supervisor = PluginSupervisor::new(specs, sup_config);
+    let supervisor = PluginSupervisor::new(specs, sup_config, store.clone(), resume);
     let intake = supervisor.intake();
     let supervisor = PluginSupervisor::start_in_arbiter(&core.handle(), move |_| supervisor);
     let handoff = Handoff::new(intake, supervisor.clone());
-    let (bus_hooks, bus_sup, bus_handoff, bus_closed) = (
+    let (bus_hooks, bus_sup, bus_handoff, bus_closed, bus_store) = (
         hooks.clone(),
         supervisor.clone(),
         handoff.clone(),
         Arc::clone(&closed),
+        store.clone(),
     );
     let bus = EventBus::start_in_arbiter(&core.handle(), move |_| {
-        EventBus::new(bus_hooks, bus_sup, bus_handoff, bus_subs, bus_closed)
+        EventBus::new(
+            bus_hooks,
+            bus_sup,
+            bus_handoff,
+            bus_subs,
+            bus_closed,
+            bus_store,
+        )
     });
     supervisor.do_send(SetHealthSink(bus.clone().recipient()));
     Handle {
@@ -89,6 +115,7 @@ pub fn start_with(config: &Config, specs: Vec<InstanceSpec>) -> Handle {
             closed,
             grace: config.supervision.shutdown_grace,
             core,
+            store,
         }),
     }
 }
@@ -115,25 +142,12 @@ impl Handle {
             return Err(EmitError::ShuttingDown);
         }
         let subs = &self.inner.subscriptions;
-        if !wait && !self.inner.hooks.has_hooks(event.name) && subs.enrichers(event.name).is_empty()
-        {
-            // No hook or enricher can change or refuse it: the answer is known now, so hand the
-            // event straight to the supervisor without waiting for the bus (no round trip, and
-            // no turn of the bus's mailbox).
-            let event = Arc::new(event);
-            let targets = subs.targets(event.name);
-            let plugins = targets.len();
-            if plugins > 0 {
-                self.inner.handoff.deliver(Deliver {
-                    event: Arc::clone(&event),
-                    targets,
-                });
-            }
-            return Ok(Emitted {
-                event,
-                plugins,
-                deliveries: None,
-            });
+        if !self.inner.hooks.has_hooks(event.name) && subs.enrichers(event.name).is_empty() {
+            // No hook or enricher can change or refuse it: store it and hand it over from
+            // here, without a turn of the bus's mailbox.
+            let inner = &self.inner;
+            return crate::bus::accept(&inner.store, &inner.handoff, subs, Arc::new(event), wait)
+                .await;
         }
         self.inner
             .bus
@@ -158,11 +172,35 @@ impl Handle {
 
     /// Every instance's state and counters.
     pub async fn status(&self) -> Vec<PluginStatus> {
-        self.inner
+        let mut status = self
+            .inner
             .supervisor
             .send(GetStatus)
             .await
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let store = self.inner.store.clone();
+        let counts = tokio::task::spawn_blocking(move || store.counts()).await;
+        match counts {
+            Ok(Ok(counts)) => {
+                for (instance, state, n) in counts {
+                    let Some(p) = status.iter_mut().find(|p| p.name == instance) else {
+                        continue;
+                    };
+                    match state {
+                        crate::store::State::Held => p.held = n,
+                        crate::store::State::Dead => p.dead = n,
+                        _ => {}
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(target: "store", error = %e, "cannot count held and dead deliveries")
+            }
+            Err(e) => {
+                tracing::warn!(target: "store", error = %e, "cannot count held and dead deliveries")
+            }
+        }
+        status
     }
 
     /// The hook chain this handle runs.
@@ -183,6 +221,8 @@ impl Handle {
             .await
             .unwrap_or_default();
         self.inner.core.stop();
+        let store = self.inner.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
         report
     }
 }

@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use tokio::sync::oneshot;
+
 use crate::event::{Event, EventName};
 use crate::hooks::{HookRejected, Hooks};
+use crate::store::{Store, StoreError};
 use crate::supervisor::{
-    Deliver, DeliverAndWait, DeliveryReport, Enrich, Handoff, HealthChanged, InstanceSpec,
-    PluginSupervisor,
+    Deliver, DeliveryReport, Enrich, Handoff, HealthChanged, InstanceSpec, PluginSupervisor,
 };
 
 /// Run an event through hooks and hand it to its plugins.
@@ -32,6 +34,9 @@ pub struct Emitted {
     pub plugins: usize,
     /// Each plugin's outcome, when the caller waited for them.
     pub deliveries: Option<Vec<DeliveryReport>>,
+    /// An event with this id was accepted before: `event` is the stored one, and nothing
+    /// new is delivered.
+    pub duplicate: bool,
 }
 
 /// Why an event went no further.
@@ -46,6 +51,9 @@ pub enum EmitError {
     /// The supervisor is gone (only during shutdown).
     #[error("the plugin supervisor is not running")]
     SupervisorGone,
+    /// The store could not take the event (nothing was accepted).
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Event name → the supervisor's indices of the instances that act on it: enrichment
@@ -55,6 +63,9 @@ pub enum EmitError {
 pub struct Subscriptions {
     enrich: HashMap<EventName, Arc<[usize]>>,
     deliver: HashMap<EventName, Arc<[usize]>>,
+    /// The names of `deliver`'s instances, in the same order (the store's rows).
+    names: HashMap<EventName, Arc<[Arc<str>]>>,
+    all_names: Vec<Arc<str>>,
 }
 
 impl Subscriptions {
@@ -74,9 +85,21 @@ impl Subscriptions {
                 })
                 .collect()
         };
+        let all_names: Vec<Arc<str>> = specs.iter().map(|s| Arc::from(s.name.as_str())).collect();
+        let deliver: HashMap<EventName, Arc<[usize]>> = table(false);
+        let names = deliver
+            .iter()
+            .map(|(name, targets)| {
+                let names: Vec<Arc<str>> =
+                    targets.iter().map(|&i| Arc::clone(&all_names[i])).collect();
+                (*name, Arc::from(names))
+            })
+            .collect();
         Subscriptions {
             enrich: table(true),
-            deliver: table(false),
+            deliver,
+            names,
+            all_names,
         }
     }
 
@@ -88,6 +111,35 @@ impl Subscriptions {
             .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
+    /// The delivery instances `event` goes to and their names. A health event about an
+    /// instance is for the others.
+    pub fn deliveries(&self, event: &Event) -> (Arc<[usize]>, Arc<[Arc<str>]>) {
+        let targets = self.targets(event.name);
+        let names = self
+            .names
+            .get(&event.name)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()));
+        let about = (event.name == EventName::OnPluginHealthChanged)
+            .then(|| event.str_at("plugin"))
+            .flatten();
+        match about {
+            Some(me) if names.iter().any(|n| &**n == me) => {
+                let keep: Vec<usize> = targets
+                    .iter()
+                    .copied()
+                    .filter(|&i| &*self.all_names[i] != me)
+                    .collect();
+                let names: Vec<Arc<str>> = keep
+                    .iter()
+                    .map(|&i| Arc::clone(&self.all_names[i]))
+                    .collect();
+                (Arc::from(keep), Arc::from(names))
+            }
+            _ => (targets, names),
+        }
+    }
+
     /// The enrichment instances asked about `name`.
     pub fn enrichers(&self, name: EventName) -> Arc<[usize]> {
         self.enrich
@@ -97,6 +149,86 @@ impl Subscriptions {
     }
 }
 
+/// The accept step, shared by the bus and the handle's fast path: store `event` with one
+/// delivery per target, and hand it to the supervisor once that is committed (the
+/// store's writer hands over in commit order, so each instance sees acceptance order).
+/// With `wait`, also wait for every plugin's outcome.
+pub async fn accept(
+    store: &Store,
+    handoff: &Handoff,
+    subscriptions: &Subscriptions,
+    event: Arc<Event>,
+    wait: bool,
+) -> Result<Emitted, EmitError> {
+    let (targets, names) = subscriptions.deliveries(&event);
+    let plugins = targets.len();
+    let (waiters, answers): (Option<Vec<_>>, Vec<_>) = if wait {
+        let (tx, rx): (Vec<_>, Vec<_>) = names
+            .iter()
+            .map(|n| {
+                let (tx, rx) = oneshot::channel();
+                (tx, (n.to_string(), rx))
+            })
+            .unzip();
+        (Some(tx), rx)
+    } else {
+        (None, Vec::new())
+    };
+    let (tx, rx) = oneshot::channel();
+    let handoff = handoff.clone();
+    let stored = Arc::clone(&event);
+    store.accept(
+        Arc::clone(&event),
+        names,
+        Box::new(move |r| {
+            let r = r.map(|a| {
+                if a.duplicate.is_none() && !targets.is_empty() {
+                    handoff.deliver(Deliver {
+                        event: stored,
+                        targets,
+                        first: a.first,
+                        waiters,
+                    });
+                }
+                a.duplicate
+            });
+            let _ = tx.send(r);
+        }),
+    );
+    let duplicate = rx.await.map_err(|_| StoreError::Closed)??;
+    if let Some(stored) = duplicate {
+        return Ok(Emitted {
+            event: stored,
+            plugins: 0,
+            deliveries: wait.then(Vec::new),
+            duplicate: true,
+        });
+    }
+    let deliveries = if wait {
+        let mut reports = Vec::with_capacity(answers.len());
+        for (plugin, rx) in answers {
+            reports.push(rx.await.unwrap_or_else(|_| DeliveryReport {
+                plugin,
+                status: "queued",
+                detail: None,
+                error_kind: Some("unavailable"),
+                error: Some("the supervisor stopped before the delivery finished; it is kept for the next start".into()),
+                duration_ms: 0,
+                patch: None,
+            }));
+        }
+        Some(reports)
+    } else {
+        None
+    };
+    Ok(Emitted {
+        event,
+        plugins,
+        deliveries,
+        duplicate: false,
+    })
+}
+
 /// The bus: hooks, then hands each event to the supervisor with its targets.
 pub struct EventBus {
     hooks: Hooks,
@@ -104,17 +236,19 @@ pub struct EventBus {
     handoff: Handoff,
     subscriptions: Arc<Subscriptions>,
     closed: Arc<AtomicBool>,
+    store: Store,
 }
 
 impl EventBus {
-    /// A bus delivering through `supervisor` (fire-and-forget deliveries through its
-    /// `handoff`) by the `subscriptions` table.
+    /// A bus delivering through `supervisor` (deliveries through its `handoff`) by the
+    /// `subscriptions` table, accepting into `store`.
     pub fn new(
         hooks: Hooks,
         supervisor: Addr<PluginSupervisor>,
         handoff: Handoff,
         subscriptions: Arc<Subscriptions>,
         closed: Arc<AtomicBool>,
+        store: Store,
     ) -> Self {
         EventBus {
             hooks,
@@ -122,6 +256,7 @@ impl EventBus {
             handoff,
             subscriptions,
             closed,
+            store,
         }
     }
 }
@@ -144,7 +279,8 @@ impl Handler<Emit> for EventBus {
         let hooks = self.hooks.clone();
         let supervisor = self.supervisor.clone();
         let handoff = self.handoff.clone();
-        let targets = self.subscriptions.targets(msg.event.name);
+        let subscriptions = Arc::clone(&self.subscriptions);
+        let store = self.store.clone();
         let enrichers = self.subscriptions.enrichers(msg.event.name);
         Box::pin(async move {
             let mut event = Arc::new(hooks.apply(msg.event).await?);
@@ -158,39 +294,7 @@ impl Handler<Emit> for EventBus {
                     event = Arc::new(enriched);
                 }
             }
-            let plugins = targets.len();
-            if targets.is_empty() {
-                let deliveries = msg.wait.then(Vec::new);
-                return Ok(Emitted {
-                    event,
-                    plugins,
-                    deliveries,
-                });
-            }
-            let deliveries = if msg.wait {
-                let wait = DeliverAndWait {
-                    event: Arc::clone(&event),
-                    targets,
-                };
-                Some(
-                    supervisor
-                        .send(wait)
-                        .await
-                        .map_err(|_| EmitError::SupervisorGone)?,
-                )
-            } else {
-                // Hand-over only: the supervisor holds what it cannot deliver yet.
-                handoff.deliver(Deliver {
-                    event: Arc::clone(&event),
-                    targets,
-                });
-                None
-            };
-            Ok(Emitted {
-                event,
-                plugins,
-                deliveries,
-            })
+            accept(&store, &handoff, &subscriptions, event, msg.wait).await
         })
     }
 }

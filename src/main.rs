@@ -75,7 +75,13 @@ fn main() -> ExitCode {
 
 fn serve(config: Config) -> ExitCode {
     actix_rt::System::new().block_on(async move {
-        let handle = mydia_plugins::start(&config);
+        let handle = match mydia_plugins::start(&config) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the delivery store");
+                return ExitCode::from(1);
+            }
+        };
         let (server, listen) = match api::server(config.server.listen, handle.clone()) {
             Ok(s) => s,
             Err(e) => {
@@ -95,7 +101,7 @@ fn serve(config: Config) -> ExitCode {
         tracing::info!(grace_ms = config.supervision.shutdown_grace.as_millis() as u64, "shutting down: no new events; finishing deliveries in flight");
         server_handle.stop(true).await;
         let report = handle.shutdown().await;
-        tracing::info!(undelivered = report.undelivered, abandoned_in_flight = report.abandoned_in_flight, "stopped");
+        tracing::info!(kept = report.kept, abandoned_in_flight = report.abandoned_in_flight, "stopped");
         ExitCode::SUCCESS
     })
 }
@@ -167,7 +173,17 @@ fn check(config: Config, test: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     actix_rt::System::new().block_on(async move {
-        let handle = mydia_plugins::start(&config);
+        // Only the connection tests: the delivery store is left alone (its pending
+        // deliveries are the service's to send).
+        let mut config = config;
+        config.storage = mydia_plugins::config::StorageConfig::memory();
+        let handle = match mydia_plugins::start(&config) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let mut failed = 0;
         for p in config.enabled_plugins() {
             match handle.test_connection(&p.name).await {

@@ -83,8 +83,10 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
                 "data": done.event.data,
                 "plugins": done.plugins,
                 "deliveries": done.deliveries,
+                "duplicate": done.duplicate,
             });
-            let status = if wait {
+            // A repeated id is answered with what was stored the first time.
+            let status = if wait || done.duplicate {
                 StatusCode::OK
             } else {
                 StatusCode::ACCEPTED
@@ -94,6 +96,14 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
         Err(EmitError::Rejected(r)) => HttpResponse::UnprocessableEntity().json(json!({
             "error": r.to_string(), "id": id, "hook": r.hook, "reason": r.reason,
         })),
+        Err(EmitError::Store(e)) => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            if let Ok(v) = e.retry_after_secs().to_string().parse() {
+                r.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            r
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP API (actix-web): send events, see every plugin's state, test a plugin's connection.
 
+mod deliveries;
 mod events;
 mod plugins;
 
@@ -53,6 +54,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/plugins", web::get().to(plugins::list))
         .route("/api/v1/plugins/{name}", web::get().to(plugins::one))
         .route("/api/v1/plugins/{name}/test", web::post().to(plugins::test))
+        .route(
+            "/api/v1/plugins/{name}/replay",
+            web::post().to(deliveries::replay),
+        )
+        .route("/api/v1/deliveries", web::get().to(deliveries::list))
+        .route("/api/v1/deliveries/{id}", web::get().to(deliveries::one))
+        .route(
+            "/api/v1/deliveries/{id}/retry",
+            web::post().to(deliveries::retry),
+        )
         .default_service(web::to(not_found));
 }
 
@@ -72,7 +83,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     error(
         actix_web::http::StatusCode::NOT_FOUND,
         format!(
-            "no route for {} {}; see GET /api/v1/events, POST /api/v1/events, GET /api/v1/plugins, POST /api/v1/plugins/NAME/test, GET /api/v1/hooks, GET /healthz",
+            "no route for {} {}; see GET /api/v1/events, POST /api/v1/events, GET /api/v1/plugins, POST /api/v1/plugins/NAME/test, POST /api/v1/plugins/NAME/replay, GET /api/v1/deliveries, GET /api/v1/deliveries/ID, POST /api/v1/deliveries/ID/retry, GET /api/v1/hooks, GET /healthz",
             req.method(),
             req.path()
         ),

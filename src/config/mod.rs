@@ -14,6 +14,7 @@ mod locate; // field path → line in the text
 mod parse; // the pipeline
 mod plugins; // `plugins:`: common fields, the type's own settings, planned types
 mod sections; // `server:`, `hooks:`, `supervision:`
+mod storage; // `storage:`
 pub mod validate; // shared pure checks (URLs)
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Problem, Problems};
+pub use storage::{StorageBackend, StorageConfig, Synchronous};
 
 use crate::plugins::PluginConfig;
 
@@ -35,6 +37,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// Restarts, breaker and delivery defaults.
     pub supervision: SupervisionConfig,
+    /// The delivery store.
+    pub storage: StorageConfig,
     /// Every configured plugin instance of a built type, in file order (enabled or not).
     /// Instances of planned types (see `warnings`) are not here.
     pub plugins: Vec<PluginConfig>,
@@ -152,6 +156,7 @@ impl Config {
             server: ServerConfig::default(),
             hooks: HooksConfig::default(),
             supervision: SupervisionConfig::default(),
+            storage: StorageConfig::memory(),
             plugins: Vec::new(),
             warnings: Vec::new(),
         }

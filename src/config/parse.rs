@@ -9,9 +9,10 @@ use serde_yaml::{Mapping, Value};
 use super::env::expand_tree;
 use super::fields::{closest, Collector};
 use super::sections::{RawHooks, RawServer, RawSupervision};
+use super::storage::RawStorage;
 use super::{key_label, locate, plugins, Config, ConfigError, Problem, Problems};
 
-const SECTIONS: &[&str] = &["server", "hooks", "supervision", "plugins"];
+const SECTIONS: &[&str] = &["server", "hooks", "supervision", "storage", "plugins"];
 
 /// Parse and validate `text`; `env` answers `${VAR}` lookups.
 pub fn parse(
@@ -32,12 +33,14 @@ pub fn parse(
     let server: RawServer = section(&mut cx, &mut top, "server");
     let hooks: RawHooks = section(&mut cx, &mut top, "hooks");
     let supervision: RawSupervision = section(&mut cx, &mut top, "supervision");
+    let storage: RawStorage = section(&mut cx, &mut top, "storage");
     let plugin_section = top.shift_remove("plugins").unwrap_or(Value::Null);
     unknown_sections(&mut cx, top);
 
     let server = server.validate(&mut cx.problems);
     let hooks = hooks.validate(source, &mut cx.problems);
     let supervision = supervision.validate(&mut cx.problems);
+    let storage = storage.validate(source, &mut cx.problems);
     let plugins = plugins::parse(plugin_section, &mut cx);
 
     let problems = with_lines(text, without_echoes(env_problems, cx.problems));
@@ -49,6 +52,7 @@ pub fn parse(
         server,
         hooks,
         supervision,
+        storage,
         plugins,
         warnings: with_lines(text, cx.warnings),
     })
@@ -69,8 +73,8 @@ fn top_level(text: &str, root: Value) -> Result<Mapping, Problem> {
         _ => Err(Problem {
             path: String::new(),
             line: text.lines().position(is_content).map(|i| i + 1),
-            message: "the file must be a mapping with the sections server, hooks, supervision \
-                      and plugins (each optional), e.g. `plugins:` on the first line"
+            message: "the file must be a mapping with the sections server, hooks, supervision, \
+                      storage and plugins (each optional), e.g. `plugins:` on the first line"
                 .to_owned(),
         }),
     }

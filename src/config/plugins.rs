@@ -25,6 +25,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "allow_insecure_http",
     "timeout_ms",
     "rate_limit",
+    "max_in_flight",
 ];
 
 /// Plugin types named by the seed design that are not built yet. An instance of one is
@@ -81,6 +82,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
     let insecure = rest.shift_remove("allow_insecure_http");
     let timeout_ms = rest.shift_remove("timeout_ms");
     let rate_limit = rest.shift_remove("rate_limit");
+    let max_in_flight = rest.shift_remove("max_in_flight");
 
     let type_given = type_field.is_some();
     let type_name: Option<String> = match type_field {
@@ -97,6 +99,15 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         } else {
             Some(Duration::from_millis(ms))
         }
+    });
+    let max_in_flight = opt::<u32>(cx, path, "max_in_flight", max_in_flight).filter(|&n| {
+        if n == 0 {
+            cx.problems.push(
+                join(path, "max_in_flight"),
+                "must be at least 1 (1 sends one at a time, in order)",
+            );
+        }
+        n > 0
     });
     let events = event_list(cx, &join(path, "events"), events);
     let rate_limit: Option<RateLimit> =
@@ -128,6 +139,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         allow_insecure_http: allow_insecure_http.unwrap_or(false),
         timeout,
         rate_limit,
+        max_in_flight,
     };
     if common.enabled && common.events.is_empty() {
         cx.warnings.push(

@@ -75,6 +75,23 @@ pub struct ActorSetup {
     pub reply: Recipient<Done>,
     /// Deliveries running at once; more are queued in order.
     pub max_concurrent: usize,
+    /// The delivery store's tag, to name each delivery (see [`delivery_id`]).
+    pub store_tag: u32,
+}
+
+tokio::task_local! {
+    /// The store tag and sequence number of the delivery the running call makes.
+    static DELIVERY: (u32, u64);
+}
+
+/// The public id of the delivery the current plugin call makes (`None` outside one, and
+/// for enrichment calls): stable across retries and restarts, so the generic webhook
+/// sends it as `webhook-id` and receivers can drop a repeat.
+pub fn delivery_id() -> Option<String> {
+    DELIVERY
+        .try_with(|&(tag, seq)| (seq > 0).then(|| crate::store::format_id(tag, seq as i64)))
+        .ok()
+        .flatten()
 }
 
 /// Work for a plugin actor.
@@ -245,7 +262,7 @@ async fn work<R: Role>(
                 let Some(job) = inbox.jobs.pop_front() else {
                     break;
                 };
-                running.push(run(role, cx, job));
+                running.push(DELIVERY.scope((setup.store_tag, job.seq), run(role, cx, job)));
             }
         }
         if let Poll::Ready(Some(finished)) = running.poll_next_unpin(task) {
@@ -420,6 +437,7 @@ mod tests {
             setup: ActorSetup {
                 reply,
                 max_concurrent: 2,
+                store_tag: 1,
             },
         }
         .start();

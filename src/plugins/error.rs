@@ -85,6 +85,17 @@ impl PluginError {
         )
     }
 
+    /// The HTTP status the service answered, when there was a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            PluginError::Transient { status, .. }
+            | PluginError::Misconfigured { status, .. }
+            | PluginError::Rejected { status, .. } => *status,
+            PluginError::RateLimited { .. } => Some(429),
+            _ => None,
+        }
+    }
+
     /// A short machine-readable kind for logs and the API.
     pub fn kind(&self) -> &'static str {
         match self {

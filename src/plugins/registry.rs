@@ -81,6 +81,17 @@ impl PluginKind {
         }
     }
 
+    /// Deliveries in flight at once unless the instance says (`max_in_flight`): people
+    /// read notification and chat services in arrival order, so those send one at a time;
+    /// the generic webhook (whose receivers sort by timestamp) and enrichment take
+    /// `supervision.max_in_flight`.
+    pub fn default_max_in_flight(self) -> Option<u32> {
+        match self {
+            PluginKind::Webhook | PluginKind::AniList | PluginKind::Fanart => None,
+            _ => Some(1),
+        }
+    }
+
     /// The type named `s`, if there is one.
     pub fn parse(s: &str) -> Option<PluginKind> {
         PluginKind::ALL.iter().copied().find(|k| k.as_str() == s)
@@ -159,6 +170,8 @@ pub struct CommonSettings {
     pub allow_insecure_http: bool,
     /// Per-delivery timeout; default `supervision.delivery_timeout`.
     pub timeout: Option<Duration>,
+    /// Deliveries in flight at once; default [`PluginKind::default_max_in_flight`].
+    pub max_in_flight: Option<u32>,
     /// Deliveries allowed per minute, with a burst (none: only the service's own signals).
     pub rate_limit: Option<RateLimit>,
 }
@@ -253,6 +266,7 @@ pub(crate) mod testing {
             allow_insecure_http,
             timeout: None,
             rate_limit: None,
+            max_in_flight: None,
         }
     }
 

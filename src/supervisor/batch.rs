@@ -201,6 +201,7 @@ impl PluginSupervisor {
                 let p = slot.backlog.remove(pos).expect("position is in range");
                 slot.stats.delivered += 1;
                 tracing::debug!(target: "supervision", plugin = %slot.spec.name, event_id = %p.event.id, "late success after a timeout; not sending it again");
+                self.record_delivered(p.seq, Some("answered after its timeout"), Duration::ZERO);
                 self.backlog_changed(idx);
                 break;
             }

@@ -9,10 +9,11 @@ use chrono::Utc;
 use super::breaker::{Admission, BreakerState};
 use super::slot::{Pending, Waiter};
 use super::{DeliveryReport, PluginSupervisor};
-use crate::event::{Event, EventName};
+use crate::event::Event;
 use crate::plugins::{Outcome, PluginError};
+use crate::store::{Seq, State, Update};
 
-/// A crash on the same event this many times and the event is dropped (a poison event
+/// A crash on the same event this many times and the delivery is dead (a poison event
 /// must not restart a plugin forever).
 const MAX_CRASHES_PER_EVENT: u32 = 3;
 /// Pause after a 429 without `Retry-After`, doubling per consecutive pause (ntfy sends none).
@@ -40,38 +41,29 @@ pub(super) fn reply(waiter: Waiter, r: impl FnOnce() -> DeliveryReport) {
 }
 
 impl PluginSupervisor {
-    /// A new delivery for instance `idx`: send it now, or hold it in order.
+    /// A new delivery for instance `idx` (store sequence `seq`): send it now, or hold it
+    /// in order. A misconfigured, open or paused instance holds it until it is healthy.
     pub(super) fn offer(
         &mut self,
         idx: usize,
         event: Arc<Event>,
+        seq: u64,
         waiter: Waiter,
         ctx: &mut Context<Self>,
     ) {
         let now = Instant::now();
         let slot = &mut self.slots[idx];
-        let name = slot.spec.name.as_str();
-        // A health event about this instance is for the others.
-        if event.name == EventName::OnPluginHealthChanged && event.str_at("plugin") == Some(name) {
-            return reply(waiter, || report(name, "skipped", Duration::ZERO));
+        if self.shutting_down {
+            // Accepted and stored: the next start sends it.
+            return reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
         }
-        if !slot.spec.enabled || self.shutting_down {
-            return reply(waiter, || report(name, "skipped", Duration::ZERO));
-        }
-        if let Some(reason) = &slot.misconfigured {
-            slot.stats.dropped += 1;
-            let err = PluginError::Unavailable {
-                state: format!("misconfigured ({reason})"),
-            };
-            return reply(waiter, || failed(name, &err, Duration::ZERO));
-        }
-        slot.next_seq += 1;
         let pending = Pending {
             event,
-            seq: slot.next_seq,
+            seq,
             crashes: 0,
             queued_at: now,
             enrich: false,
+            epoch: 0,
         };
         if !slot.backlog.is_empty() || !slot.can_send(now) {
             return self.hold(idx, pending, waiter);
@@ -110,29 +102,25 @@ impl PluginSupervisor {
                 report(&slot.spec.name, "skipped", Duration::ZERO)
             });
         }
-        slot.next_seq += 1;
         let pending = Pending {
             event,
-            seq: slot.next_seq,
+            seq: 0,
             crashes: 0,
             queued_at: now,
             enrich: true,
+            epoch: 0,
         };
         self.send(idx, pending, waiter, ctx);
     }
 
+    /// Keep a delivery in the backlog, in order; the store already has it.
     pub(super) fn hold(&mut self, idx: usize, pending: Pending, waiter: Waiter) {
         let slot = &mut self.slots[idx];
-        if slot.backlog.len() >= self.config.backlog as usize {
-            slot.stats.dropped += 1;
-            tracing::warn!(
-                target: "supervision", plugin = %slot.spec.name, event_id = %pending.event.id,
-                backlog = slot.backlog.len(), "backlog full: dropping the delivery"
-            );
-            let err = PluginError::Unavailable {
-                state: "backlogged (queue full)".into(),
-            };
-            return reply(waiter, || failed(&slot.spec.name, &err, Duration::ZERO));
+        if let Some(reason) = &slot.store_hold {
+            self.store.update(Update::HoldOne {
+                seq: pending.seq as Seq,
+                reason: reason.clone(),
+            });
         }
         slot.backlog.push_back(pending);
         reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
@@ -153,7 +141,7 @@ impl PluginSupervisor {
     pub(super) fn send(
         &mut self,
         idx: usize,
-        pending: Pending,
+        mut pending: Pending,
         waiter: Waiter,
         ctx: &mut Context<Self>,
     ) {
@@ -162,6 +150,12 @@ impl PluginSupervisor {
             slot.breaker.record_neutral();
             return self.hold(idx, pending, waiter);
         }
+        if !pending.enrich {
+            self.store.update(Update::Started {
+                seq: pending.seq as Seq,
+            });
+        }
+        pending.epoch = slot.pause_epoch;
         slot.in_flight += 1;
         if slot.outbox.is_empty() {
             self.dirty.push(idx);
@@ -188,11 +182,15 @@ impl PluginSupervisor {
         let current = self.slots[idx].generation == generation;
         let slot = &mut self.slots[idx];
         slot.in_flight = slot.in_flight.saturating_sub(1);
+        // Deliveries that were in flight when the current pause began fail with it: a pause
+        // grows once per round of failures, not once per delivery that shared the round.
+        let fresh = pending.epoch == slot.pause_epoch;
         match result {
             Ok(outcome) => {
                 slot.stats.delivered += 1;
                 slot.stats.last_delivered_at = Some(Utc::now());
                 slot.pause_streak = 0;
+                slot.rate_streak = 0;
                 let (detail, patch) = match outcome {
                     Outcome::Delivered(d) => (Some(d.detail), None),
                     Outcome::Enriched(e) => (None, Some(e.patch)),
@@ -200,6 +198,9 @@ impl PluginSupervisor {
                 if let Some(t) = current.then(|| slot.breaker.record_success()).flatten() {
                     slot.restarts.clear();
                     self.log_breaker(idx, &t, "probe delivery succeeded");
+                }
+                if !pending.enrich {
+                    self.record_delivered(pending.seq, detail.as_deref(), took);
                 }
                 let name = &self.slots[idx].spec.name;
                 reply(waiter, || DeliveryReport {
@@ -212,33 +213,57 @@ impl PluginSupervisor {
                 let name = slot.spec.name.clone();
                 // Held for a retry, except enrichment calls: those are asked once.
                 let held = if pending.enrich { "failed" } else { "queued" };
-                slot.stats.failed += 1;
+                // A 429 is the service pacing us, not a failure.
+                if !matches!(err, PluginError::RateLimited { .. }) {
+                    slot.stats.failed += 1;
+                }
                 slot.note_error(err.to_string());
                 tracing::debug!(target: "supervision", plugin = %name, error = %err, kind = err.kind(), "delivery failed");
+                let queued = |err: &PluginError| DeliveryReport {
+                    error_kind: Some(err.kind()),
+                    error: Some(err.to_string()),
+                    ..report(&name, held, took)
+                };
                 match &err {
                     PluginError::RateLimited { retry_after } => {
                         slot.breaker.record_neutral();
-                        if !pending.enrich {
-                            slot.requeue(pending);
-                        }
                         let pause = retry_after
-                            .unwrap_or_else(|| backoff(RATE_LIMIT_PAUSE, slot.pause_streak));
-                        self.pause(idx, pause, "rate_limited", ctx);
-                        reply(waiter, || DeliveryReport {
-                            error_kind: Some(err.kind()),
-                            error: Some(err.to_string()),
-                            ..report(&name, held, took)
-                        });
+                            .unwrap_or_else(|| backoff(RATE_LIMIT_PAUSE, slot.rate_streak));
+                        if fresh && retry_after.is_none() {
+                            slot.rate_streak += 1;
+                        }
+                        self.retry_later(idx, pending, &err, took, Some(pause));
+                        if fresh {
+                            self.pause(idx, pause, "rate_limited", ctx);
+                        }
+                        reply(waiter, || queued(&err));
                     }
                     PluginError::Misconfigured { reason, .. } => {
                         slot.breaker.record_neutral();
-                        slot.stats.dropped += 1;
                         let reason = reason.clone();
+                        // Held, not dropped: it goes out once the config is fixed.
+                        self.retry_later(idx, pending, &err, took, None);
                         self.mark_misconfigured(idx, reason);
                         reply(waiter, || failed(&name, &err, took));
                     }
-                    PluginError::Rejected { .. } | PluginError::Unavailable { .. } => {
+                    PluginError::Rejected { .. } => {
                         slot.breaker.record_neutral();
+                        if !pending.enrich {
+                            let reason = err.to_string();
+                            self.record_attempt(
+                                pending.seq,
+                                &err,
+                                took,
+                                State::Dead,
+                                Some(reason),
+                                None,
+                            );
+                        }
+                        reply(waiter, || failed(&name, &err, took));
+                    }
+                    PluginError::Unavailable { .. } => {
+                        slot.breaker.record_neutral();
+                        self.retry_later(idx, pending, &err, took, None);
                         reply(waiter, || failed(&name, &err, took));
                     }
                     PluginError::Panicked { .. } | PluginError::Unresponsive => {
@@ -246,7 +271,7 @@ impl PluginSupervisor {
                         if current {
                             self.record_failure(idx, now);
                         }
-                        self.requeue_or_drop(idx, pending, &err);
+                        self.requeue_or_bury(idx, pending, &err, took);
                         if current {
                             self.crash(idx, err.to_string(), ctx);
                         }
@@ -257,22 +282,19 @@ impl PluginSupervisor {
                             self.record_failure(idx, now);
                         }
                         let timed_out = matches!(err, PluginError::Timeout { .. });
-                        self.requeue_or_drop(idx, pending, &err);
-                        let slot = &mut self.slots[idx];
-                        let pause = backoff(RETRY_PAUSE, slot.pause_streak);
-                        if slot.breaker.state() == BreakerState::Closed {
-                            self.pause(idx, pause, "retry_backoff", ctx);
-                        } else {
+                        let pause = backoff(RETRY_PAUSE, self.slots[idx].pause_streak);
+                        let closed = self.slots[idx].breaker.state() == BreakerState::Closed;
+                        self.retry_later(idx, pending, &err, took, closed.then_some(pause));
+                        if !closed {
                             self.schedule_probe(idx, ctx);
+                        } else if fresh {
+                            self.slots[idx].pause_streak += 1;
+                            self.pause(idx, pause, "retry_backoff", ctx);
                         }
                         if timed_out && current {
                             self.check_alive(idx, ctx);
                         }
-                        reply(waiter, || DeliveryReport {
-                            error_kind: Some(err.kind()),
-                            error: Some(err.to_string()),
-                            ..report(&name, held, took)
-                        });
+                        reply(waiter, || queued(&err));
                     }
                 }
             }
@@ -281,19 +303,50 @@ impl PluginSupervisor {
         self.maybe_finish_shutdown(ctx);
     }
 
-    pub(super) fn requeue_or_drop(&mut self, idx: usize, pending: Pending, err: &PluginError) {
-        let slot = &mut self.slots[idx];
+    /// A failed delivery that is tried again later: recorded, and back in the backlog at
+    /// its place (an enrichment call is asked once and forgotten).
+    fn retry_later(
+        &mut self,
+        idx: usize,
+        pending: Pending,
+        err: &PluginError,
+        took: Duration,
+        retry_in: Option<Duration>,
+    ) {
+        if pending.enrich {
+            return;
+        }
+        let next = retry_in.map(|d| crate::store::now_ms() + d.as_millis() as i64);
+        // Rejoining an instance whose waiting deliveries are held: held too.
+        let (state, reason) = match &self.slots[idx].store_hold {
+            Some(r) => (State::Held, Some(r.clone())),
+            None => (State::Pending, None),
+        };
+        self.record_attempt(pending.seq, err, took, state, reason, next);
+        self.slots[idx].requeue(pending);
+    }
+
+    /// After a crash: tried again, unless it has crashed the plugin too often (dead).
+    pub(super) fn requeue_or_bury(
+        &mut self,
+        idx: usize,
+        pending: Pending,
+        err: &PluginError,
+        took: Duration,
+    ) {
         if pending.enrich {
             return;
         }
         if pending.crashes >= MAX_CRASHES_PER_EVENT {
-            slot.stats.dropped += 1;
+            let slot = &self.slots[idx];
             tracing::error!(
                 target: "supervision", plugin = %slot.spec.name, event_id = %pending.event.id,
-                crashes = pending.crashes, error = %err, "dropping a delivery that crashed the plugin repeatedly"
+                crashes = pending.crashes, error = %err, "dead letter: a delivery that crashed the plugin repeatedly"
             );
+            let reason = format!("crashed the plugin {} times: {err}", pending.crashes);
+            self.record_attempt(pending.seq, err, took, State::Dead, Some(reason), None);
         } else {
-            slot.requeue(pending);
+            self.retry_later(idx, pending, err, took, None);
         }
     }
 
@@ -321,11 +374,17 @@ impl PluginSupervisor {
                 .is_some_and(|p| now.duration_since(p.queued_at) > max_age)
             {
                 let p = slot.backlog.pop_front().expect("front exists");
-                slot.stats.dropped += 1;
                 tracing::warn!(
                     target: "supervision", plugin = %slot.spec.name, event_id = %p.event.id,
-                    max_age_secs = max_age.as_secs(), "dropping a delivery older than backlog_max_age"
+                    max_age_secs = max_age.as_secs(), "dead letter: a delivery older than backlog_max_age"
                 );
+                self.store.update(Update::Dead {
+                    seq: p.seq as Seq,
+                    reason: format!(
+                        "too old: not delivered within backlog_max_age ({}s)",
+                        max_age.as_secs()
+                    ),
+                });
             }
             if slot.backlog.is_empty() || !slot.can_send(now) {
                 return;

@@ -70,10 +70,12 @@ impl Intake {
     /// Queue `delivery`; true when the caller must send a [`Take`].
     fn push(&self, delivery: Deliver) -> bool {
         let mut queue = self.lock();
-        let urgent = delivery
-            .targets
-            .iter()
-            .any(|&i| self.prompt.get(i).is_none_or(|p| p.load(Ordering::Acquire)));
+        // A caller waiting for its reports (`emit_sync`) needs the supervisor now.
+        let urgent = delivery.waiters.is_some()
+            || delivery
+                .targets
+                .iter()
+                .any(|&i| self.prompt.get(i).is_none_or(|p| p.load(Ordering::Acquire)));
         queue.items.push(delivery);
         let tell = !queue.asked && (urgent || queue.items.len() >= TAKE_AT);
         queue.asked |= tell;
@@ -140,8 +142,11 @@ impl PluginSupervisor {
     /// Offer everything the intake holds, in the order it was handed over.
     pub(super) fn take_intake(&mut self, ctx: &mut Context<Self>) {
         for delivery in self.intake.take() {
-            for &idx in delivery.targets.iter() {
-                self.offer(idx, Arc::clone(&delivery.event), None, ctx);
+            let mut waiters = delivery.waiters.map(Vec::into_iter);
+            for (i, &idx) in delivery.targets.iter().enumerate() {
+                let waiter = waiters.as_mut().and_then(Iterator::next);
+                let seq = (delivery.first + i as crate::store::Seq) as u64;
+                self.offer(idx, Arc::clone(&delivery.event), seq, waiter, ctx);
             }
         }
     }
@@ -149,6 +154,7 @@ impl PluginSupervisor {
     /// Instance `idx`'s backlog may have filled or emptied: tell the intake, and take it
     /// soon when events wait there that may now go out.
     pub(super) fn backlog_changed(&mut self, idx: usize) {
+        self.sync_hold(idx);
         let empty = self.slots[idx].backlog.is_empty();
         if self.intake.set_prompt(idx, empty) {
             if let Some(me) = &self.me {
@@ -167,6 +173,8 @@ mod tests {
         Deliver {
             event: Arc::new(Event::new(EventName::AfterMediaAdded, Default::default())),
             targets: Arc::from(targets),
+            first: 1,
+            waiters: None,
         }
     }
 

@@ -11,6 +11,7 @@
 mod batch;
 pub mod breaker;
 mod deliver;
+mod durable;
 mod handoff;
 mod recovery;
 pub mod restart;
@@ -33,25 +34,31 @@ pub use spec::InstanceSpec;
 use crate::config::SupervisionConfig;
 use crate::event::Event;
 use crate::plugins::{ConnectionReport, PluginError};
+use crate::store::{Store, Unfinished};
 use slot::{Slot, Stats};
 
-/// Deliver `event` to the instances at `targets` (indices into the supervisor's list); fire
-/// and forget, through a [`Handoff`].
+/// Deliver `event` to the instances at `targets` (indices into the supervisor's list),
+/// through a [`Handoff`], once the store has committed its deliveries.
 pub struct Deliver {
     /// The event, after hooks.
     pub event: Arc<Event>,
     /// Which instances, from the bus's subscription table.
     pub targets: Arc<[usize]>,
+    /// The store's sequence number of the first target's delivery; target `i` has `first + i`.
+    pub first: crate::store::Seq,
+    /// For `emit_sync`: where each target's report goes, in target order.
+    pub waiters: Option<Vec<oneshot::Sender<DeliveryReport>>>,
 }
 
-/// Deliver and wait for each instance's outcome, each bounded by its timeout.
+/// Deliveries made pending again in the store (a retry or a replay): put them back in
+/// order. `retry` also lets a misconfigured instance try once more.
 #[derive(Message)]
-#[rtype(result = "Vec<DeliveryReport>")]
-pub struct DeliverAndWait {
-    /// The event, after hooks.
-    pub event: Arc<Event>,
-    /// Which instances.
-    pub targets: Arc<[usize]>,
+#[rtype(result = "()")]
+pub struct Requeued {
+    /// The deliveries, oldest first.
+    pub rows: Vec<crate::store::Unfinished>,
+    /// A person asked for this one now.
+    pub retry: bool,
 }
 
 /// Ask the enrichment instances at `targets` about `event` (in parallel, each bounded by
@@ -99,10 +106,10 @@ pub struct Shutdown {
 /// How a shutdown went.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Deliveries still running when the grace ran out.
+    /// Deliveries still running when the grace ran out (sent again at the next start).
     pub abandoned_in_flight: u64,
-    /// Queued deliveries that were never sent.
-    pub undelivered: u64,
+    /// Deliveries waiting or held, kept in the store for the next start.
+    pub kept: u64,
 }
 
 /// What happened to one delivery (for `emit_sync` and the API's `mode: sync`).
@@ -158,6 +165,8 @@ pub struct PluginSupervisor {
     me: Option<Addr<PluginSupervisor>>,
     /// Fire-and-forget deliveries handed over and not taken yet (see [`Handoff`]).
     intake: Arc<Intake>,
+    /// Where every delivery's life is recorded.
+    store: Store,
 }
 
 /// Send the outboxes (posted to itself at the end of a mailbox turn).
@@ -166,8 +175,14 @@ pub struct PluginSupervisor {
 struct Flush;
 
 impl PluginSupervisor {
-    /// A supervisor for these instances; their index in `specs` is their target index.
-    pub fn new(specs: Vec<InstanceSpec>, config: SupervisionConfig) -> Self {
+    /// A supervisor for these instances (their index in `specs` is their target index),
+    /// recording in `store`; `resume` are the deliveries a previous run left unfinished.
+    pub fn new(
+        specs: Vec<InstanceSpec>,
+        config: SupervisionConfig,
+        store: Store,
+        resume: Vec<Unfinished>,
+    ) -> Self {
         let breaker = BreakerPolicy {
             window: config.breaker_window,
             min_calls: config.breaker_min_calls,
@@ -185,6 +200,8 @@ impl PluginSupervisor {
         let slots = specs
             .into_iter()
             .map(|spec| Slot {
+                name: Arc::from(spec.name.as_str()),
+                store_hold: None,
                 spec: spec.clone(),
                 handle: None,
                 generation: 0,
@@ -194,18 +211,19 @@ impl PluginSupervisor {
                 held_until: None,
                 hold_reason: None,
                 pause_streak: 0,
+                rate_streak: 0,
+                pause_epoch: 0,
                 pinging: false,
                 in_flight: 0,
                 backlog: Default::default(),
                 outbox: Vec::new(),
-                next_seq: 0,
                 timeout: spec.timeout.unwrap_or(config.delivery_timeout),
                 max_in_flight: spec.max_in_flight.unwrap_or(config.max_in_flight).max(1),
                 limiter: spec.rate_limit.and_then(limiter),
                 stats: Stats::default(),
             })
             .collect::<Vec<_>>();
-        PluginSupervisor {
+        let mut sup = PluginSupervisor {
             intake: Intake::new(slots.len()),
             slots,
             config,
@@ -217,7 +235,10 @@ impl PluginSupervisor {
             batches: batch::Batches::default(),
             reply: None,
             me: None,
-        }
+            store,
+        };
+        sup.resume(resume);
+        sup
     }
 }
 
@@ -228,6 +249,7 @@ impl PluginSupervisor {
         crate::plugins::actor::ActorSetup {
             reply: self.reply.clone().expect("set when the supervisor starts"),
             max_concurrent: self.slots[idx].max_in_flight as usize,
+            store_tag: self.store.tag(),
         }
     }
 }
@@ -264,6 +286,12 @@ impl Actor for PluginSupervisor {
                 "plugin started"
             );
         }
+        // What the previous run left goes out first, in order.
+        for idx in 0..self.slots.len() {
+            if !self.slots[idx].backlog.is_empty() {
+                self.drain(idx, ctx);
+            }
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -283,36 +311,12 @@ impl Handler<Take> for PluginSupervisor {
     }
 }
 
-impl Handler<DeliverAndWait> for PluginSupervisor {
-    type Result = ResponseFuture<Vec<DeliveryReport>>;
+impl Handler<Requeued> for PluginSupervisor {
+    type Result = ();
 
-    fn handle(&mut self, msg: DeliverAndWait, ctx: &mut Context<Self>) -> Self::Result {
-        // Events handed over before this one go first.
+    fn handle(&mut self, msg: Requeued, ctx: &mut Context<Self>) {
         self.take_intake(ctx);
-        let waiters: Vec<_> = msg
-            .targets
-            .iter()
-            .map(|&idx| {
-                let (tx, rx) = oneshot::channel();
-                self.offer(idx, Arc::clone(&msg.event), Some(tx), ctx);
-                (self.slots[idx].spec.name.clone(), rx)
-            })
-            .collect();
-        Box::pin(async move {
-            let mut reports = Vec::with_capacity(waiters.len());
-            for (plugin, rx) in waiters {
-                reports.push(rx.await.unwrap_or_else(|_| DeliveryReport {
-                    plugin,
-                    status: "failed",
-                    detail: None,
-                    error_kind: Some("unavailable"),
-                    error: Some("the supervisor stopped before the delivery finished".into()),
-                    duration_ms: 0,
-                    patch: None,
-                }));
-            }
-            reports
-        })
+        self.requeued(msg.rows, msg.retry, ctx);
     }
 }
 

@@ -33,7 +33,7 @@ impl PluginSupervisor {
         }
         slot.held_until = Some(until);
         slot.hold_reason = Some(why);
-        slot.pause_streak += 1;
+        slot.pause_epoch += 1;
         tracing::info!(
             target: "supervision", plugin = %slot.spec.name, to = %"paused", reason = %why,
             pause_ms = pause.as_millis() as u64, queued = slot.backlog.len(), "deliveries paused"
@@ -188,12 +188,10 @@ impl PluginSupervisor {
             return;
         }
         let from = slot.state_label(Instant::now());
-        let dropped = slot.backlog.len();
-        slot.backlog.clear();
-        slot.stats.dropped += dropped as u64;
         tracing::error!(
-            target: "supervision", plugin = %slot.spec.name, from = %from, to = %"misconfigured", reason = %reason, dropped,
-            "plugin misconfigured: deliveries stop until the config is fixed or a connection test passes"
+            target: "supervision", plugin = %slot.spec.name, from = %from, to = %"misconfigured", reason = %reason,
+            held = slot.backlog.len(),
+            "plugin misconfigured: deliveries are held until the config is fixed or a connection test passes"
         );
         slot.misconfigured = Some(reason.clone());
         self.backlog_changed(idx);
@@ -310,11 +308,11 @@ impl PluginSupervisor {
         let mut r = ShutdownReport::default();
         for slot in &mut self.slots {
             r.abandoned_in_flight += u64::from(slot.in_flight);
-            r.undelivered += slot.backlog.len() as u64;
+            r.kept += slot.backlog.len() as u64 + u64::from(slot.in_flight);
             if !slot.backlog.is_empty() || slot.in_flight > 0 {
-                tracing::warn!(
-                    target: "supervision", plugin = %slot.spec.name, undelivered = slot.backlog.len(),
-                    in_flight = slot.in_flight, "shutting down with deliveries not done"
+                tracing::info!(
+                    target: "supervision", plugin = %slot.spec.name, kept = slot.backlog.len(),
+                    in_flight = slot.in_flight, "kept for the next start"
                 );
             }
             if let Some(h) = slot.handle.take() {

@@ -21,14 +21,18 @@ use crate::plugins::actor::{PluginHandle, QUEUED_PER_RUNNING};
 /// A delivery waiting its turn (the plugin is paused, open, restarting or at its in-flight limit).
 pub(crate) struct Pending {
     pub event: Arc<Event>,
-    /// Offer order within the instance: a retried delivery goes back to its place.
+    /// The delivery's sequence number in the store (0 for an enrichment call, which has no
+    /// row): the order of acceptance, so a retried delivery goes back to its place.
     pub seq: u64,
     /// Failed attempts that crashed the plugin (bounded, so one poison event cannot loop).
     pub crashes: u32,
+    /// When it was accepted (a resumed delivery keeps its age across restarts).
     pub queued_at: Instant,
     /// An enrichment call: answered once, never held or retried (a late patch would find
     /// the event already delivered).
     pub enrich: bool,
+    /// The instance's pause epoch when it was sent (see `Slot::pause_epoch`).
+    pub epoch: u64,
 }
 
 /// Where a waiting caller (`emit_sync`) gets this delivery's report.
@@ -39,7 +43,6 @@ pub(crate) type Waiter = Option<oneshot::Sender<super::DeliveryReport>>;
 pub(crate) struct Stats {
     pub delivered: u64,
     pub failed: u64,
-    pub dropped: u64,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
     pub last_delivered_at: Option<DateTime<Utc>>,
@@ -47,6 +50,10 @@ pub(crate) struct Stats {
 
 pub(crate) struct Slot {
     pub spec: InstanceSpec,
+    /// The instance name, shared with store updates.
+    pub name: Arc<str>,
+    /// Why the store shows this instance's waiting deliveries as held (`None`: pending).
+    pub store_hold: Option<String>,
     pub handle: Option<PluginHandle>,
     /// Bumped at every restart; answers from an older actor do not judge the new one.
     pub generation: u64,
@@ -56,14 +63,18 @@ pub(crate) struct Slot {
     /// No deliveries until then: a restart backoff, a 429, or a retry pause after a failure.
     pub held_until: Option<Instant>,
     pub hold_reason: Option<&'static str>,
-    /// Consecutive pauses without a success between them (grows the pause).
+    /// Consecutive failure pauses without a success between them (grows the pause).
     pub pause_streak: u32,
+    /// Consecutive 429s without `Retry-After` (grows their pause; not a failure).
+    pub rate_streak: u32,
+    /// Counts pauses; a failure of a delivery sent before the current pause does not
+    /// grow it again (one round of failures escalates once).
+    pub pause_epoch: u64,
     pub pinging: bool,
     pub in_flight: u32,
     pub backlog: VecDeque<Pending>,
     /// Deliveries admitted in this mailbox turn, sent as one batch at its end.
     pub outbox: Vec<(Pending, Waiter)>,
-    pub next_seq: u64,
     /// The spec's timeout, or the supervision default.
     pub timeout: Duration,
     /// The spec's in-flight limit, or the supervision default.
@@ -95,9 +106,14 @@ impl Slot {
 
     /// Put a delivery that must be retried back in offer order (concurrent failures
     /// come back in any order; the user should still get their notifications in order).
-    pub fn requeue(&mut self, pending: Pending) {
+    /// One that is there already (a retry of a held delivery) is not added twice.
+    pub fn requeue(&mut self, pending: Pending) -> bool {
         let at = self.backlog.partition_point(|p| p.seq < pending.seq);
+        if self.backlog.get(at).is_some_and(|p| p.seq == pending.seq) {
+            return false;
+        }
         self.backlog.insert(at, pending);
+        true
     }
 
     pub fn state_label(&self, now: Instant) -> &'static str {
@@ -147,12 +163,13 @@ impl Slot {
             enabled: self.spec.enabled,
             events: self.spec.events.clone(),
             state: self.state_label(now),
-            held: self.hold_reason.filter(|_| self.is_held(now)),
+            paused: self.hold_reason.filter(|_| self.is_held(now)),
             misconfigured_reason: self.misconfigured.clone(),
             restarts: self.restarts.total(),
             delivered: self.stats.delivered,
             failed: self.stats.failed,
-            dropped: self.stats.dropped,
+            held: 0,
+            dead: 0,
             // Deliveries the actor holds beyond its limit are waiting, not running.
             queued: self.backlog.len() + self.in_flight.saturating_sub(self.max_in_flight) as usize,
             in_flight: self.in_flight.min(self.max_in_flight),
@@ -180,9 +197,9 @@ pub struct PluginStatus {
     pub events: Vec<EventName>,
     /// `closed`, `open`, `half_open`, `misconfigured` or `disabled`.
     pub state: &'static str,
-    /// Why deliveries are held right now (`restarting`, `rate_limited`, `retry_backoff`,
-    /// `rate_limit`), if they are.
-    pub held: Option<&'static str>,
+    /// Why sending is paused right now (`restarting`, `rate_limited`, `retry_backoff`,
+    /// `rate_limit`), if it is.
+    pub paused: Option<&'static str>,
     /// What to fix, when misconfigured.
     pub misconfigured_reason: Option<String>,
     /// Restarts since start.
@@ -191,8 +208,11 @@ pub struct PluginStatus {
     pub delivered: u64,
     /// Failed delivery attempts.
     pub failed: u64,
-    /// Deliveries given up on (misconfigured, too old, shut down).
-    pub dropped: u64,
+    /// Deliveries the store holds for this instance while it is paused, open or
+    /// misconfigured (from the store).
+    pub held: u64,
+    /// Dead letters: deliveries given up on with a reason, kept for a replay (from the store).
+    pub dead: u64,
     /// Deliveries waiting their turn (in the backlog, or queued in the plugin's actor).
     pub queued: usize,
     /// Deliveries running now.

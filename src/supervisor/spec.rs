@@ -167,6 +167,10 @@ impl InstanceSpec {
             events: cfg.common.events.clone(),
             timeout: cfg.common.timeout,
             rate_limit: cfg.common.rate_limit,
+            max_in_flight: cfg
+                .common
+                .max_in_flight
+                .or(cfg.kind.default_max_in_flight()),
             ..spec
         }
     }

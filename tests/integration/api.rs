@@ -17,7 +17,7 @@ struct Served {
 }
 
 async fn serve(specs: Vec<InstanceSpec>) -> Served {
-    let handle = start_with(&fast_config(), specs);
+    let handle = start_with(&fast_config(), specs).expect("start");
     let (server, addr): (_, SocketAddr) =
         api::server("127.0.0.1:0".parse().unwrap(), handle.clone()).unwrap();
     actix_rt::spawn(server);

@@ -26,7 +26,8 @@ async fn enrichment_fields_reach_the_caller_and_every_delivery_plugin() {
             ),
             sink.spec("discord"),
         ],
-    );
+    )
+    .expect("start");
     let done = h
         .emit(
             EventName::AfterMediaAdded,
@@ -63,7 +64,8 @@ async fn several_enrichers_merge_in_config_order() {
                 json!({"media_item": {"poster": "b"}, "extra": true}),
             ),
         ],
-    );
+    )
+    .expect("start");
     let done = h
         .emit(
             EventName::AfterMediaAdded,
@@ -94,7 +96,8 @@ async fn a_failing_or_hanging_enricher_leaves_the_event_as_it_was_and_delivery_g
                 .with_timeout(Duration::from_millis(150)),
             sink.spec("ntfy"),
         ],
-    );
+    )
+    .expect("start");
     let started = Instant::now();
     let done = h
         .emit(
@@ -135,7 +138,8 @@ async fn enrichment_only_runs_for_subscribed_events_and_sync_mode_reports_only_d
                 .with_events([EventName::AfterMediaAdded]),
             sink.spec("ntfy"),
         ],
-    );
+    )
+    .expect("start");
     let done = h
         .emit_sync(
             EventName::OnDownloadCompleted,

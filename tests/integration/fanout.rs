@@ -97,7 +97,7 @@ plugins:
 "#
     );
     let config = Config::parse(&yaml, None).unwrap_or_else(|e| panic!("{e}"));
-    let handle = mydia_plugins::start(&config);
+    let handle = mydia_plugins::start(&config).expect("start");
     let done = handle
         .emit_sync(
             EventName::AfterMediaAdded,

@@ -8,6 +8,7 @@ mod canary;
 mod config;
 mod contract;
 mod discord;
+mod durable;
 mod enrichment;
 mod fanart;
 mod fanout;

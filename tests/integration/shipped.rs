@@ -34,7 +34,7 @@ fn shipped_config_loads_and_its_hooks_compile() {
 async fn shipped_hooks_tag_fix_and_reject_through_the_api() {
     let mut config = Config::load(&shipped_config_path()).unwrap();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    let handle = mydia_plugins::start(&config);
+    let handle = mydia_plugins::start(&config).expect("start");
     let (server, addr) = api::server(config.server.listen, handle.clone()).unwrap();
     actix_rt::spawn(server);
     let http = reqwest::Client::new();

@@ -51,12 +51,13 @@ async fn panicking_plugin_restarts_with_backoff_then_trips_open_then_recovers() 
                 .spec("observer")
                 .with_events([EventName::OnPluginHealthChanged]),
         ],
-    );
+    )
+    .expect("start");
     // max_restarts = 3: the first event crashes it three times (three restarts) and is
-    // dropped as a poison event; the second crashes it a fourth time: budget spent, open.
+    // dead-lettered as a poison event; the second crashes it a fourth time: budget spent, open.
     let mut ids = emit_n(&h, 1).await;
     assert!(
-        wait_until(LONG, || async { state(&h, "bad").await.dropped == 1 }).await,
+        wait_until(LONG, || async { state(&h, "bad").await.dead == 1 }).await,
         "{:?}",
         state(&h, "bad").await
     );
@@ -76,7 +77,7 @@ async fn panicking_plugin_restarts_with_backoff_then_trips_open_then_recovers() 
             .contains("scripted panic"),
         "{s:?}"
     );
-    assert_eq!((s.dropped, s.queued), (1, 1), "{s:?}");
+    assert_eq!((s.dead, s.queued), (1, 1), "{s:?}");
     // Every restart built a fresh instance (1 at start + 3 restarts); none while open.
     assert_eq!(*bad.built.lock().unwrap(), 4);
 
@@ -119,7 +120,8 @@ async fn a_plugin_that_blocks_its_thread_does_not_delay_another() {
     let h = start_with(
         &fast_config(),
         vec![blocker.spec("blocker"), fast.spec("fast")],
-    );
+    )
+    .expect("start");
     let started = Instant::now();
     let ids = emit_n(&h, 5).await;
     assert!(wait_until(LONG, || async { fast.delivered_count() == 5 }).await);
@@ -149,7 +151,7 @@ async fn a_plugin_that_never_answers_times_out_and_opens_without_stalling_others
         hung.spec("hung").with_timeout(Duration::from_millis(100)),
         fast.spec("fast"),
     ];
-    let h = start_with(&cfg, specs);
+    let h = start_with(&cfg, specs).expect("start");
     let res = h
         .emit_sync(
             EventName::AfterMediaAdded,
@@ -182,7 +184,7 @@ async fn failing_server_opens_the_breaker_and_nothing_is_lost_when_it_recovers()
         status: Some(503),
         reason: "503 Service Unavailable".into(),
     }));
-    let h = start_with(&fast_config(), vec![flaky.spec("flaky")]);
+    let h = start_with(&fast_config(), vec![flaky.spec("flaky")]).expect("start");
     let ids = emit_n(&h, 6).await;
     assert!(
         wait_until(LONG, || async { state(&h, "flaky").await.state == "open" }).await,
@@ -204,7 +206,7 @@ async fn failing_server_opens_the_breaker_and_nothing_is_lost_when_it_recovers()
     );
     let s = state(&h, "flaky").await;
     assert_eq!(s.state, "closed", "{s:?}");
-    assert_eq!((s.queued, s.dropped), (0, 0), "{s:?}");
+    assert_eq!((s.queued, s.dead), (0, 0), "{s:?}");
     // Every event arrived exactly once, in the order it was emitted.
     assert_eq!(flaky.delivered_ids(), ids);
     h.shutdown().await;
@@ -215,13 +217,13 @@ async fn rate_limit_pauses_without_counting_a_failure_and_keeps_order() {
     let limited = Script::new(Mode::Fail(PluginError::RateLimited {
         retry_after: Some(Duration::from_millis(300)),
     }));
-    let h = start_with(&fast_config(), vec![limited.spec("limited")]);
+    let h = start_with(&fast_config(), vec![limited.spec("limited")]).expect("start");
     let ids = emit_n(&h, 3).await;
     assert!(
         wait_until(LONG, || async {
             let s = state(&h, "limited").await;
             // Everything answered 429 and sits in the backlog (none still in flight).
-            s.held == Some("rate_limited") && s.in_flight == 0 && s.queued == 3
+            s.paused == Some("rate_limited") && s.in_flight == 0 && s.queued == 3
         })
         .await
     );
@@ -254,8 +256,9 @@ async fn unauthorized_marks_misconfigured_until_a_connection_test_passes() {
                 .spec("observer")
                 .with_events([EventName::OnPluginHealthChanged]),
         ],
-    );
-    emit_n(&h, 3).await;
+    )
+    .expect("start");
+    let mut ids = emit_n(&h, 3).await;
     assert!(
         wait_until(LONG, || async {
             let s = state(&h, "ntfy").await;
@@ -266,10 +269,15 @@ async fn unauthorized_marks_misconfigured_until_a_connection_test_passes() {
     // No retry storm: what was already in flight got its 401; nothing after is sent.
     let calls = bad_token.received.lock().unwrap().len();
     assert!((1..=3).contains(&calls), "{calls}");
-    emit_n(&h, 5).await;
+    ids.extend(emit_n(&h, 5).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(bad_token.received.lock().unwrap().len(), calls);
-    assert_eq!(state(&h, "ntfy").await.dropped, 8);
+    // Held, not dropped: all eight wait in the store for the fix.
+    assert!(
+        wait_until(LONG, || async { state(&h, "ntfy").await.held == 8 }).await,
+        "{:?}",
+        state(&h, "ntfy").await
+    );
     let s = state(&h, "ntfy").await;
     assert_eq!(
         s.misconfigured_reason.as_deref(),
@@ -286,8 +294,11 @@ async fn unauthorized_marks_misconfigured_until_a_connection_test_passes() {
     let report = h.test_connection("ntfy").await.expect("test passes");
     assert_eq!(report.detail, "scripted ok");
     assert_eq!(state(&h, "ntfy").await.state, "closed");
-    emit_n(&h, 1).await;
-    assert!(wait_until(LONG, || async { bad_token.delivered_count() == 1 }).await);
+    ids.extend(emit_n(&h, 1).await);
+    // What was held goes out once it is healthy, in order, followed by the new one.
+    assert!(wait_until(LONG, || async { bad_token.delivered_count() == 9 }).await);
+    assert_eq!(bad_token.delivered_ids(), ids);
+    assert_eq!(state(&h, "ntfy").await.held, 0);
     h.shutdown().await;
 }
 
@@ -310,7 +321,8 @@ async fn emit_sync_reports_each_plugin_and_disabled_ones_get_nothing() {
                 .spec("other")
                 .with_events([EventName::OnImportFailed]),
         ],
-    );
+    )
+    .expect("start");
     let res = h
         .emit_sync(EventName::AfterMediaAdded, data!({"x": 1}))
         .await
@@ -346,7 +358,8 @@ async fn shutdown_waits_for_in_flight_deliveries_and_refuses_new_events() {
     let h = start_with(
         &cfg,
         vec![slow.spec("slow").with_timeout(Duration::from_secs(2))],
-    );
+    )
+    .expect("start");
     emit_n(&h, 1).await;
     assert!(wait_until(LONG, || async { state(&h, "slow").await.in_flight == 1 }).await);
     let report = h.shutdown().await;
@@ -366,7 +379,8 @@ async fn rate_limit_spaces_deliveries_and_keeps_order() {
     let h = start_with(
         &fast_config(),
         vec![sink.spec("limited").with_rate_limit(600, 2)],
-    );
+    )
+    .expect("start");
     let ids = emit_n(&h, 4).await;
     assert!(wait_until(LONG, || async { sink.delivered_count() == 4 }).await);
     assert_eq!(sink.delivered_ids(), ids);
@@ -390,7 +404,7 @@ async fn rate_limit_spaces_deliveries_and_keeps_order() {
     );
     assert!(gap(2, 3) >= Duration::from_millis(80), "{:?}", gap(2, 3));
     let s = state(&h, "limited").await;
-    assert_eq!((s.state, s.failed, s.dropped), ("closed", 0, 0), "{s:?}");
+    assert_eq!((s.state, s.failed, s.dead), ("closed", 0, 0), "{s:?}");
     h.shutdown().await;
 }
 
@@ -399,7 +413,7 @@ async fn the_actor_runs_at_most_max_in_flight_and_the_rest_wait_in_order() {
     let slow = Script::new(Mode::Slow(Duration::from_millis(150)));
     let mut spec = slow.spec("slow");
     spec.max_in_flight = Some(2);
-    let h = start_with(&fast_config(), vec![spec]);
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
     let ids = emit_n(&h, 9).await;
     // Two run; the supervisor hands the actor two more to queue; five wait in the backlog;
     // the status shows the two running and the seven waiting.
@@ -440,7 +454,7 @@ async fn backlogged(first: usize) -> (Handle, Arc<Script>, Vec<String>) {
     let slow = Script::new(Mode::Slow(Duration::from_millis(5)));
     let mut spec = slow.spec("slow");
     spec.max_in_flight = Some(1);
-    let h = start_with(&fast_config(), vec![spec]);
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
     let ids = emit_n(&h, first).await;
     // The first call started: the supervisor took the first events (a status request
     // would also take the hand-over, so it is not used here).
@@ -512,12 +526,12 @@ async fn after_a_failure_the_deliveries_queued_in_the_actor_are_not_sent() {
     }));
     let mut spec = limited.spec("limited");
     spec.max_in_flight = Some(1);
-    let h = start_with(&fast_config(), vec![spec]);
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
     let ids = emit_n(&h, 3).await;
     assert!(
         wait_until(LONG, || async {
             let s = state(&h, "limited").await;
-            s.held == Some("rate_limited") && s.in_flight == 0 && s.queued == 3
+            s.paused == Some("rate_limited") && s.in_flight == 0 && s.queued == 3
         })
         .await
     );
@@ -544,7 +558,7 @@ async fn a_delivery_waiting_in_the_actor_queue_is_not_timed_out_for_the_wait() {
     let slow = Script::new(Mode::Slow(Duration::from_millis(200)));
     let mut spec = slow.spec("slow").with_timeout(Duration::from_millis(300));
     spec.max_in_flight = Some(1);
-    let h = start_with(&fast_config(), vec![spec]);
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
     let ids = emit_n(&h, 3).await;
     assert!(wait_until(LONG, || async { slow.delivered_count() == 3 }).await);
     let s = state(&h, "slow").await;
@@ -566,7 +580,7 @@ async fn deliveries_a_blocked_actor_held_go_out_once_it_is_restarted() {
     let blocker = Script::new(Mode::Block(Duration::from_secs(8)));
     let mut spec = blocker.spec("blocker").with_timeout(Duration::from_secs(1));
     spec.max_in_flight = Some(1);
-    let h = start_with(&fast_config(), vec![spec]);
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
     let started = Instant::now();
     let ids = emit_n(&h, 8).await;
     assert!(

@@ -486,6 +486,7 @@ fn problems(yaml: &str, allow_insecure_http: bool) -> Vec<String> {
         allow_insecure_http,
         timeout: None,
         rate_limit: None,
+        max_in_flight: None,
     };
     let mut p = Problems::default();
     config.validate("plugins.hook", &common, &mut p);

@@ -101,6 +101,7 @@ mod tests {
             allow_insecure_http: false,
             timeout: None,
             rate_limit: None,
+            max_in_flight: None,
         };
         let mut p = Problems::default();
         LogConfig {

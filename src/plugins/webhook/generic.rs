@@ -293,7 +293,9 @@ impl WebhookPlugin for Webhook {
         cx: &PluginContext,
         event: &Event,
     ) -> Result<Delivered, PluginError> {
-        let msg_id = webhook_id(&event.id);
+        // The delivery's own id: the same on every retry and after a restart, and unique
+        // per receiver even when one event goes to several.
+        let msg_id = crate::plugins::actor::delivery_id().unwrap_or_else(|| webhook_id(&event.id));
         let reply = self.post(cx, &msg_id, &Webhook::body(event)).await?;
         tracing::debug!(plugin = %cx.instance, event = %event.name, webhook_id = %msg_id, status = %reply.status, "webhook delivered");
         Ok(Delivered {

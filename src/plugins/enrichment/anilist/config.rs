@@ -138,6 +138,7 @@ mod tests {
             allow_insecure_http: insecure,
             timeout: None,
             rate_limit: None,
+            max_in_flight: None,
         }
     }
 

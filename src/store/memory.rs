@@ -1,0 +1,375 @@
+//! The in-memory backend: the same rules as SQLite, nothing survives a restart. For
+//! embedders that keep their own queue, and for tests. Finished deliveries are kept for
+//! the retention but at most [`MAX_FINISHED`] of them, and events (for duplicate ids) at
+//! most [`MAX_EVENTS`], so memory stays bounded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::{
+    now_ms, Accept, Accepted, Attempt, DeliveryStore, Detail, Page, Query, Requeue, Result, Seq,
+    State, Summary, Unfinished, Update,
+};
+use crate::event::Event;
+
+/// Delivered deliveries kept at most (the oldest go first).
+pub const MAX_FINISHED: usize = 10_000;
+/// Events remembered at most (for duplicate ids); events with work left are always kept.
+pub const MAX_EVENTS: usize = 100_000;
+
+/// The in-memory delivery store.
+pub struct MemoryStore {
+    state: Mutex<Mem>,
+    retention_ms: i64,
+    tag: u32,
+}
+
+#[derive(Default)]
+struct Mem {
+    /// Event id → its sequence number.
+    ids: HashMap<String, i64>,
+    events: BTreeMap<i64, (Arc<Event>, i64)>,
+    deliveries: BTreeMap<Seq, Row>,
+    next_seq: Seq,
+    next_event: i64,
+    delivered: usize,
+    since_prune: usize,
+}
+
+struct Row {
+    event: i64,
+    instance: Arc<str>,
+    state: State,
+    attempts: Vec<Attempt>,
+    last_status: Option<u16>,
+    last_error: Option<String>,
+    reason: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    next_attempt_at: Option<i64>,
+}
+
+impl MemoryStore {
+    /// An empty store keeping finished deliveries for `retention`.
+    pub fn new(retention: Duration) -> MemoryStore {
+        MemoryStore {
+            state: Mutex::new(Mem {
+                next_seq: 1,
+                next_event: 1,
+                ..Mem::default()
+            }),
+            retention_ms: retention.as_millis().min(i64::MAX as u128) as i64,
+            tag: rand::random(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Mem> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Mem {
+    fn set_state(&mut self, seq: Seq, state: State) -> Option<&mut Row> {
+        let row = self.deliveries.get_mut(&seq)?;
+        if row.state == State::Delivered {
+            self.delivered -= 1;
+        }
+        if state == State::Delivered {
+            self.delivered += 1;
+        }
+        row.state = state;
+        Some(row)
+    }
+
+    fn unfinished(&self, seq: Seq, row: &Row) -> Unfinished {
+        Unfinished {
+            seq,
+            instance: row.instance.to_string(),
+            state: row.state,
+            attempts: row.attempts.len() as u32,
+            created_at: row.created_at,
+            event: Arc::clone(&self.events[&row.event].0),
+        }
+    }
+
+    fn summary(&self, seq: Seq, row: &Row) -> Summary {
+        let event = &self.events[&row.event].0;
+        Summary {
+            seq,
+            event_id: event.id.clone(),
+            event: event.name.as_str().to_owned(),
+            plugin: row.instance.to_string(),
+            state: row.state,
+            reason: row.reason.clone(),
+            attempts: row.attempts.len() as u32,
+            last_status: row.last_status,
+            last_error: row.last_error.clone(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            next_attempt_at: row.next_attempt_at,
+        }
+    }
+
+    /// Drop delivered deliveries past the retention (or past the cap), then events that
+    /// have no deliveries left and are past the retention (or past the cap).
+    fn prune(&mut self, cutoff: i64) {
+        let doomed: Vec<Seq> = self
+            .deliveries
+            .iter()
+            .filter(|(_, r)| r.state == State::Delivered)
+            .scan(self.delivered, |left, (seq, r)| {
+                let drop = *left > MAX_FINISHED || r.updated_at < cutoff;
+                *left -= usize::from(drop);
+                Some((*seq, drop))
+            })
+            .filter(|(_, drop)| *drop)
+            .map(|(seq, _)| seq)
+            .collect();
+        for seq in doomed {
+            self.deliveries.remove(&seq);
+            self.delivered -= 1;
+        }
+        let live: std::collections::HashSet<i64> =
+            self.deliveries.values().map(|r| r.event).collect();
+        let mut over = self.events.len().saturating_sub(MAX_EVENTS);
+        let ids = &mut self.ids;
+        self.events.retain(|seq, (event, at)| {
+            let drop = !live.contains(seq) && (*at < cutoff || over > 0);
+            if drop {
+                over = over.saturating_sub(1);
+                ids.remove(&event.id);
+            }
+            !drop
+        });
+    }
+}
+
+impl DeliveryStore for MemoryStore {
+    fn accept(&self, a: Accept) {
+        let now = now_ms();
+        let mut m = self.lock();
+        if let Some(seq) = m.ids.get(&a.event.id) {
+            let stored = Arc::clone(&m.events[seq].0);
+            // Called under the lock, like every accept: hand-overs stay in accept order.
+            return (a.done)(Ok(Accepted {
+                first: 0,
+                duplicate: Some(stored),
+            }));
+        }
+        let event = m.next_event;
+        m.next_event += 1;
+        m.ids.insert(a.event.id.clone(), event);
+        m.events.insert(event, (Arc::clone(&a.event), now));
+        let first = m.next_seq;
+        for instance in a.instances.iter() {
+            let seq = m.next_seq;
+            m.next_seq += 1;
+            m.deliveries.insert(
+                seq,
+                Row {
+                    event,
+                    instance: Arc::clone(instance),
+                    state: State::Pending,
+                    attempts: Vec::new(),
+                    last_status: None,
+                    last_error: None,
+                    reason: None,
+                    created_at: now,
+                    updated_at: now,
+                    next_attempt_at: None,
+                },
+            );
+        }
+        m.since_prune += 1;
+        if m.since_prune >= 1024 {
+            m.since_prune = 0;
+            m.prune(now - self.retention_ms);
+        }
+        (a.done)(Ok(Accepted {
+            first,
+            duplicate: None,
+        }));
+    }
+
+    fn update(&self, u: Update) {
+        let now = now_ms();
+        let mut m = self.lock();
+        match u {
+            Update::Started { seq } => {
+                if let Some(row) = m.deliveries.get(&seq) {
+                    if matches!(row.state, State::Pending | State::Held) {
+                        if let Some(row) = m.set_state(seq, State::InFlight) {
+                            row.updated_at = now;
+                        }
+                    }
+                }
+            }
+            Update::Attempted {
+                seq,
+                attempt,
+                state,
+                reason,
+                next_attempt_at,
+            } => {
+                if let Some(row) = m.set_state(seq, state) {
+                    row.last_status = attempt.status;
+                    row.last_error = (state != State::Delivered)
+                        .then(|| attempt.error.clone())
+                        .flatten();
+                    row.reason = reason;
+                    row.next_attempt_at = next_attempt_at;
+                    row.updated_at = now;
+                    row.attempts.push(attempt);
+                }
+            }
+            Update::Dead { seq, reason } => {
+                if let Some(row) = m.set_state(seq, State::Dead) {
+                    row.reason = Some(reason);
+                    row.next_attempt_at = None;
+                    row.updated_at = now;
+                }
+            }
+            Update::Hold {
+                instance,
+                reason,
+                until,
+            } => {
+                for row in m.deliveries.values_mut() {
+                    if matches!(row.state, State::Pending | State::Held) && row.instance == instance
+                    {
+                        row.state = State::Held;
+                        row.reason = Some(reason.clone());
+                        row.next_attempt_at = until;
+                        row.updated_at = now;
+                    }
+                }
+            }
+            Update::HoldOne { seq, reason } => {
+                if let Some(row) = m.deliveries.get_mut(&seq) {
+                    if row.state == State::Pending {
+                        row.state = State::Held;
+                        row.reason = Some(reason);
+                        row.updated_at = now;
+                    }
+                }
+            }
+            Update::Release { instance } => {
+                for row in m.deliveries.values_mut() {
+                    if row.state == State::Held && row.instance == instance {
+                        row.state = State::Pending;
+                        row.reason = None;
+                        row.next_attempt_at = None;
+                        row.updated_at = now;
+                    }
+                }
+            }
+        }
+    }
+
+    fn requeue(&self, which: Requeue, reply: Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>) {
+        let now = now_ms();
+        let mut m = self.lock();
+        let seqs: Vec<Seq> = match &which {
+            Requeue::One(seq) => m
+                .deliveries
+                .get(seq)
+                .filter(|r| matches!(r.state, State::Dead | State::Held))
+                .map(|_| vec![*seq])
+                .unwrap_or_default(),
+            Requeue::Dead { instance, since } => m
+                .deliveries
+                .iter()
+                .filter(|(_, r)| {
+                    r.state == State::Dead
+                        && &*r.instance == instance.as_str()
+                        && since.is_none_or(|s| r.created_at >= s)
+                })
+                .map(|(seq, _)| *seq)
+                .collect(),
+        };
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            out.push(m.unfinished(seq, &m.deliveries[&seq]));
+            if let Some(row) = m.set_state(seq, State::Pending) {
+                row.reason = None;
+                row.next_attempt_at = None;
+                row.updated_at = now;
+            }
+        }
+        reply(Ok(out));
+    }
+
+    fn unfinished(&self) -> Result<Vec<Unfinished>> {
+        let m = self.lock();
+        Ok(m.deliveries
+            .iter()
+            .filter(|(_, r)| !r.state.is_final())
+            .map(|(seq, r)| m.unfinished(*seq, r))
+            .collect())
+    }
+
+    fn list(&self, q: &Query) -> Result<Page> {
+        let m = self.lock();
+        let limit = q.limit.clamp(1, 500);
+        let upper = q.before.unwrap_or(Seq::MAX);
+        let mut items: Vec<Summary> = m
+            .deliveries
+            .range(..upper)
+            .rev()
+            .filter(|(_, r)| {
+                q.instance.as_deref().is_none_or(|i| &*r.instance == i)
+                    && q.state.is_none_or(|s| r.state == s)
+                    && q.event_id
+                        .as_deref()
+                        .is_none_or(|id| m.events[&r.event].0.id == id)
+            })
+            .take(limit + 1)
+            .map(|(seq, r)| m.summary(*seq, r))
+            .collect();
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|s| s.seq)
+        });
+        Ok(Page {
+            items,
+            next: next.flatten(),
+        })
+    }
+
+    fn get(&self, seq: Seq) -> Result<Option<Detail>> {
+        let m = self.lock();
+        Ok(m.deliveries.get(&seq).map(|r| Detail {
+            summary: m.summary(seq, r),
+            attempts: r.attempts.clone(),
+            event: Arc::clone(&m.events[&r.event].0),
+        }))
+    }
+
+    fn counts(&self) -> Result<Vec<(String, State, u64)>> {
+        let m = self.lock();
+        let mut counts: BTreeMap<(String, State), u64> = BTreeMap::new();
+        for r in m
+            .deliveries
+            .values()
+            .filter(|r| r.state != State::Delivered)
+        {
+            *counts.entry((r.instance.to_string(), r.state)).or_default() += 1;
+        }
+        Ok(counts.into_iter().map(|((i, s), n)| (i, s, n)).collect())
+    }
+
+    fn unfinished_count(&self) -> Result<u64> {
+        let m = self.lock();
+        Ok(m.deliveries
+            .values()
+            .filter(|r| !r.state.is_final())
+            .count() as u64)
+    }
+
+    fn tag(&self) -> u32 {
+        self.tag
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,145 @@
+//! The SQLite backend: one file in WAL mode, one writer thread that group-commits, and a
+//! read connection of its own for the API.
+
+mod read;
+mod schema;
+mod writer;
+
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::{
+    Accept, DeliveryStore, Detail, Page, Query, Requeue, Result, Seq, State, StoreError,
+    Unfinished, Update,
+};
+use crate::config::StorageConfig;
+use writer::{Op, Writer};
+
+/// The SQLite delivery store.
+pub struct SqliteStore {
+    tx: Mutex<Option<Sender<Op>>>,
+    reader: Mutex<Connection>,
+    tag: u32,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Open (or create) the file at `config.path` and start the writer.
+    pub fn open(config: &StorageConfig) -> Result<SqliteStore> {
+        let path = &config.path;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Write(format!(
+                    "cannot create the directory {} for the delivery store: {e}; set storage.path to a writable place",
+                    dir.display()
+                ))
+            })?;
+        }
+        let conn = schema::open(path, config.synchronous)?;
+        let tag = schema::tag(&conn)?;
+        let next_seq: i64 = conn
+            .query_row(
+                "SELECT coalesce(max(seq), 0) + 1 FROM deliveries",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| StoreError::Read(e.to_string()))?;
+        let reader = schema::open(path, config.synchronous)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            conn,
+            next_seq,
+            retention_ms: config.retention.as_millis().min(i64::MAX as u128) as i64,
+        };
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Write(format!("cannot start the store's writer: {e}")))?;
+        Ok(SqliteStore {
+            tx: Mutex::new(Some(tx)),
+            reader: Mutex::new(reader),
+            tag,
+            writer: Mutex::new(Some(thread)),
+        })
+    }
+
+    // The op comes back only when the writer is gone (at shutdown), to answer its caller.
+    #[allow(clippy::result_large_err)]
+    fn send(&self, op: Op) -> std::result::Result<(), Op> {
+        match lock(&self.tx).as_ref() {
+            Some(tx) => tx.send(op).map_err(|e| e.0),
+            None => Err(op),
+        }
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.reader)
+    }
+}
+
+/// Nothing panics while these locks are held; a poisoned one is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl DeliveryStore for SqliteStore {
+    fn accept(&self, accept: Accept) {
+        if let Err(Op::Accept(a)) = self.send(Op::Accept(accept)) {
+            (a.done)(Err(StoreError::Closed));
+        }
+    }
+
+    fn update(&self, update: Update) {
+        let _ = self.send(Op::Update(update));
+    }
+
+    fn requeue(&self, which: Requeue, reply: Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>) {
+        if let Err(Op::Requeue(_, reply)) = self.send(Op::Requeue(which, reply)) {
+            reply(Err(StoreError::Closed));
+        }
+    }
+
+    fn unfinished(&self) -> Result<Vec<Unfinished>> {
+        read::unfinished(&self.reader())
+    }
+
+    fn list(&self, query: &Query) -> Result<Page> {
+        read::list(&self.reader(), query)
+    }
+
+    fn get(&self, seq: Seq) -> Result<Option<Detail>> {
+        read::get(&self.reader(), seq)
+    }
+
+    fn counts(&self) -> Result<Vec<(String, State, u64)>> {
+        read::counts(&self.reader())
+    }
+
+    fn unfinished_count(&self) -> Result<u64> {
+        read::unfinished_count(&self.reader())
+    }
+
+    fn tag(&self) -> u32 {
+        self.tag
+    }
+
+    fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.send(Op::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer once it has committed what it holds.
+        lock(&self.tx).take();
+        if let Some(t) = lock(&self.writer).take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Reads, on a connection of their own (WAL lets them run beside the writer): the list,
+//! one delivery, counts, and the unfinished deliveries to resume.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::super::{
+    Attempt, Detail, Page, Query, Result, Seq, State, StoreError, Summary, Unfinished,
+};
+use crate::event::Event;
+
+/// The event's columns, read by [`event_from_row`].
+pub(super) const EVENT_COLUMNS: &str = "e.id, e.name, e.timestamp, e.data";
+
+const SUMMARY_COLUMNS: &str = "d.seq, e.id, e.name, d.instance, d.state, d.reason, d.attempts,
+    d.last_status, d.last_error, d.created_at, d.updated_at, d.next_attempt_at";
+
+fn read_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Read(e.to_string())
+}
+
+fn bad(col: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, what.into())
+}
+
+/// The event whose [`EVENT_COLUMNS`] start at column `at`.
+pub(super) fn event_from_row(r: &Row, at: usize) -> rusqlite::Result<Event> {
+    let name: String = r.get(at + 1)?;
+    let timestamp: String = r.get(at + 2)?;
+    let data: String = r.get(at + 3)?;
+    Ok(Event {
+        id: r.get(at)?,
+        name: name
+            .parse()
+            .map_err(|e: crate::event::UnknownEvent| bad(at + 1, e.to_string()))?,
+        timestamp: chrono::DateTime::parse_from_rfc3339(&timestamp)
+            .map_err(|e| bad(at + 2, e.to_string()))?
+            .to_utc(),
+        data: serde_json::from_str(&data).map_err(|e| bad(at + 3, e.to_string()))?,
+    })
+}
+
+fn state_at(r: &Row, at: usize) -> rusqlite::Result<State> {
+    let s: String = r.get(at)?;
+    s.parse().map_err(|e| bad(at, e))
+}
+
+/// `d.seq, d.instance, d.state, d.attempts, d.created_at` and then the event.
+pub(super) fn unfinished_from_row(r: &Row) -> rusqlite::Result<Unfinished> {
+    Ok(Unfinished {
+        seq: r.get(0)?,
+        instance: r.get(1)?,
+        state: state_at(r, 2)?,
+        attempts: r.get(3)?,
+        created_at: r.get(4)?,
+        event: Arc::new(event_from_row(r, 5)?),
+    })
+}
+
+fn summary_from_row(r: &Row) -> rusqlite::Result<Summary> {
+    Ok(Summary {
+        seq: r.get(0)?,
+        event_id: r.get(1)?,
+        event: r.get(2)?,
+        plugin: r.get(3)?,
+        state: state_at(r, 4)?,
+        reason: r.get(5)?,
+        attempts: r.get(6)?,
+        last_status: r.get(7)?,
+        last_error: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+        next_attempt_at: r.get(11)?,
+    })
+}
+
+/// Every delivery not delivered or dead, oldest first; deliveries of one event share it.
+pub(super) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>> {
+    // `state <> 'delivered'` as written lets SQLite use the partial index.
+    let mut stmt = conn
+        .prepare(
+            "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, d.event_seq,
+                    e.id, e.name, e.timestamp, e.data
+             FROM deliveries d JOIN events e ON e.seq = d.event_seq
+             WHERE d.state <> 'delivered' AND d.state <> 'dead' ORDER BY d.seq",
+        )
+        .map_err(read_err)?;
+    let mut events: HashMap<i64, Arc<Event>> = HashMap::new();
+    let mut rows = stmt.query([]).map_err(read_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(read_err)? {
+        let event_seq: i64 = r.get(5).map_err(read_err)?;
+        let event = match events.get(&event_seq) {
+            Some(e) => Arc::clone(e),
+            None => {
+                let e = Arc::new(event_from_row(r, 6).map_err(read_err)?);
+                events.insert(event_seq, Arc::clone(&e));
+                e
+            }
+        };
+        out.push(Unfinished {
+            seq: r.get(0).map_err(read_err)?,
+            instance: r.get(1).map_err(read_err)?,
+            state: state_at(r, 2).map_err(read_err)?,
+            attempts: r.get(3).map_err(read_err)?,
+            created_at: r.get(4).map_err(read_err)?,
+            event,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn unfinished_count(conn: &Connection) -> Result<u64> {
+    conn.query_row(
+        "SELECT count(*) FROM deliveries WHERE state <> 'delivered' AND state <> 'dead'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n.max(0) as u64)
+    .map_err(read_err)
+}
+
+pub(super) fn list(conn: &Connection, q: &Query) -> Result<Page> {
+    let mut sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE 1 = 1"
+    );
+    let mut args: Vec<Sql> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: Sql| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(i) = &q.instance {
+        arg(&mut sql, "d.instance =", Sql::Text(i.clone()));
+    }
+    if let Some(s) = q.state {
+        arg(&mut sql, "d.state =", Sql::Text(s.as_str().into()));
+    }
+    if let Some(id) = &q.event_id {
+        arg(&mut sql, "e.id =", Sql::Text(id.clone()));
+    }
+    if let Some(b) = q.before {
+        arg(&mut sql, "d.seq <", Sql::Integer(b));
+    }
+    let limit = q.limit.clamp(1, 500);
+    sql.push_str(&format!(" ORDER BY d.seq DESC LIMIT {}", limit + 1));
+    let mut stmt = conn.prepare(&sql).map_err(read_err)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), summary_from_row)
+        .map_err(read_err)?;
+    let mut items = rows
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(read_err)?;
+    let next = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        items.last().map(|s| s.seq)
+    });
+    Ok(Page {
+        items,
+        next: next.flatten(),
+    })
+}
+
+pub(super) fn get(conn: &Connection, seq: Seq) -> Result<Option<Detail>> {
+    let row = conn
+        .query_row(
+            &format!(
+                "SELECT {SUMMARY_COLUMNS}, {EVENT_COLUMNS}
+                 FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.seq = ?1"
+            ),
+            [seq],
+            |r| Ok((summary_from_row(r)?, event_from_row(r, 12)?)),
+        )
+        .optional()
+        .map_err(read_err)?;
+    let Some((summary, event)) = row else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT at, outcome, status, error, duration_ms FROM attempts
+             WHERE delivery_seq = ?1 ORDER BY rowid",
+        )
+        .map_err(read_err)?;
+    let attempts = stmt
+        .query_map(params![seq], |r| {
+            Ok(Attempt {
+                at: r.get(0)?,
+                outcome: r.get(1)?,
+                status: r.get(2)?,
+                error: r.get(3)?,
+                duration_ms: r.get::<_, i64>(4)?.max(0) as u64,
+            })
+        })
+        .map_err(read_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(read_err)?;
+    Ok(Some(Detail {
+        summary,
+        attempts,
+        event: Arc::new(event),
+    }))
+}
+
+pub(super) fn counts(conn: &Connection) -> Result<Vec<(String, State, u64)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT instance, state, count(*) FROM deliveries WHERE state <> 'delivered'
+             GROUP BY instance, state",
+        )
+        .map_err(read_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                state_at(r, 1)?,
+                r.get::<_, i64>(2)?.max(0) as u64,
+            ))
+        })
+        .map_err(read_err)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(read_err)
+}

@@ -1,0 +1,310 @@
+//! The one writer: owns the write connection and commits everything queued since its last
+//! commit as one transaction (group commit), so the fsync that `synchronous=FULL` pays is
+//! paid per batch, not per event. Accept callbacks run after the commit, in order.
+
+use std::collections::HashSet;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::super::{
+    now_ms, Accept, Accepted, Requeue, Result, Seq, State, StoreError, Unfinished, Update,
+};
+use super::read::{event_from_row, EVENT_COLUMNS};
+
+/// Requeue replies run after the commit that made the rows pending.
+pub(super) type RequeueReply = Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>;
+
+/// Work for the writer.
+pub(super) enum Op {
+    Accept(Accept),
+    Update(Update),
+    Requeue(Requeue, RequeueReply),
+    /// Answered once everything queued before it is committed.
+    Flush(Sender<()>),
+}
+
+/// Most operations in one transaction (bounds a commit's latency under a flood).
+const MAX_BATCH: usize = 8192;
+/// How often finished deliveries past their retention are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub next_seq: Seq,
+    pub retention_ms: i64,
+}
+
+impl Writer {
+    /// Run until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Op>) {
+        self.prune();
+        let mut last_prune = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(PRUNE_EVERY) {
+                Ok(op) => op,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.prune();
+                    last_prune = Instant::now();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                self.prune();
+                last_prune = Instant::now();
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<Op>) {
+        let first_seq = self.next_seq;
+        let (mut results, failure) = match self.apply(&batch) {
+            Ok(r) => (r.into_iter(), None),
+            Err(e) => {
+                self.next_seq = first_seq;
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::error!(target: "store", error = %e, ops = batch.len(), "delivery store write failed; its callers are refused");
+                (Vec::new().into_iter(), Some(e.to_string()))
+            }
+        };
+        let err = || StoreError::Write(failure.clone().unwrap_or_default());
+        for op in batch {
+            match (op, results.next()) {
+                (Op::Accept(a), Some(Outcome::Accepted(r))) => (a.done)(Ok(r)),
+                (Op::Accept(a), _) => (a.done)(Err(err())),
+                (Op::Requeue(_, reply), Some(Outcome::Requeued(rows))) => reply(Ok(rows)),
+                (Op::Requeue(_, reply), _) => reply(Err(err())),
+                (Op::Flush(tx), _) => {
+                    let _ = tx.send(());
+                }
+                (Op::Update(_), _) => {}
+            }
+        }
+    }
+
+    /// Apply every op in one transaction; one outcome per op, in order.
+    fn apply(&mut self, batch: &[Op]) -> rusqlite::Result<Vec<Outcome>> {
+        // A delivery that started and ended within this batch needs only its end written.
+        let ended: HashSet<Seq> = batch
+            .iter()
+            .filter_map(|op| match op {
+                Op::Update(Update::Attempted { seq, .. }) => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(batch.len());
+        let mut next = self.next_seq;
+        for op in batch {
+            out.push(match op {
+                Op::Accept(a) => Outcome::Accepted(accept(&tx, a, &mut next, now)?),
+                Op::Update(Update::Started { seq }) if ended.contains(seq) => Outcome::Done,
+                Op::Update(u) => {
+                    update(&tx, u, now)?;
+                    Outcome::Done
+                }
+                Op::Requeue(r, _) => Outcome::Requeued(requeue(&tx, r, now)?),
+                Op::Flush(_) => Outcome::Done,
+            });
+        }
+        tx.commit()?;
+        self.next_seq = next;
+        Ok(out)
+    }
+
+    /// Drop finished deliveries (and then events with none left) past the retention.
+    fn prune(&mut self) {
+        let cutoff = now_ms() - self.retention_ms;
+        let r = self.conn.execute_batch(&format!(
+            "BEGIN;
+             DELETE FROM attempts WHERE delivery_seq IN
+                 (SELECT seq FROM deliveries WHERE state = 'delivered' AND updated_at < {cutoff});
+             DELETE FROM deliveries WHERE state = 'delivered' AND updated_at < {cutoff};
+             DELETE FROM events WHERE accepted_at < {cutoff}
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq);
+             COMMIT;"
+        ));
+        if let Err(e) = r {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            tracing::warn!(target: "store", error = %e, "pruning old deliveries failed; trying again later");
+        }
+    }
+}
+
+enum Outcome {
+    Accepted(Accepted),
+    Requeued(Vec<Unfinished>),
+    Done,
+}
+
+fn accept(tx: &Transaction, a: &Accept, next: &mut Seq, now: i64) -> rusqlite::Result<Accepted> {
+    let ev = &a.event;
+    let data = serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into());
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO events(id, name, timestamp, data, accepted_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO NOTHING",
+        )?
+        .execute(params![
+            ev.id,
+            ev.name.as_str(),
+            ev.timestamp.to_rfc3339(),
+            data,
+            now
+        ])?;
+    if inserted == 0 {
+        let stored = tx
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = ?1"
+            ))?
+            .query_row([&ev.id], |r| event_from_row(r, 0))
+            .optional()?;
+        return Ok(Accepted {
+            first: 0,
+            duplicate: Some(stored.map(Arc::new).unwrap_or_else(|| Arc::clone(ev))),
+        });
+    }
+    let event_seq = tx.last_insert_rowid();
+    let first = *next;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO deliveries(seq, event_seq, instance, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+    )?;
+    for instance in a.instances.iter() {
+        insert.execute(params![*next, event_seq, &**instance, now])?;
+        *next += 1;
+    }
+    Ok(Accepted {
+        first,
+        duplicate: None,
+    })
+}
+
+fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
+    match u {
+        Update::Started { seq } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'in_flight', updated_at = ?2
+                 WHERE seq = ?1 AND state IN ('pending', 'held')",
+            )?
+            .execute(params![seq, now])?;
+        }
+        Update::Attempted {
+            seq,
+            attempt,
+            state,
+            reason,
+            next_attempt_at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO attempts(delivery_seq, at, outcome, status, error, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                seq,
+                attempt.at,
+                attempt.outcome,
+                attempt.status,
+                attempt.error,
+                attempt.duration_ms as i64
+            ])?;
+            let last_error = (*state != State::Delivered)
+                .then_some(attempt.error.as_deref())
+                .flatten();
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = ?2, attempts = attempts + 1, last_status = ?3,
+                     last_error = ?4, reason = ?5, next_attempt_at = ?6, updated_at = ?7
+                 WHERE seq = ?1",
+            )?
+            .execute(params![
+                seq,
+                state.as_str(),
+                attempt.status,
+                last_error,
+                reason,
+                next_attempt_at,
+                now
+            ])?;
+        }
+        Update::Dead { seq, reason } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'dead', reason = ?2, next_attempt_at = NULL,
+                     updated_at = ?3 WHERE seq = ?1",
+            )?
+            .execute(params![seq, reason, now])?;
+        }
+        Update::Hold {
+            instance,
+            reason,
+            until,
+        } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'held', reason = ?2, next_attempt_at = ?3,
+                     updated_at = ?4 WHERE instance = ?1 AND state IN ('pending', 'held')",
+            )?
+            .execute(params![&**instance, reason, until, now])?;
+        }
+        Update::HoldOne { seq, reason } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'held', reason = ?2, updated_at = ?3
+                 WHERE seq = ?1 AND state = 'pending'",
+            )?
+            .execute(params![seq, reason, now])?;
+        }
+        Update::Release { instance } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'pending', reason = NULL, next_attempt_at = NULL,
+                     updated_at = ?2 WHERE instance = ?1 AND state = 'held'",
+            )?
+            .execute(params![&**instance, now])?;
+        }
+    }
+    Ok(())
+}
+
+fn requeue(tx: &Transaction, r: &Requeue, now: i64) -> rusqlite::Result<Vec<Unfinished>> {
+    let select = format!(
+        "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, {EVENT_COLUMNS}
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+    );
+    let rows = match r {
+        Requeue::One(seq) => {
+            let mut stmt = tx.prepare_cached(&format!(
+                "{select} WHERE d.seq = ?1 AND d.state IN ('dead', 'held')"
+            ))?;
+            let rows = stmt.query_map([seq], super::read::unfinished_from_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        }
+        Requeue::Dead { instance, since } => {
+            let mut stmt = tx.prepare_cached(&format!(
+                "{select} WHERE d.instance = ?1 AND d.state = 'dead' AND d.created_at >= ?2
+                 ORDER BY d.seq"
+            ))?;
+            let rows = stmt.query_map(
+                params![instance, since.unwrap_or(i64::MIN)],
+                super::read::unfinished_from_row,
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        }
+    };
+    let mut revive = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'pending', reason = NULL, next_attempt_at = NULL,
+             updated_at = ?2 WHERE seq = ?1",
+    )?;
+    for row in &rows {
+        revive.execute(params![row.seq, now])?;
+    }
+    Ok(rows)
+}

@@ -1,0 +1,364 @@
+//! The store's rules, checked on both backends (SQLite on a temporary file, and memory),
+//! plus what only SQLite does: group commit, durability across reopening, pruning, and a
+//! refused write.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::config::{StorageBackend, StorageConfig};
+use crate::event::{Event, EventName};
+
+fn event(title: &str) -> Arc<Event> {
+    let data = serde_json::json!({ "media_item": { "title": title } });
+    Arc::new(Event::new(
+        EventName::AfterMediaAdded,
+        data.as_object().cloned().unwrap(),
+    ))
+}
+
+fn names(n: &[&str]) -> Arc<[Arc<str>]> {
+    n.iter().map(|s| Arc::from(*s)).collect()
+}
+
+/// Accept and wait for the commit.
+fn accept(store: &Store, ev: Arc<Event>, to: &[&str]) -> Result<Accepted> {
+    let (tx, rx) = mpsc::channel();
+    store.accept(
+        ev,
+        names(to),
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the accept is answered")
+}
+
+fn delivered(store: &Store, seq: Seq) {
+    store.update(Update::Attempted {
+        seq,
+        attempt: Attempt {
+            at: now_ms(),
+            outcome: "delivered".into(),
+            status: Some(200),
+            error: Some("200 OK".into()),
+            duration_ms: 3,
+        },
+        state: State::Delivered,
+        reason: None,
+        next_attempt_at: None,
+    });
+}
+
+fn sqlite_config(dir: &tempfile::TempDir) -> StorageConfig {
+    StorageConfig {
+        path: dir.path().join("sub/dir/store.sqlite3"),
+        ..StorageConfig::default()
+    }
+}
+
+/// Both backends, fresh.
+fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&sqlite_config(&dir)).unwrap();
+    vec![(sqlite, Some(dir)), (Store::in_memory(), None)]
+}
+
+fn seqs(rows: &[Unfinished]) -> Vec<Seq> {
+    rows.iter().map(|r| r.seq).collect()
+}
+
+#[test]
+fn accepts_in_order_and_lists_what_is_unfinished() {
+    for (store, _dir) in stores() {
+        let a = accept(&store, event("A"), &["ntfy", "discord"]).unwrap();
+        let b = accept(&store, event("B"), &["ntfy", "discord"]).unwrap();
+        assert!(a.duplicate.is_none());
+        assert_eq!(b.first, a.first + 2, "consecutive sequence numbers");
+        delivered(&store, a.first);
+        store.flush();
+        let rows = store.unfinished().unwrap();
+        assert_eq!(seqs(&rows), [a.first + 1, b.first, b.first + 1]);
+        assert_eq!(rows[0].instance, "discord");
+        assert_eq!(rows[1].event.str_at("media_item.title"), Some("B"));
+        // Deliveries of one event share it.
+        assert!(Arc::ptr_eq(&rows[1].event, &rows[2].event));
+        assert_eq!(store.pending(), 3);
+    }
+}
+
+#[test]
+fn a_repeated_event_id_is_a_duplicate_with_the_stored_event() {
+    for (store, _dir) in stores() {
+        let first = event("Dune");
+        accept(&store, Arc::clone(&first), &["ntfy"]).unwrap();
+        let mut again = Event::new(EventName::AfterMediaAdded, Default::default());
+        again.id = first.id.clone();
+        let r = accept(&store, Arc::new(again), &["ntfy"]).unwrap();
+        let stored = r.duplicate.expect("a duplicate");
+        assert_eq!(stored.str_at("media_item.title"), Some("Dune"));
+        store.flush();
+        assert_eq!(store.unfinished().unwrap().len(), 1, "no new delivery");
+        assert_eq!(store.pending(), 1);
+    }
+}
+
+#[test]
+fn pages_newest_first_with_a_cursor_and_filters() {
+    for (store, _dir) in stores() {
+        let mut firsts = Vec::new();
+        for i in 0..5 {
+            firsts.push(
+                accept(&store, event(&format!("E{i}")), &["ntfy"])
+                    .unwrap()
+                    .first,
+            );
+        }
+        accept(&store, event("other"), &["slack"]).unwrap();
+        delivered(&store, firsts[1]);
+        store.flush();
+        let q = |before, limit| Query {
+            instance: Some("ntfy".into()),
+            limit,
+            before,
+            ..Query::default()
+        };
+        let p1 = store.list(&q(None, 2)).unwrap();
+        let got: Vec<Seq> = p1.items.iter().map(|s| s.seq).collect();
+        assert_eq!(got, [firsts[4], firsts[3]]);
+        let p2 = store.list(&q(p1.next, 2)).unwrap();
+        assert_eq!(
+            p2.items.iter().map(|s| s.seq).collect::<Vec<_>>(),
+            [firsts[2], firsts[1]]
+        );
+        let p3 = store.list(&q(p2.next, 2)).unwrap();
+        assert_eq!(p3.items.len(), 1);
+        assert_eq!(p3.next, None, "the last page has no cursor");
+        let done = store
+            .list(&Query {
+                state: Some(State::Delivered),
+                limit: 10,
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(done.items.len(), 1);
+        let s = &done.items[0];
+        assert_eq!(
+            (s.plugin.as_str(), s.attempts, s.last_status),
+            ("ntfy", 1, Some(200))
+        );
+        assert_eq!(s.last_error, None, "a success leaves no error");
+        let by_event = store
+            .list(&Query {
+                event_id: Some(s.event_id.clone()),
+                limit: 10,
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(by_event.items.len(), 1);
+        let detail = store.get(&store.public_id(s.seq)).unwrap().expect("found");
+        assert_eq!(detail.attempts.len(), 1);
+        assert_eq!(detail.event.str_at("media_item.title"), Some("E1"));
+        assert!(
+            store.get("0badf00d-1").unwrap().is_none(),
+            "another store's id"
+        );
+    }
+}
+
+#[test]
+fn holds_releases_and_replays_dead_letters_in_order() {
+    for (store, _dir) in stores() {
+        let ids: Vec<Seq> = (0..4)
+            .map(|i| {
+                accept(&store, event(&format!("E{i}")), &["ntfy"])
+                    .unwrap()
+                    .first
+            })
+            .collect();
+        store.update(Update::Hold {
+            instance: Arc::from("ntfy"),
+            reason: "misconfigured: 401".into(),
+            until: None,
+        });
+        store.flush();
+        let held = |store: &Store| {
+            store
+                .counts()
+                .unwrap()
+                .into_iter()
+                .find(|(i, s, _)| i == "ntfy" && *s == State::Held)
+                .map(|c| c.2)
+        };
+        assert_eq!(held(&store), Some(4));
+        store.update(Update::Release {
+            instance: Arc::from("ntfy"),
+        });
+        store.update(Update::Dead {
+            seq: ids[2],
+            reason: "rejected by the service: 400".into(),
+        });
+        store.update(Update::Dead {
+            seq: ids[0],
+            reason: "too old".into(),
+        });
+        store.flush();
+        assert_eq!(held(&store), None);
+        assert_eq!(store.pending(), 2, "dead letters free their place");
+        let (tx, rx) = mpsc::channel();
+        store.requeue(
+            Requeue::Dead {
+                instance: "ntfy".into(),
+                since: None,
+            },
+            move |r| tx.send(r).unwrap(),
+        );
+        let revived = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+        assert_eq!(seqs(&revived), [ids[0], ids[2]], "in their original order");
+        assert_eq!(store.pending(), 4);
+        store.flush();
+        assert_eq!(store.unfinished().unwrap().len(), 4);
+    }
+}
+
+#[test]
+fn refuses_before_accepting_past_max_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = [
+        StorageConfig {
+            max_pending: 3,
+            ..sqlite_config(&dir)
+        },
+        StorageConfig {
+            max_pending: 3,
+            backend: StorageBackend::Memory,
+            ..StorageConfig::default()
+        },
+    ];
+    for config in configs {
+        let store = Store::open(&config).unwrap();
+        let a = accept(&store, event("A"), &["ntfy", "slack"]).unwrap();
+        let err = accept(&store, event("B"), &["ntfy", "slack"]).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Full { pending: 2, max: 3 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("storage.max_pending"), "{err}");
+        assert_eq!(
+            store
+                .list(&Query {
+                    limit: 10,
+                    ..Query::default()
+                })
+                .unwrap()
+                .items
+                .len(),
+            2,
+            "nothing of B was stored"
+        );
+        delivered(&store, a.first);
+        accept(&store, event("C"), &["ntfy", "slack"]).unwrap();
+    }
+}
+
+#[test]
+fn sqlite_keeps_everything_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(&dir);
+    let (tag, first) = {
+        let store = Store::open(&config).unwrap();
+        let a = accept(&store, event("kept"), &["ntfy"]).unwrap();
+        (store.tag(), a.first)
+    };
+    let store = Store::open(&config).unwrap();
+    assert_eq!(store.tag(), tag, "ids stay the same across restarts");
+    let rows = store.unfinished().unwrap();
+    assert_eq!(seqs(&rows), [first]);
+    assert_eq!(store.pending(), 1);
+    let next = accept(&store, event("new"), &["ntfy"]).unwrap();
+    assert!(next.first > first, "sequence numbers go on");
+}
+
+#[test]
+fn sqlite_commits_many_events_per_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(&dir);
+    let store = Store::open(&config).unwrap();
+    let commits = |store: &Store| -> i64 {
+        let c = rusqlite::Connection::open(&config.path).unwrap();
+        let _ = store;
+        c.query_row("SELECT count(DISTINCT accepted_at) FROM events", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    // Hold the write lock while 1,000 accepts queue up: the writer's first transaction
+    // waits for it, and everything queued meanwhile goes in its next one.
+    let blocker = rusqlite::Connection::open(&config.path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (tx, rx) = mpsc::channel();
+    for i in 0..1000 {
+        let tx = tx.clone();
+        store.accept(
+            event(&format!("E{i}")),
+            names(&["ntfy"]),
+            Box::new(move |r| tx.send(r.is_ok()).unwrap()),
+        );
+    }
+    blocker.execute_batch("COMMIT").unwrap();
+    let ok = (0..1000)
+        .filter(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+        .count();
+    assert_eq!(ok, 1000);
+    // Each transaction stamps its events with one time: at most two transactions.
+    assert!(commits(&store) <= 2, "{} transactions", commits(&store));
+}
+
+#[test]
+fn sqlite_refuses_a_write_it_cannot_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(&dir);
+    let store = Store::open(&config).unwrap();
+    let blocker = rusqlite::Connection::open(&config.path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = accept(&store, event("locked out"), &["ntfy"]).unwrap_err();
+    assert!(matches!(err, StoreError::Write(_)), "{err}");
+    assert_eq!(store.pending(), 0, "a refused event holds no place");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    accept(&store, event("fine again"), &["ntfy"]).unwrap();
+}
+
+#[test]
+fn sqlite_prunes_delivered_rows_past_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        retention: Duration::ZERO,
+        ..sqlite_config(&dir)
+    };
+    let (done, waiting) = {
+        let store = Store::open(&config).unwrap();
+        let done = event("done");
+        let a = accept(&store, Arc::clone(&done), &["ntfy"]).unwrap();
+        accept(&store, event("waiting"), &["ntfy"]).unwrap();
+        delivered(&store, a.first);
+        (done, a.first + 1)
+    };
+    std::thread::sleep(Duration::from_millis(5));
+    // Pruning runs when the store opens (and hourly).
+    let store = Store::open(&config).unwrap();
+    store.flush();
+    let all = store
+        .list(&Query {
+            limit: 10,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(
+        all.items.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        [waiting]
+    );
+    // The pruned event's id is free again.
+    assert!(accept(&store, done, &["ntfy"]).unwrap().duplicate.is_none());
+}

@@ -1,0 +1,297 @@
+//! The delivery store through the library: held deliveries go out in order once an
+//! instance is healthy, dead letters are listed and replayed, a repeated id is delivered
+//! once, order holds across a 429 pause, a restart resumes what was pending, and one
+//! round of failures grows a pause only once.
+
+use std::time::Duration;
+
+use mydia_plugins::config::{Config, StorageBackend, StorageConfig};
+use mydia_plugins::event::{Event, EventName};
+use mydia_plugins::plugins::PluginError;
+use mydia_plugins::store::{Query, State};
+use mydia_plugins::supervisor::InstanceSpec;
+use mydia_plugins::{start_with, Handle};
+
+use crate::data;
+use crate::support::scripted::{Mode, Script};
+use crate::support::{fast_config, wait_until};
+
+const LONG: Duration = Duration::from_secs(20);
+
+async fn state(h: &Handle, name: &str) -> mydia_plugins::supervisor::PluginStatus {
+    h.status()
+        .await
+        .into_iter()
+        .find(|p| p.name == name)
+        .expect("plugin exists")
+}
+
+async fn emit_n(h: &Handle, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let done = h
+            .emit(
+                EventName::AfterMediaAdded,
+                data!({"media_item": {"title": format!("Movie {i}")}}),
+            )
+            .await
+            .unwrap();
+        ids.push(done.event.id.clone());
+    }
+    ids
+}
+
+/// One at a time, as notification plugins send by default.
+fn one_at_a_time(spec: InstanceSpec) -> InstanceSpec {
+    InstanceSpec {
+        max_in_flight: Some(1),
+        ..spec
+    }
+}
+
+#[actix_rt::test]
+async fn an_open_instance_holds_its_deliveries_and_sends_them_in_order_when_it_recovers() {
+    let flaky = Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503 Service Unavailable".into(),
+    }));
+    let h = start_with(&fast_config(), vec![one_at_a_time(flaky.spec("flaky"))]).expect("start");
+    let ids = emit_n(&h, 10).await;
+    assert!(
+        wait_until(LONG, || async {
+            let s = state(&h, "flaky").await;
+            s.state == "open" && s.held > 0
+        })
+        .await,
+        "{:?}",
+        state(&h, "flaky").await
+    );
+    let held = h
+        .deliveries(Query {
+            instance: Some("flaky".into()),
+            state: Some(State::Held),
+            limit: 50,
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert!(!held.items.is_empty());
+    assert!(
+        held.items[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("open"),
+        "{:?}",
+        held.items[0]
+    );
+    flaky.set(Mode::Ok);
+    assert!(wait_until(LONG, || async { flaky.delivered_count() == 10 }).await);
+    assert_eq!(
+        flaky.delivered_ids(),
+        ids,
+        "each once, in the order accepted"
+    );
+    let s = state(&h, "flaky").await;
+    assert_eq!((s.state, s.held, s.dead), ("closed", 0, 0), "{s:?}");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn dead_letters_are_listed_and_replayed_in_their_original_order() {
+    let picky = Script::new(Mode::Fail(PluginError::Rejected {
+        status: Some(400),
+        reason: "400 Bad Request: message too long".into(),
+    }));
+    let h = start_with(&fast_config(), vec![one_at_a_time(picky.spec("picky"))]).expect("start");
+    let ids = emit_n(&h, 3).await;
+    assert!(wait_until(LONG, || async { state(&h, "picky").await.dead == 3 }).await);
+    let dead = h
+        .deliveries(Query {
+            state: Some(State::Dead),
+            limit: 10,
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<&str> = dead
+        .items
+        .iter()
+        .rev()
+        .map(|d| d.event_id.as_str())
+        .collect();
+    assert_eq!(listed, ids, "newest first");
+    assert!(dead.items[0]
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.contains("400 Bad Request")));
+    let one = h.store().public_id(dead.items[0].seq);
+    let detail = h.delivery(&one).await.unwrap().expect("found");
+    assert_eq!(detail.attempts.len(), 1);
+    assert_eq!(detail.attempts[0].status, Some(400));
+
+    picky.set(Mode::Ok);
+    assert_eq!(h.replay("picky", None).await.unwrap(), 3);
+    assert!(wait_until(LONG, || async { picky.delivered_count() == 3 }).await);
+    assert_eq!(picky.delivered_ids(), ids);
+    assert!(wait_until(LONG, || async { state(&h, "picky").await.dead == 0 }).await);
+    // Delivered now: neither dead nor held, so there is nothing to retry.
+    let err = h.retry(&one).await.unwrap_err();
+    assert!(err.to_string().contains("is delivered"), "{err}");
+    assert!(h.replay("nobody", None).await.is_err());
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_same_event_id_twice_is_delivered_once() {
+    let sink = Script::new(Mode::Ok);
+    let h = start_with(&fast_config(), vec![one_at_a_time(sink.spec("sink"))]).expect("start");
+    let first = Event::new(
+        EventName::AfterMediaAdded,
+        data!({"media_item": {"title": "Dune"}}),
+    )
+    .with_id("mydia-42");
+    let a = h.emit_event(first, false).await.unwrap();
+    assert!(!a.duplicate);
+    let again = Event::new(
+        EventName::AfterMediaAdded,
+        data!({"media_item": {"title": "Other"}}),
+    )
+    .with_id("mydia-42");
+    let b = h.emit_event(again, true).await.unwrap();
+    assert!(b.duplicate);
+    assert_eq!(
+        b.event.str_at("media_item.title"),
+        Some("Dune"),
+        "the stored event"
+    );
+    assert_eq!(b.deliveries.as_deref(), Some(&[][..]));
+    // Deliveries go in order: once a later event is through, a second copy would be too.
+    let later = emit_n(&h, 1).await;
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 2 }).await);
+    assert_eq!(
+        sink.delivered_ids(),
+        ["mydia-42".to_owned(), later[0].clone()]
+    );
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn order_holds_across_a_429_pause_and_a_429_is_not_a_failure() {
+    let paced = Script::new(Mode::Fail(PluginError::RateLimited {
+        retry_after: Some(Duration::from_millis(200)),
+    }));
+    let h = start_with(&fast_config(), vec![one_at_a_time(paced.spec("paced"))]).expect("start");
+    let ids = emit_n(&h, 20).await;
+    assert!(
+        wait_until(LONG, || async {
+            state(&h, "paced").await.paused == Some("rate_limited")
+        })
+        .await
+    );
+    paced.set(Mode::Ok);
+    assert!(wait_until(LONG, || async { paced.delivered_count() == 20 }).await);
+    assert_eq!(paced.delivered_ids(), ids);
+    let s = state(&h, "paced").await;
+    assert_eq!((s.state, s.failed), ("closed", 0), "{s:?}");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn one_round_of_failures_grows_the_pause_once() {
+    let down = Script::new(Mode::Slow(Duration::from_millis(50)));
+    let mut config = fast_config();
+    // Let the pause, not the breaker, answer the failures.
+    config.supervision.breaker_window = 100;
+    config.supervision.breaker_min_calls = 100;
+    let h = start_with(&config, vec![down.spec("down")]).expect("start");
+    down.set(Mode::Fail(PluginError::Transient {
+        status: Some(502),
+        reason: "502 Bad Gateway".into(),
+    }));
+    // Eight at once: one round, all failing together.
+    emit_n(&h, 8).await;
+    assert!(
+        wait_until(LONG, || async {
+            let s = state(&h, "down").await;
+            s.failed >= 8 && s.in_flight == 0
+        })
+        .await
+    );
+    let s = state(&h, "down").await;
+    assert_eq!(s.paused, Some("retry_backoff"), "{s:?}");
+    let wait = s.retry_at.expect("a pause") - chrono::Utc::now();
+    // The first pause is 1 s; once per delivery it would have reached 128 s.
+    assert!(wait <= chrono::Duration::seconds(3), "paused for {wait:?}");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_restart_resumes_pending_deliveries_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: Config = fast_config();
+    config.storage = StorageConfig {
+        backend: StorageBackend::Sqlite,
+        path: dir.path().join("store.sqlite3"),
+        ..StorageConfig::default()
+    };
+    let down = Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503".into(),
+    }));
+    let h = start_with(&config, vec![one_at_a_time(down.spec("ntfy"))]).expect("start");
+    let ids = emit_n(&h, 5).await;
+    assert!(wait_until(LONG, || async { !down.received.lock().unwrap().is_empty() }).await);
+    let report = h.shutdown().await;
+    assert_eq!(report.kept, 5, "{report:?}");
+    assert_eq!(down.delivered_count(), 0);
+
+    let up = Script::new(Mode::Ok);
+    let h = start_with(&config, vec![one_at_a_time(up.spec("ntfy"))]).expect("restart");
+    assert!(wait_until(LONG, || async { up.delivered_count() == 5 }).await);
+    assert_eq!(up.delivered_ids(), ids);
+    assert!(wait_until(LONG, || async { h.store().pending() == 0 }).await);
+    h.shutdown().await;
+
+    // An instance taken out of the config dead-letters what it left.
+    let down = Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503".into(),
+    }));
+    let h = start_with(&config, vec![one_at_a_time(down.spec("ntfy"))]).expect("start");
+    emit_n(&h, 2).await;
+    h.shutdown().await;
+    let other = Script::new(Mode::Ok);
+    let h = start_with(&config, vec![other.spec("slack")]).expect("restart");
+    let dead = h
+        .deliveries(Query {
+            state: Some(State::Dead),
+            limit: 10,
+            ..Query::default()
+        })
+        .await;
+    let ok = wait_until(LONG, || async {
+        h.deliveries(Query {
+            state: Some(State::Dead),
+            limit: 10,
+            ..Query::default()
+        })
+        .await
+        .is_ok_and(|p| p.items.len() == 2)
+    })
+    .await;
+    assert!(ok, "{dead:?}");
+    let page = h
+        .deliveries(Query {
+            state: Some(State::Dead),
+            limit: 10,
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.items[0]
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.contains("instance removed")));
+    h.shutdown().await;
+}
