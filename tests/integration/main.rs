@@ -7,6 +7,7 @@ mod api;
 mod canary;
 mod config;
 mod contract;
+mod crash;
 mod discord;
 mod durable;
 mod enrichment;
