@@ -98,9 +98,8 @@ pub struct SupervisionConfig {
     pub delivery_timeout: Duration,
     /// Deliveries a plugin may have in flight at once (default 8).
     pub max_in_flight: u32,
-    /// Deliveries kept per plugin while it is paused or open, delivered once it recovers (default 1000).
-    pub backlog: u32,
-    /// Undelivered events older than this are dropped from the backlog (default 1 h).
+    /// A delivery not delivered within this is a dead letter, "too old" (default 24 h:
+    /// an outage of an afternoon must not dead-letter everything).
     pub backlog_max_age: Duration,
     /// How long shutdown waits for in-flight work (default 10 s).
     pub shutdown_grace: Duration,
@@ -141,8 +140,7 @@ impl Default for SupervisionConfig {
             breaker_failure_rate: 0.5,
             delivery_timeout: Duration::from_secs(10),
             max_in_flight: 8,
-            backlog: 1000,
-            backlog_max_age: Duration::from_secs(3600),
+            backlog_max_age: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -39,7 +39,7 @@ pub fn parse(
 
     let server = server.validate(&mut cx.problems);
     let hooks = hooks.validate(source, &mut cx.problems);
-    let supervision = supervision.validate(&mut cx.problems);
+    let supervision = supervision.validate(&mut cx.problems, &mut cx.warnings);
     let storage = storage.validate(source, &mut cx.problems);
     let plugins = plugins::parse(plugin_section, &mut cx);
 

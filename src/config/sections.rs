@@ -136,8 +136,9 @@ impl RawHooks {
 }
 
 impl RawSupervision {
-    /// Check ranges and the relations between fields (a cap at least its base).
-    pub fn validate(self, problems: &mut Problems) -> SupervisionConfig {
+    /// Check ranges and the relations between fields (a cap at least its base); fields
+    /// that no longer do anything are `warnings`.
+    pub fn validate(self, problems: &mut Problems, warnings: &mut Problems) -> SupervisionConfig {
         let mut out = SupervisionConfig::default();
         let raw = self;
         let (ms, secs, same) = (
@@ -165,9 +166,14 @@ impl RawSupervision {
         positive!(delivery_timeout_ms => out.delivery_timeout, ms);
         positive!(max_in_flight => out.max_in_flight, same);
         positive!(backlog_max_age_secs => out.backlog_max_age, secs);
-        // Zero is meaningful for these: trip on the first restart, keep no backlog, wait for nothing.
+        // Zero is meaningful for these: trip on the first restart, wait for nothing.
         set(&mut out.max_restarts, raw.max_restarts);
-        set(&mut out.backlog, raw.backlog);
+        if raw.backlog.is_some() {
+            warnings.push(
+                "supervision.backlog",
+                "no longer limits anything and can be removed: waiting deliveries live in the delivery store (see storage.max_pending)",
+            );
+        }
         set(&mut out.shutdown_grace, raw.shutdown_grace_ms.map(ms));
         let p = problems;
         if let Some(rate) = raw.breaker_failure_rate {
@@ -264,7 +270,7 @@ mod tests {
             HooksConfig::default()
         );
         assert_eq!(
-            RawSupervision::default().validate(&mut p),
+            RawSupervision::default().validate(&mut p, &mut Problems::default()),
             SupervisionConfig::default()
         );
         assert!(p.is_empty());
@@ -282,8 +288,8 @@ mod tests {
         assert_eq!(h.timeout, Duration::from_millis(250));
         assert_eq!(h.memory_limit_bytes, 2 * 1024 * 1024);
         assert_eq!(h.max_input_bytes, 3 * 1024);
-        let s =
-            raw::<RawSupervision>("restart_window_secs: 30\nshutdown_grace_ms: 0").validate(&mut p);
+        let s = raw::<RawSupervision>("restart_window_secs: 30\nshutdown_grace_ms: 0")
+            .validate(&mut p, &mut Problems::default());
         assert_eq!(s.restart_window, Duration::from_secs(30));
         assert_eq!(s.shutdown_grace, Duration::ZERO);
         assert!(p.is_empty());
@@ -322,7 +328,7 @@ mod tests {
             "breaker_failure_rate: 1.5\nbreaker_window: 4\nbreaker_min_calls: 5\n\
              restart_backoff_base_ms: 1000\nrestart_backoff_max_ms: 10\nopen_cooldown_max_secs: 1",
         )
-        .validate(&mut p);
+        .validate(&mut p, &mut Problems::default());
         let paths: Vec<String> = messages(p).into_iter().map(|(path, _)| path).collect();
         assert_eq!(
             paths,
@@ -351,7 +357,7 @@ mod tests {
                 breaker_failure_rate: Some(rate),
                 ..Default::default()
             }
-            .validate(&mut p);
+            .validate(&mut p, &mut Problems::default());
             assert_eq!(p.is_empty(), ok, "rate {rate}");
         }
     }

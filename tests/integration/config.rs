@@ -433,3 +433,11 @@ fn never_panics_on_hostile_input() {
         }
     }
 }
+
+#[test]
+fn the_old_backlog_setting_loads_with_a_warning_to_remove_it() {
+    let c = mydia_plugins::Config::parse("supervision:\n  backlog: 1000\n", None).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert_eq!(c.warnings[0].path, "supervision.backlog");
+    assert!(c.warnings[0].message.contains("storage.max_pending"));
+}

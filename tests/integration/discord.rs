@@ -512,3 +512,51 @@ async fn the_webhook_token_never_leaks() {
         "token leaked into the logs:\n{logged}"
     );
 }
+
+#[actix_rt::test]
+async fn an_empty_rate_limit_bucket_is_waited_for_before_a_429_happens() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(webhook_path(TOKEN)))
+        .respond_with(
+            saved_message()
+                .insert_header("x-ratelimit-limit", "5")
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset-after", "0.4"),
+        )
+        .mount(&server)
+        .await;
+    let discord = plugin(config(&server.uri(), TOKEN));
+    let cx = cx();
+    discord.send_webhook(&cx, &dune_added()).await.unwrap();
+    discord.send_webhook(&cx, &dune_added()).await.unwrap();
+    let got = server.received_requests().await.unwrap();
+    assert_eq!(got.len(), 2);
+    // wiremock does not time requests; the plugin's own wait is what spaces them, so
+    // measure it around a third call, made right after the second reply.
+    let before = Instant::now();
+    discord.send_webhook(&cx, &dune_added()).await.unwrap();
+    assert!(
+        before.elapsed() >= Duration::from_millis(350),
+        "waited only {:?} for the bucket to refill",
+        before.elapsed()
+    );
+    // A refill far away is handed back as a rate-limit pause, without a request.
+    let far = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            saved_message()
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset-after", "60"),
+        )
+        .mount(&far)
+        .await;
+    let discord = plugin(config(&far.uri(), TOKEN));
+    discord.send_webhook(&cx, &dune_added()).await.unwrap();
+    let err = discord.send_webhook(&cx, &dune_added()).await.unwrap_err();
+    assert!(
+        matches!(err, PluginError::RateLimited { retry_after: Some(d) } if d > Duration::from_secs(50)),
+        "{err:?}"
+    );
+    assert_eq!(far.received_requests().await.unwrap().len(), 1);
+}

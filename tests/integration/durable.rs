@@ -295,3 +295,160 @@ async fn a_restart_resumes_pending_deliveries_in_order() {
         .is_some_and(|r| r.contains("instance removed")));
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn the_webhook_id_is_the_delivery_id_on_every_attempt() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let yaml = format!(
+        "hooks: {{enabled: false}}\nsupervision: {{delivery_timeout_ms: 2000}}\nplugins:\n  hook:\n    type: webhook\n    \
+         enabled: true\n    url: {}/in\n    allow_insecure_http: true\n    retries: 0\n",
+        receiver.uri()
+    );
+    let h = mydia_plugins::start(&Config::parse(&yaml, None).unwrap()).expect("start");
+    let ids = emit_n(&h, 1).await;
+    assert!(
+        wait_until(LONG, || async {
+            receiver.received_requests().await.unwrap_or_default().len() == 2
+        })
+        .await
+    );
+    let sent: Vec<String> = receiver
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    let page = h
+        .deliveries(Query {
+            event_id: Some(ids[0].clone()),
+            limit: 5,
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    let id = h.store().public_id(page.items[0].seq);
+    assert_eq!(sent, [id.clone(), id], "the same id on the retry");
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_deliveries_api_pages_filters_retries_and_replays() {
+    use serde_json::Value;
+    let picky = Script::new(Mode::Fail(PluginError::Rejected {
+        status: Some(422),
+        reason: "422 Unprocessable Entity".into(),
+    }));
+    let h = start_with(&fast_config(), vec![one_at_a_time(picky.spec("picky"))]).expect("start");
+    let (server, addr) =
+        mydia_plugins::api::server("127.0.0.1:0".parse().unwrap(), h.clone()).unwrap();
+    actix_rt::spawn(server);
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http.get(format!("{base}{path}")).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let post = |path: String, body: &'static str| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .post(format!("{base}{path}"))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let ids = emit_n(&h, 3).await;
+    assert!(wait_until(LONG, || async { state(&h, "picky").await.dead == 3 }).await);
+
+    let (status, page) = get("/api/v1/deliveries?plugin=picky&state=dead&limit=2".into()).await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["deliveries"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["event_id"], ids[2].as_str(), "newest first");
+    assert_eq!(items[0]["state"], "dead");
+    assert_eq!(items[0]["last_status"], 422);
+    let next = page["next"].as_str().expect("a cursor").to_owned();
+    let (_, rest) = get(format!("/api/v1/deliveries?plugin=picky&before={next}")).await;
+    assert_eq!(rest["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["deliveries"][0]["event_id"], ids[0].as_str());
+    assert_eq!(rest["next"], Value::Null);
+
+    let oldest = rest["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let (status, one) = get(format!("/api/v1/deliveries/{oldest}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["attempt_log"][0]["outcome"], "rejected");
+    assert_eq!(one["event_data"]["data"]["media_item"]["title"], "Movie 0");
+
+    // What a person can get wrong, each with what to fix.
+    let (status, bad) = get("/api/v1/deliveries?state=lost&limit=0&colour=red".into()).await;
+    assert_eq!(status, 400);
+    let msg = bad["error"].as_str().unwrap();
+    for part in [
+        "unknown delivery state `lost`",
+        "`limit`",
+        "unknown query parameter `colour`",
+    ] {
+        assert!(msg.contains(part), "{msg}");
+    }
+    assert_eq!(get("/api/v1/deliveries/nope".into()).await.0, 404);
+    assert_eq!(
+        post("/api/v1/deliveries/nope/retry".into(), "").await.0,
+        404
+    );
+    assert_eq!(
+        post("/api/v1/plugins/nobody/replay".into(), "").await.0,
+        404
+    );
+    let (status, bad) = post(
+        "/api/v1/plugins/picky/replay".into(),
+        r#"{"state": "held"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+
+    picky.set(Mode::Ok);
+    let (status, r) = post(format!("/api/v1/deliveries/{oldest}/retry"), "").await;
+    assert_eq!((status, &r["state"]), (202, &Value::from("pending")));
+    assert!(wait_until(LONG, || async { picky.delivered_count() == 1 }).await);
+    let (status, r) = post(format!("/api/v1/deliveries/{oldest}/retry"), "").await;
+    assert_eq!(status, 409, "delivered now: {r}");
+    let (status, r) = post(
+        "/api/v1/plugins/picky/replay".into(),
+        r#"{"state": "dead"}"#,
+    )
+    .await;
+    assert_eq!((status, &r["requeued"]), (200, &Value::from(2)));
+    assert!(wait_until(LONG, || async { picky.delivered_count() == 3 }).await);
+    assert_eq!(
+        picky.delivered_ids(),
+        ids,
+        "the retried first, then the rest in order"
+    );
+    let (_, plugins) = get("/api/v1/plugins".into()).await;
+    assert_eq!(
+        (&plugins[0]["dead"], &plugins[0]["held"]),
+        (&Value::from(0), &Value::from(0))
+    );
+    h.shutdown().await;
+}

@@ -19,6 +19,7 @@ use crate::plugins::{
 };
 
 mod answer;
+mod bucket;
 mod config;
 mod embed;
 
@@ -40,6 +41,7 @@ pub struct Discord {
     info_url: reqwest::Url,
     retry: RetryPolicy,
     redactor: Redactor,
+    bucket: bucket::Bucket,
 }
 
 impl Discord {
@@ -89,6 +91,7 @@ impl Discord {
             info_url,
             retry,
             redactor,
+            bucket: bucket::Bucket::default(),
         })
     }
 
@@ -213,9 +216,19 @@ impl WebhookPlugin for Discord {
         event: &Event,
     ) -> Result<Delivered, PluginError> {
         let body = self.payload(event);
+        // The last reply said the bucket is empty: wait for it rather than earn a 429.
+        if let Some(wait) = self.bucket.wait() {
+            if wait > bucket::MAX_SLEEP {
+                return Err(PluginError::RateLimited {
+                    retry_after: Some(wait),
+                });
+            }
+            tokio::time::sleep(wait).await;
+        }
         let reply = self
             .call(|| cx.http.post(self.execute_url.clone()).json(&body))
             .await?;
+        self.bucket.note(&reply.headers);
         // With wait=true Discord answers with the saved message; 204 if it chose not to.
         let id = serde_json::from_str::<Value>(&reply.body)
             .ok()

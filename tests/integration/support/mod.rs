@@ -42,7 +42,6 @@ pub fn fast_supervision() -> SupervisionConfig {
         breaker_failure_rate: 0.5,
         delivery_timeout: Duration::from_millis(300),
         max_in_flight: 8,
-        backlog: 100,
         backlog_max_age: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(2),
     }
