@@ -13,7 +13,14 @@ fn main() {
         std::process::exit(2);
     });
     actix_rt::System::new().block_on(async move {
-        let handle = mydia_plugins::start(&config).expect("start");
+        // Opens the delivery store the config names (config/data/ for the shipped one).
+        let handle = match mydia_plugins::start(&config) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        };
 
         // emit: returns after the hooks ran, with the data as the plugins will see it.
         let data = serde_json::json!({"media_item": {
