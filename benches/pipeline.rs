@@ -390,7 +390,7 @@ async fn ntfy_vs_bare() -> NtfyRates {
     let supervision =
         format!("hooks: {{enabled: false}}\nsupervision: {{max_in_flight: {concurrency}, backlog: 100000}}\n");
     let yaml = format!(
-        "{supervision}plugins:\n  ntfy:\n    enabled: true\n    server_url: http://{addr}\n    allow_insecure_http: true\n    topic: bench\n"
+        "{supervision}plugins:\n  ntfy:\n    enabled: true\n    server_url: http://{addr}\n    allow_insecure_http: true\n    allow_private_network: true\n    topic: bench\n"
     );
     let ntfy = mydia_plugins::start(&Config::parse(&yaml, None).expect("bench config"));
     let url = format!("http://{addr}/");

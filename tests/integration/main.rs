@@ -13,6 +13,7 @@ mod fanart;
 mod fanout;
 mod hooks;
 mod ntfy;
+mod outbound;
 mod pushover;
 mod shipped;
 mod slack;

@@ -42,7 +42,7 @@ fn plugin(config: NtfyConfig) -> Ntfy {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "ntfy".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 

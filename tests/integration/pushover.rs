@@ -53,7 +53,7 @@ fn plugin(config: PushoverConfig) -> Pushover {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "pushover".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::{Event, EventName};
-use crate::http::{self, Redactor, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, RetryPolicy};
 use crate::plugins::notification::format::{self, MediaKind, Tone};
 use crate::plugins::notification::text;
 use crate::plugins::{
@@ -142,21 +142,22 @@ impl Ntfy {
         cx: &PluginContext,
         body: &Publish<'_>,
     ) -> Result<http::Reply, PluginError> {
-        http::send_with_retry(&self.retry, &self.redactor, || {
-            let request = cx.http.post(self.publish_url.clone()).json(body);
-            match (
-                &self.config.auth_token,
-                &self.config.username,
-                &self.config.password,
-            ) {
-                (Some(token), _, _) => request.bearer_auth(token.expose_secret().trim()),
-                (None, Some(user), Some(pass)) => {
-                    request.basic_auth(user, Some(pass.expose_secret()))
+        cx.http
+            .send_with_retry(&self.retry, &self.redactor, || {
+                let request = cx.http.post(self.publish_url.clone()).json(body);
+                match (
+                    &self.config.auth_token,
+                    &self.config.username,
+                    &self.config.password,
+                ) {
+                    (Some(token), _, _) => request.bearer_auth(token.expose_secret().trim()),
+                    (None, Some(user), Some(pass)) => {
+                        request.basic_auth(user, Some(pass.expose_secret()))
+                    }
+                    _ => request,
                 }
-                _ => request,
-            }
-        })
-        .await
+            })
+            .await
     }
 
     /// `scheme://host[:port]` of the server, without credentials or path, for reports.
@@ -245,6 +246,10 @@ fn merged_tags<'a>(config: &'a [String], defaults: &[&'a str]) -> Vec<&'a str> {
 }
 
 impl Plugin for Ntfy {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.config.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "Ntfy",
@@ -263,16 +268,18 @@ impl Plugin for Ntfy {
                 "{server} did not answer GET /v1/health like an ntfy server; check server_url"
             ),
         };
-        let reply = http::send_with_retry(&self.retry, &self.redactor, || {
-            cx.http.get(self.health_url.clone())
-        })
-        .await
-        .map_err(|e| match e {
-            PluginError::Misconfigured {
-                status: Some(404), ..
-            } => not_ntfy(Some(404)),
-            other => other,
-        })?;
+        let reply = cx
+            .http
+            .send_with_retry(&self.retry, &self.redactor, || {
+                cx.http.get(self.health_url.clone())
+            })
+            .await
+            .map_err(|e| match e {
+                PluginError::Misconfigured {
+                    status: Some(404), ..
+                } => not_ntfy(Some(404)),
+                other => other,
+            })?;
         match serde_json::from_str::<Value>(&reply.body)
             .ok()
             .and_then(|v| v.get("healthy")?.as_bool())
@@ -551,7 +558,7 @@ mod tests {
         let plugin = ntfy(config());
         let cx = PluginContext {
             instance: "ntfy".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let ev = event(EventName::AfterMediaAdded, json!({}));
         assert_send(plugin.notify(&cx, &ev));

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::event::Event;
-use crate::http::{self, Redactor, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, RetryPolicy};
 use crate::plugins::notification::text;
 use crate::plugins::{
     ConnectionReport, Delivered, NotificationPlugin, Plugin, PluginContext, PluginError, PluginInfo,
@@ -156,7 +156,10 @@ impl Pushover {
             if let Some(until) = hold {
                 tokio::time::sleep_until(until).await;
             }
-            let reply = http::fetch(cx.http.post(url.clone()).form(fields), &self.redactor).await;
+            let reply = cx
+                .http
+                .fetch(cx.http.post(url.clone()).form(fields), &self.redactor)
+                .await;
             let result =
                 reply.and_then(|r| reply::judge(&r, &self.redactor, SystemTime::now()).map(|_| r));
             if result.as_ref().is_err_and(PluginError::is_transient) {
@@ -181,6 +184,10 @@ fn body_json(reply: &http::Reply) -> Value {
 }
 
 impl Plugin for Pushover {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.config.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "Pushover",
@@ -476,7 +483,7 @@ mod tests {
         let plugin = pushover(config());
         let cx = PluginContext {
             instance: "pushover".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let ev = event(EventName::AfterMediaAdded, json!({}));
         assert_send(plugin.notify(&cx, &ev));
