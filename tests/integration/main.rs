@@ -8,6 +8,7 @@ mod canary;
 mod config;
 mod contract;
 mod discord;
+mod echo;
 mod enrichment;
 mod fanart;
 mod fanout;

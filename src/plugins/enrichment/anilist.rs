@@ -63,11 +63,14 @@ impl AniList {
             max: Duration::from_secs(1),
         };
         let cache = TtlCache::new(Duration::from_secs(config.cache_ttl_secs));
+        // Credentials in the URL go out as `Authorization: Basic`, which a server may echo.
+        let mut redactor = Redactor::new();
+        redactor.add_url_credentials(&api_url);
         Ok(AniList {
             config,
             api_url,
             retry,
-            redactor: Redactor::new(),
+            redactor,
             cache,
         })
     }

@@ -67,7 +67,9 @@ impl Fanart {
                 "fanart `language` must be two letters, e.g. en".to_owned()
             ));
         }
+        // Credentials in the URL go out as `Authorization: Basic`, which a server may echo.
         let mut redactor = Redactor::new();
+        redactor.add_url_credentials(&base);
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let keys = [

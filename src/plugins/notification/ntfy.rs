@@ -74,11 +74,13 @@ impl Ntfy {
             .join("v1/health")
             .map_err(|e| bad(format!("ntfy `server_url`: {e}")))?;
         let mut redactor = Redactor::new();
-        for secret in [config.auth_token.as_ref(), config.password.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            redactor.add(secret.expose_secret());
+        if let Some(token) = &config.auth_token {
+            redactor.add(token.expose_secret());
+        }
+        if let Some(password) = &config.password {
+            // Also as the `Authorization: Basic` value a receiver may echo back.
+            let user = config.username.as_deref().unwrap_or_default();
+            redactor.add_credentials(user, password.expose_secret());
         }
         let retry = RetryPolicy {
             max_attempts: config.retries.min(MAX_RETRIES) + 1,

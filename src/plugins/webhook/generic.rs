@@ -209,6 +209,8 @@ fn redactor(
     secret: Option<&SecretString>,
 ) -> Redactor {
     let mut r = Redactor::new().with(raw).with(url.as_str());
+    // reqwest sends userinfo as `Authorization: Basic`, which receivers echo back.
+    r.add_url_credentials(url);
     let long = |s: &str| s.chars().count() >= MIN_REDACTED_URL_PART;
     let tail = match url.query() {
         Some(q) => {
