@@ -1,7 +1,8 @@
-//! Secrets in derived forms never show: a hostile receiver echoes the request's
-//! `Authorization` header (`Basic base64(user:password)`, from ntfy's `username`/`password`
-//! and from a webhook URL's userinfo) into its error body, and logs, `last_error`, `/test`
-//! answers and `check --test` are searched for every form of the secret.
+//! Secrets never show, in any form: a hostile receiver echoes the request's `Authorization`
+//! header (`Basic base64(user:password)`, from ntfy's `username`/`password` and from a
+//! webhook URL's userinfo) into its error body, and logs, `last_error`, `/test` answers and
+//! `check --test` are searched for every form of the secret; `check` refuses a token with
+//! a control character without quoting it.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -195,4 +196,53 @@ async fn echoed_basic_credentials_never_show_in_any_form() {
             );
         }
     }
+}
+
+#[test]
+fn check_refuses_control_characters_in_tokens_without_echoing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    // YAML escapes put a line break, a bell and an escape inside the values.
+    let yaml = r#"
+hooks: {enabled: false}
+plugins:
+  ntfy:
+    enabled: true
+    topic: t1
+    auth_token: "tk_CANARY1\nX-Injected: yes"
+  pushover:
+    enabled: true
+    user_key: "u_CANARY2\u0007"
+    api_token: " a_CANARY3\u001b[31m "
+  webhook:
+    enabled: true
+    url: "https://example.com/hook?token=w_CANARY4\u0001"
+"#;
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mydia-plugins"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "plugins.ntfy.auth_token",
+        "plugins.pushover.user_key",
+        "plugins.pushover.api_token",
+        "plugins.webhook.url",
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!("{field}: contains a control character"))),
+            "{field} missing from:\n{stderr}"
+        );
+    }
+    let all = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !all.contains("CANARY"),
+        "a refused token was echoed:\n{all}"
+    );
 }

@@ -128,6 +128,19 @@ impl NtfyConfig {
             }
         }
         self.validate_auth(path, problems);
+        for (field, value) in [
+            (
+                "auth_token",
+                self.auth_token.as_ref().map(|s| s.expose_secret()),
+            ),
+            (
+                "password",
+                self.password.as_ref().map(|s| s.expose_secret()),
+            ),
+            ("username", self.username.as_deref()),
+        ] {
+            crate::config::validate::check_secret(problems, &format!("{path}.{field}"), value);
+        }
         for (field, value) in [("click", &self.click), ("icon", &self.icon)] {
             if let Some(url) = value.as_deref().filter(|u| !is_web_url(u)) {
                 problems.push(

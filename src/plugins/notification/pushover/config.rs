@@ -105,6 +105,11 @@ impl PushoverConfig {
                 "create an application at https://pushover.net/apps",
             ),
         ] {
+            crate::config::validate::check_secret(
+                problems,
+                &format!("{path}.{field}"),
+                value.as_ref().map(|v| v.expose_secret()),
+            );
             if common.enabled && !is_set(value.as_ref()) {
                 problems.push(
                     format!("{path}.{field}"),

@@ -72,6 +72,11 @@ impl WebhookConfig {
     /// Pure checks of the webhook fields. No message quotes the URL, a header value or the secret.
     pub fn validate(&self, path: &str, common: &CommonSettings, problems: &mut Problems) {
         let url_path = format!("{path}.url");
+        crate::config::validate::check_secret(
+            problems,
+            &url_path,
+            self.url.as_ref().map(|u| u.expose_secret()),
+        );
         match self.url.as_ref().map(|u| u.expose_secret().trim()) {
             None | Some("") if common.enabled => problems.push(
                 url_path,

@@ -54,6 +54,7 @@ impl SlackConfig {
         // A disabled instance's URL is never used, so it is not checked: placeholders load,
         // as the seed's disabled `discord` with `https://discord.com/api/webhooks/...` must.
         let url = self.webhook_url.as_ref().map(|u| u.expose_secret().trim());
+        crate::config::validate::check_secret(problems, &url_path, url);
         match url {
             _ if !common.enabled => {}
             None | Some("") => problems.push(
