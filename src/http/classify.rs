@@ -9,8 +9,9 @@ use serde_json::Value;
 use super::Redactor;
 use crate::plugins::PluginError;
 
-/// The longest `Retry-After` we honour; a service asking for more gets this much. One hour
-/// is the supervisor's longest cooldown, so a bogus header cannot silence a plugin for days.
+/// The longest `Retry-After` we honour; a service asking for more gets this much, so a
+/// bogus header cannot silence a plugin for days (Pushover's monthly quota still gets an
+/// hourly check).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// How much of a service's own error text goes into an error reason, in characters.
