@@ -2,9 +2,9 @@
 //!
 //! Plain text, not `html=1`: the message needs no markup, and plain text cannot be
 //! misread whatever a title contains. Pushover asks clients to retry no more often than
-//! every 5 s, so a transient failure holds the next request back at least [`MIN_RETRY_GAP`]
-//! (full-jitter backoff comes on top), and that hold also covers the supervisor's own
-//! redelivery, whose pause can be shorter.
+//! every 5 s, so a transient failure, or a request cut off by the delivery timeout, holds
+//! the next request back at least [`MIN_RETRY_GAP`] (full-jitter backoff comes on top), and
+//! that hold also covers the supervisor's own redelivery, whose pause can be shorter.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -156,10 +156,17 @@ impl Pushover {
             if let Some(until) = hold {
                 tokio::time::sleep_until(until).await;
             }
+            // Dropped mid-request (the delivery timed out), the request may have reached
+            // Pushover or be hanging there: the next one keeps the gap too.
+            let cancelled = GapIfDropped {
+                not_before: &self.not_before,
+                gap: self.min_gap,
+            };
             let reply = cx
                 .http
                 .fetch(cx.http.post(url.clone()).form(fields), &self.redactor)
                 .await;
+            std::mem::forget(cancelled);
             let result =
                 reply.and_then(|r| reply::judge(&r, &self.redactor, SystemTime::now()).map(|_| r));
             if result.as_ref().is_err_and(PluginError::is_transient) {
@@ -176,6 +183,22 @@ impl Pushover {
             result
         })
         .await
+    }
+}
+
+/// Holds the next request back by `gap` when dropped: armed around a request, forgotten
+/// once it returns, so it fires only when the request is cancelled.
+struct GapIfDropped<'a> {
+    not_before: &'a Mutex<Option<Instant>>,
+    gap: Duration,
+}
+
+impl Drop for GapIfDropped<'_> {
+    fn drop(&mut self) {
+        *self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + self.gap);
     }
 }
 
