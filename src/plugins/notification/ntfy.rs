@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::event::{Event, EventName};
@@ -18,8 +18,11 @@ use crate::plugins::{
     ConnectionReport, Delivered, NotificationPlugin, Plugin, PluginContext, PluginError, PluginInfo,
 };
 
+mod body;
 mod config;
 
+use body::Publish;
+pub use body::MAX_JSON_BYTES;
 use config::{config_schema, has_credentials, CREDENTIALS_IN_URL, MAX_RETRIES};
 pub use config::{is_valid_topic, NtfyConfig};
 
@@ -136,10 +139,37 @@ impl Ntfy {
             click,
             icon: self.config.icon.as_deref(),
         }
+        .fit_json()
     }
 
-    /// POST the body to the server root, with auth, retrying transient failures.
+    /// POST the body to the server root, with auth, retrying transient failures. A 413
+    /// (a server whose limit is below ntfy's default) is tried once more with the message
+    /// shortened, rather than dropping the notification.
     async fn publish(
+        &self,
+        cx: &PluginContext,
+        body: &Publish<'_>,
+    ) -> Result<http::Reply, PluginError> {
+        match self.publish_once(cx, body).await {
+            Err(
+                err @ PluginError::Rejected {
+                    status: Some(413), ..
+                },
+            ) => match body.shortened() {
+                Some(shorter) => {
+                    tracing::warn!(
+                        plugin = %cx.instance, message_bytes = shorter.message.len(),
+                        "ntfy refused the message as too large (413); sending it once more, shortened"
+                    );
+                    self.publish_once(cx, &shorter).await
+                }
+                None => Err(err),
+            },
+            other => other,
+        }
+    }
+
+    async fn publish_once(
         &self,
         cx: &PluginContext,
         body: &Publish<'_>,
@@ -208,20 +238,6 @@ pub fn default_tags(event: EventName, media: MediaKind, tone: Tone) -> [&'static
 struct Published<'a> {
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
-}
-
-/// One publish request's JSON body, serialized as it is sent.
-#[derive(Serialize)]
-struct Publish<'a> {
-    topic: &'a str,
-    title: String,
-    message: String,
-    priority: i64,
-    tags: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    click: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    icon: Option<&'a str>,
 }
 
 /// `s` as `cut` leaves it, reusing `s` when nothing was cut.
