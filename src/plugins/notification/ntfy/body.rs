@@ -29,6 +29,11 @@ impl Publish<'_> {
     /// The body with its message cut (ending in `…`) so the whole serializes to at most
     /// [`MAX_JSON_BYTES`]; as it was when it fits.
     pub fn fit_json(self) -> Self {
+        // Every byte escapes to at most 6: most bodies are far below the limit even so,
+        // and skip the serialization (this runs once per notification).
+        if self.escaped_upper_bound() <= MAX_JSON_BYTES {
+            return self;
+        }
         let len = serialized_len(&self);
         if len <= MAX_JSON_BYTES {
             return self;
@@ -43,6 +48,22 @@ impl Publish<'_> {
     pub fn shortened(&self) -> Option<Self> {
         let escaped = escaped_len(&self.message);
         (escaped > 2 * ELLIPSIS.len_utf8()).then(|| self.clone().with_message_within(escaped / 2))
+    }
+
+    /// At least the serialized length: keys and punctuation, plus 6 bytes per byte of text.
+    fn escaped_upper_bound(&self) -> usize {
+        let text = [
+            self.topic,
+            &self.title,
+            &self.message,
+            self.click.as_deref().unwrap_or_default(),
+            self.icon.unwrap_or_default(),
+        ]
+        .iter()
+        .chain(&self.tags)
+        .map(|s| s.len())
+        .sum::<usize>();
+        128 + 3 * self.tags.len() + 6 * text
     }
 
     fn with_message_within(mut self, budget: usize) -> Self {
@@ -138,6 +159,18 @@ mod tests {
         for s in ["\u{1}".repeat(4000), "\\ é\n".repeat(1000)] {
             let len = serialized_len(&body(s).fit_json());
             assert!(len <= MAX_JSON_BYTES, "{len}");
+        }
+    }
+
+    #[test]
+    fn the_upper_bound_is_never_below_the_serialized_length() {
+        for message in ["", "Dune (2021)", "\u{1}\u{2}\"", &"\u{1}".repeat(1300)] {
+            let b = Publish {
+                tags: vec!["a", "movie_camera", "\u{1}"],
+                icon: Some("https://x/\""),
+                ..body(message.to_owned())
+            };
+            assert!(b.escaped_upper_bound() >= serialized_len(&b), "{message:?}");
         }
     }
 
