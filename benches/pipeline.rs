@@ -398,7 +398,7 @@ async fn ntfy_vs_bare() -> NtfyRates {
         format!("hooks: {{enabled: false}}\nsupervision: {{max_in_flight: {concurrency}}}\n");
     // ntfy sends one at a time by default; the bare loop keeps 8 in flight, so this does too.
     let plugins = format!(
-        "plugins:\n  ntfy:\n    enabled: true\n    server_url: http://{addr}\n    allow_insecure_http: true\n    topic: bench\n    max_in_flight: {concurrency}\n"
+        "plugins:\n  ntfy:\n    enabled: true\n    server_url: http://{addr}\n    allow_insecure_http: true\n    allow_private_network: true\n    topic: bench\n    max_in_flight: {concurrency}\n"
     );
     let yaml = format!("{supervision}{plugins}");
     let ntfy =

@@ -2,24 +2,30 @@
 //! `reqwest` errors to a classified, redacted [`PluginError`], with retries for the
 //! transient ones.
 //!
-//! A plugin builds its request; this module sends it, reads a bounded body, classifies the
+//! A plugin builds its request with its instance's [`Client`]; the client sends it (to an
+//! address the instance may reach: see [`address`]), reads a bounded body, classifies the
 //! status and retries network errors and 5xx with exponential backoff and full jitter.
 //! Everything that leaves this module as error text has passed through a [`Redactor`], and
 //! every `reqwest::Error` through [`map_reqwest_error`], which drops the URL (reqwest prints
 //! full URLs, and Telegram, Discord and Slack put their tokens in them).
 
+pub mod address;
 mod classify;
+mod client;
 mod redact;
+mod resolve;
 mod retry;
 
 use std::error::Error as _;
-use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
+pub use address::{AddressPolicy, AddressRefused};
 pub use classify::{classify, parse_retry_after, service_error_text, MAX_RETRY_AFTER};
+pub use client::{new_client, new_client_with_resolver, Client};
 pub use redact::{Redactor, REDACTED};
+pub use resolve::{FilteringResolver, SystemResolver};
 pub use retry::{retry, RetryPolicy};
 
 use crate::plugins::PluginError;
@@ -28,22 +34,19 @@ use crate::plugins::PluginError;
 /// misbehaving server cannot make us buffer gigabytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A client for one arbiter: no redirects followed, bounded connect time, our user agent.
-pub fn new_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("mydia-plugins/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a client with static settings builds")
-}
-
 /// The one mapping from a `reqwest` error to a [`PluginError`]. Always drops the URL first.
 ///
 /// Connect errors, timeouts and failures while sending or reading are `Transient`; an
-/// error building the request (a bad URL or header value) is `Misconfigured`.
+/// error building the request (a bad URL or header value) is `Misconfigured`, and so is an
+/// address the resolver refused ([`AddressRefused`]): retrying cannot help.
 pub fn map_reqwest_error(err: reqwest::Error) -> PluginError {
     let err = err.without_url();
+    if let Some(refused) = find_source::<AddressRefused>(&err) {
+        return PluginError::Misconfigured {
+            status: None,
+            reason: refused.to_string(),
+        };
+    }
     let chain = error_chain(&err);
     if err.is_builder() {
         return PluginError::Misconfigured {
@@ -64,6 +67,18 @@ pub fn map_reqwest_error(err: reqwest::Error) -> PluginError {
         status: err.status().map(|s| s.as_u16()),
         reason: format!("{what}: {chain}"),
     }
+}
+
+/// The first error of type `T` in `err`'s source chain.
+fn find_source<T: std::error::Error + 'static>(err: &reqwest::Error) -> Option<&T> {
+    let mut source = err.source();
+    while let Some(e) = source {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// The error and its sources, `: `-joined, skipping repeats (hyper nests similar messages).
@@ -92,64 +107,6 @@ pub struct Reply {
     pub body: String,
 }
 
-/// Sends `request` and reads the reply, without judging its status. For plugins whose
-/// service needs a look at the body before [`classify`] (e.g. Telegram's chat migration).
-/// Transport errors are mapped by [`map_reqwest_error`] and redacted.
-pub async fn fetch(
-    request: reqwest::RequestBuilder,
-    redactor: &Redactor,
-) -> Result<Reply, PluginError> {
-    let fail = |e| redactor.redact_error(map_reqwest_error(e));
-    let mut response = request.send().await.map_err(fail)?;
-    let status = response.status();
-    let headers = std::mem::take(response.headers_mut());
-    let mut body = Vec::new();
-    while body.len() < MAX_BODY_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = MAX_BODY_BYTES - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            Ok(None) => break,
-            // A 2xx means the service took the request: failing (and so retrying) now
-            // would deliver it twice. Keep what was read.
-            Err(e) if status.is_success() => {
-                tracing::debug!(error = %fail(e), "response body cut short after a success status");
-                break;
-            }
-            Err(e) => return Err(fail(e)),
-        }
-    }
-    let body = String::from_utf8_lossy(&body).into_owned();
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
-}
-
-/// [`fetch`] then [`classify`]: the reply on a 2xx, a classified, redacted error otherwise.
-pub async fn send(
-    request: reqwest::RequestBuilder,
-    redactor: &Redactor,
-) -> Result<Reply, PluginError> {
-    let reply = fetch(request, redactor).await?;
-    classify(reply.status, &reply.headers, &reply.body, redactor)?;
-    Ok(reply)
-}
-
-/// [`send`] under [`retry`]: `make_request` builds a fresh request for every attempt.
-pub async fn send_with_retry<F>(
-    policy: &RetryPolicy,
-    redactor: &Redactor,
-    mut make_request: F,
-) -> Result<Reply, PluginError>
-where
-    F: FnMut() -> reqwest::RequestBuilder,
-{
-    retry(policy, |_| send(make_request(), redactor)).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,7 +117,8 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let url = format!("http://127.0.0.1:{port}/botSECRET123/sendMessage?token=SECRET123");
-        let err = new_client().get(&url).send().await.unwrap_err();
+        let client = new_client(AddressPolicy::AllowPrivate);
+        let err = client.get(&url).send().await.unwrap_err();
         let mapped = map_reqwest_error(err);
         assert!(mapped.is_transient(), "{mapped:?}");
         let shown = format!("{mapped} {mapped:?}");
@@ -173,7 +131,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_build_errors_are_misconfigured_and_redacted() {
-        let err = new_client()
+        let err = new_client(AddressPolicy::AllowPrivate)
             .get("http://127.0.0.1:9/")
             .header("authorization", "Bearer tk_bad\nvalue")
             .send()
@@ -196,7 +154,9 @@ mod tests {
             .respond_with(ResponseTemplate::new(500).set_body_string(huge))
             .mount(&server)
             .await;
-        let reply = fetch(new_client().get(server.uri()), &Redactor::new())
+        let client = new_client(AddressPolicy::AllowPrivate);
+        let reply = client
+            .fetch(client.get(server.uri()), &Redactor::new())
             .await
             .unwrap();
         assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);

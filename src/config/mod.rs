@@ -84,9 +84,10 @@ pub struct SupervisionConfig {
     pub max_restarts: u32,
     /// The window for `max_restarts` (default 60 s).
     pub restart_window: Duration,
-    /// How long an open plugin rests before a probe (default 5 min), doubling per reopen.
+    /// How long an open plugin rests before a probe (default 30 s, so a server that is back
+    /// is used again soon), doubling per reopen.
     pub open_cooldown: Duration,
-    /// The cooldown's cap (default 1 h).
+    /// The cooldown's cap (default 10 min).
     pub open_cooldown_max: Duration,
     /// Breaker window: the last N calls (default 20).
     pub breaker_window: u32,
@@ -133,8 +134,8 @@ impl Default for SupervisionConfig {
             restart_reset_after: Duration::from_secs(60),
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
-            open_cooldown: Duration::from_secs(300),
-            open_cooldown_max: Duration::from_secs(3600),
+            open_cooldown: Duration::from_secs(30),
+            open_cooldown_max: Duration::from_secs(600),
             breaker_window: 20,
             breaker_min_calls: 5,
             breaker_failure_rate: 0.5,

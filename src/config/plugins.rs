@@ -1,7 +1,8 @@
 //! The `plugins:` section: one entry per instance, keyed by instance name.
 //!
 //! Each entry is split in two: the fields every instance has (`type`, `enabled`,
-//! `events`, `allow_insecure_http`, `timeout_ms`) are read here; the rest goes to the
+//! `events`, `allow_insecure_http`, `allow_private_network`, `timeout_ms`, `rate_limit`)
+//! are read here; the rest goes to the
 //! type's own struct through [`PluginKind::parse_settings`], which rejects unknown fields.
 //!
 //! Types the seed design describes but that are not built yet ([`PLANNED`]) are skipped
@@ -23,6 +24,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "enabled",
     "events",
     "allow_insecure_http",
+    "allow_private_network",
     "timeout_ms",
     "rate_limit",
     "max_in_flight",
@@ -80,6 +82,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
     let enabled = rest.shift_remove("enabled");
     let events = rest.shift_remove("events");
     let insecure = rest.shift_remove("allow_insecure_http");
+    let private = rest.shift_remove("allow_private_network");
     let timeout_ms = rest.shift_remove("timeout_ms");
     let rate_limit = rest.shift_remove("rate_limit");
     let max_in_flight = rest.shift_remove("max_in_flight");
@@ -91,6 +94,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
     };
     let enabled: Option<bool> = opt(cx, path, "enabled", enabled);
     let allow_insecure_http: Option<bool> = opt(cx, path, "allow_insecure_http", insecure);
+    let allow_private_network: Option<bool> = opt(cx, path, "allow_private_network", private);
     let timeout = opt::<u64>(cx, path, "timeout_ms", timeout_ms).and_then(|ms| {
         if ms == 0 {
             cx.problems
@@ -137,6 +141,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         enabled: enabled.unwrap_or(false),
         events: events.unwrap_or_else(|| kind.default_events()),
         allow_insecure_http: allow_insecure_http.unwrap_or(false),
+        allow_private_network: allow_private_network.unwrap_or(false),
         timeout,
         rate_limit,
         max_in_flight,
@@ -147,7 +152,8 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
             "is empty, so this enabled instance receives nothing; list events or remove `events:` for the defaults",
         );
     }
-    let settings = cx.mapping(path, rest, COMMON_FIELDS, |v| kind.parse_settings(v))?;
+    let mut settings = cx.mapping(path, rest, COMMON_FIELDS, |v| kind.parse_settings(v))?;
+    settings.set_allow_private_network(common.allow_private_network);
     settings.validate(path, &common, &mut cx.problems);
     Some(PluginConfig {
         name: name.to_owned(),
@@ -295,6 +301,7 @@ mod tests {
         let p = &plugins[0];
         assert_eq!((p.name.as_str(), p.kind), ("ntfy", PluginKind::Ntfy));
         assert!(!p.common.enabled && !p.common.allow_insecure_http);
+        assert!(!p.common.allow_private_network);
         assert_eq!(p.common.events, PluginKind::Ntfy.default_events());
         assert_eq!(p.common.timeout, None);
     }

@@ -276,7 +276,8 @@ mod tests {
         assert!(p.is_empty());
         let d = SupervisionConfig::default();
         assert_eq!(d.restart_backoff_base, Duration::from_millis(500));
-        assert_eq!(d.open_cooldown_max, Duration::from_secs(3600));
+        assert_eq!(d.open_cooldown, Duration::from_secs(30));
+        assert_eq!(d.open_cooldown_max, Duration::from_secs(600));
         assert_eq!(d.breaker_failure_rate, 0.5);
     }
 

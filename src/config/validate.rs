@@ -33,9 +33,44 @@ pub fn check_url(problems: &mut Problems, path: &str, url: &str, allow_insecure_
     }
 }
 
+/// Refuse a secret (token, key, password, URL with a token) with a control character
+/// inside it (a line break or escape from a copied value): it would break the header or
+/// URL it goes into. Surrounding whitespace is fine (plugins trim it). The message never
+/// quotes the value.
+pub fn check_secret(problems: &mut Problems, path: &str, secret: Option<&str>) {
+    if secret.is_some_and(|s| s.trim().chars().any(char::is_control)) {
+        problems.push(
+            path,
+            "contains a control character (a line break, tab or escape, e.g. from a copied              value or a file read into the variable); remove it (the value is a secret, so it              is not shown here)",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_with_control_characters_are_refused_without_being_quoted() {
+        let mut p = Problems::default();
+        for (i, s) in [
+            "tk_ok",
+            " tk_ok\n",
+            "tk_SECRET\nX-Evil: 1",
+            "a\u{7}b",
+            "a\tb",
+        ]
+        .iter()
+        .enumerate()
+        {
+            check_secret(&mut p, &format!("s{i}"), Some(s));
+        }
+        check_secret(&mut p, "none", None);
+        let items = p.into_vec();
+        let paths: Vec<&str> = items.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["s2", "s3", "s4"]);
+        assert!(items.iter().all(|p| !p.message.contains("SECRET")));
+    }
 
     fn check(url: &str, insecure: bool) -> Vec<String> {
         let mut p = Problems::default();

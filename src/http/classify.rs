@@ -9,8 +9,9 @@ use serde_json::Value;
 use super::Redactor;
 use crate::plugins::PluginError;
 
-/// The longest `Retry-After` we honour; a service asking for more gets this much. One hour
-/// is the supervisor's longest cooldown, so a bogus header cannot silence a plugin for days.
+/// The longest `Retry-After` we honour; a service asking for more gets this much, so a
+/// bogus header cannot silence a plugin for days (Pushover's monthly quota still gets an
+/// hourly check).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// How much of a service's own error text goes into an error reason, in characters.
@@ -53,7 +54,7 @@ pub fn classify(
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("elsewhere");
-            let to = redactor.redact(&clip(to, 200));
+            let to = redactor.redact(&clip(&location_shown(to), 200));
             format!("the server redirects to {to}, and redirects are not followed; configure the final URL")
         }
         401 => "the credentials were refused; check the token or password".to_owned(),
@@ -149,6 +150,25 @@ fn json_text(v: &Value) -> Option<String> {
         Value::Object(o) => o.get("message").and_then(json_text),
         _ => None,
     }
+}
+
+/// A `Location` as we show it: no query (sign-in redirects put tokens there), no fragment,
+/// no userinfo; scheme, host and path are what a person needs to fix the URL.
+fn location_shown(location: &str) -> String {
+    let location = location.split('#').next().unwrap_or_default();
+    let (base, query) = match location.split_once('?') {
+        Some((base, _)) => (base, "?[redacted]"),
+        None => (location, ""),
+    };
+    let base = match reqwest::Url::parse(base) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => base.to_owned(),
+    };
+    format!("{base}{query}")
 }
 
 /// At most `max` characters of `s`, with `…` when shortened.
@@ -330,6 +350,30 @@ mod tests {
                 .contains("redirects to https://ntfy.example.com/"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_redirect_target_is_shown_without_query_fragment_or_userinfo() {
+        let r = Redactor::new();
+        for (location, shown) in [
+            (
+                "https://login.example.com/sso?session=tok_LEAK&next=/x#frag",
+                "redirects to https://login.example.com/sso?[redacted], and",
+            ),
+            (
+                "/signin?token=tok_LEAK",
+                "redirects to /signin?[redacted], and",
+            ),
+            (
+                "https://bob:pw_LEAK@ntfy.example.com/base/",
+                "redirects to https://ntfy.example.com/base/, and",
+            ),
+        ] {
+            let h = headers(&[("location", location)]);
+            let err = classify(status(302), &h, "", &r).unwrap_err().to_string();
+            assert!(err.contains(shown), "{err}");
+            assert!(!err.contains("LEAK") && !err.contains("frag"), "{err}");
+        }
     }
 
     #[test]

@@ -153,15 +153,16 @@ impl PluginHandle {
     }
 }
 
-/// Start `role` as instance `instance` on a new arbiter; its HTTP client is built there.
+/// Start `role` as instance `instance` on a new arbiter; its HTTP client is built there,
+/// for the role's address policy.
 pub fn spawn<R: Role>(instance: String, role: R, setup: ActorSetup) -> PluginHandle {
     let arbiter = Arbiter::new();
     let addr = PluginActor::start_in_arbiter(&arbiter.handle(), move |_| PluginActor {
-        role: Arc::new(role),
         cx: Arc::new(PluginContext {
             instance,
-            http: crate::http::new_client(),
+            http: crate::http::new_client(role.address_policy()),
         }),
+        role: Arc::new(role),
         inbox: Rc::default(),
         setup,
     });
@@ -431,7 +432,7 @@ mod tests {
             role: Arc::new(Gated(Arc::clone(&gate))),
             cx: Arc::new(PluginContext {
                 instance: "gated".into(),
-                http: reqwest::Client::new(),
+                http: crate::http::new_client(crate::http::AddressPolicy::PublicOnly),
             }),
             inbox: Rc::default(),
             setup: ActorSetup {

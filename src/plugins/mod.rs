@@ -20,6 +20,7 @@ pub use error::PluginError;
 pub use registry::{PluginConfig, PluginKind};
 
 use crate::event::{Event, EventData};
+use crate::http::AddressPolicy;
 
 /// What every plugin says about itself (seed: `plugin_info`).
 #[derive(Debug, Clone, Serialize)]
@@ -40,7 +41,8 @@ pub struct PluginContext {
     /// The instance name (the key under `plugins:`), for logs.
     pub instance: String,
     /// One client per arbiter: a client shared across arbiters stalls when its owner is busy.
-    pub http: reqwest::Client,
+    /// Built for the instance's [`Plugin::address_policy`].
+    pub http: crate::http::Client,
 }
 
 /// A successful delivery.
@@ -70,6 +72,12 @@ pub struct Enrichment {
 pub trait Plugin: Send + Sync + 'static {
     /// Name, description, version and config schema.
     fn info(&self) -> PluginInfo;
+
+    /// Where this instance's HTTP client may connect: public addresses only, unless its
+    /// config says `allow_private_network: true`.
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::PublicOnly
+    }
 
     /// Check the plugin can reach and use its service; without side effects where the
     /// service allows it.
@@ -115,6 +123,10 @@ pub trait EnrichmentPlugin: Plugin {
 pub trait Role: Send + Sync + 'static {
     /// The wrapped plugin's info.
     fn info(&self) -> PluginInfo;
+    /// Where the instance's HTTP client may connect (public addresses only by default).
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::PublicOnly
+    }
     /// Run the plugin's main call for `event`.
     fn call(
         &self,
@@ -146,6 +158,9 @@ macro_rules! role_adapter {
         impl<P: $bound> Role for $name<P> {
             fn info(&self) -> PluginInfo {
                 self.0.info()
+            }
+            fn address_policy(&self) -> AddressPolicy {
+                self.0.address_policy()
             }
             async fn call(
                 &self,

@@ -168,6 +168,10 @@ pub struct CommonSettings {
     pub events: Vec<EventName>,
     /// Permit `http://` URLs (for a server on the LAN); logged as a warning at start.
     pub allow_insecure_http: bool,
+    /// Let the instance connect to loopback, private (RFC 1918, fc00::/7), unspecified and
+    /// CGNAT addresses (default false: public addresses only). Link-local and cloud
+    /// metadata addresses stay refused.
+    pub allow_private_network: bool,
     /// Per-delivery timeout; default `supervision.delivery_timeout`.
     pub timeout: Option<Duration>,
     /// Deliveries in flight at once; default [`PluginKind::default_max_in_flight`].
@@ -216,6 +220,23 @@ pub enum PluginSettings {
 }
 
 impl PluginSettings {
+    /// Copies the instance's `allow_private_network` into the type's settings, which are
+    /// what the plugin is built from.
+    pub fn set_allow_private_network(&mut self, allow: bool) {
+        match self {
+            PluginSettings::Ntfy(c) => c.allow_private_network = allow,
+            PluginSettings::Telegram(c) => c.allow_private_network = allow,
+            PluginSettings::Pushover(c) => c.allow_private_network = allow,
+            PluginSettings::Discord(c) => c.allow_private_network = allow,
+            PluginSettings::Slack(c) => c.allow_private_network = allow,
+            PluginSettings::Webhook(c) => c.allow_private_network = allow,
+            PluginSettings::AniList(c) => c.allow_private_network = allow,
+            PluginSettings::Fanart(c) => c.allow_private_network = allow,
+            // Makes no requests.
+            PluginSettings::Log(_) => {}
+        }
+    }
+
     /// Pure checks of the type's own fields; `path` is e.g. `plugins.ntfy`.
     pub fn validate(&self, path: &str, common: &CommonSettings, problems: &mut Problems) {
         match self {
@@ -264,6 +285,7 @@ pub(crate) mod testing {
             enabled,
             events: vec![],
             allow_insecure_http,
+            allow_private_network: false,
             timeout: None,
             rate_limit: None,
             max_in_flight: None,

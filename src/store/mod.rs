@@ -53,8 +53,10 @@ pub struct Store {
 
 struct StoreInner {
     backend: Box<dyn DeliveryStore>,
-    /// Deliveries accepted and not yet delivered or dead.
-    unfinished: AtomicI64,
+    /// Deliveries accepted and not yet delivered or dead. Shared on its own with the
+    /// callbacks, which run on the backend's writer: were they to hold the store, its
+    /// last reference could end there, and the writer would wait for itself.
+    unfinished: Arc<AtomicI64>,
     max_pending: i64,
 }
 
@@ -83,7 +85,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(StoreInner {
                 backend,
-                unfinished: AtomicI64::new(unfinished),
+                unfinished: Arc::new(AtomicI64::new(unfinished)),
                 max_pending: max_pending.min(i64::MAX as u64) as i64,
             }),
         })

@@ -139,7 +139,10 @@ impl Drop for SqliteStore {
         // Closing the channel ends the writer once it has committed what it holds.
         lock(&self.tx).take();
         if let Some(t) = lock(&self.writer).take() {
-            let _ = t.join();
+            // Dropped by a callback on the writer itself: it ends on its own.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ fn plugin(server: &MockServer, config: AniListConfig) -> AniList {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "anilist".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 

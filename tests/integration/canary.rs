@@ -63,7 +63,7 @@ async fn a_planted_token_never_appears_in_logs_errors_or_api_responses() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "server: {{listen: 127.0.0.1:{port}}}\nhooks: {{enabled: false}}\nplugins:\n  ntfy:\n    enabled: true\n    \
-         server_url: {}\n    allow_insecure_http: true\n    topic: canary\n    auth_token: ${{NTFY_TOKEN}}\n    \
+         server_url: {}\n    allow_insecure_http: true\n    allow_private_network: true\n    topic: canary\n    auth_token: ${{NTFY_TOKEN}}\n    \
          events: [after_media_added, on_import_failed]\n",
         ntfy.uri()
     );

@@ -177,6 +177,8 @@ fn two_instances_of_one_type_with_common_fields() {
     let alerts = &c.plugins[1];
     assert_eq!(alerts.kind, PluginKind::Ntfy);
     assert!(alerts.common.allow_insecure_http);
+    assert!(alerts.common.allow_private_network);
+    assert!(!main.common.allow_private_network);
     assert_eq!(alerts.common.timeout, Some(Duration::from_millis(5000)));
     // The repeated on_download_failed is dropped, with a warning at its line.
     assert_eq!(
@@ -185,7 +187,7 @@ fn two_instances_of_one_type_with_common_fields() {
     );
     assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
     assert_eq!(c.warnings[0].path, "plugins.ntfy_alerts.events[2]");
-    assert_eq!(c.warnings[0].line, Some(42));
+    assert_eq!(c.warnings[0].line, Some(43));
     let n = ntfy(&c, "ntfy_alerts");
     assert_eq!(n.server_url, "http://192.168.1.5:8080");
     assert_eq!(

@@ -22,7 +22,7 @@ fn config(dir: &Path, port: u16, receiver: &str, max_in_flight: u32) -> std::pat
          storage: {{path: store.sqlite3}}\n\
          supervision: {{restart_backoff_base_ms: 20, shutdown_grace_ms: 2000}}\n\
          plugins:\n  hook:\n    type: webhook\n    enabled: true\n    url: {receiver}/hook\n    \
-         allow_insecure_http: true\n    max_in_flight: {max_in_flight}\n    events: [after_media_added]\n"
+         allow_insecure_http: true\n    allow_private_network: true\n    max_in_flight: {max_in_flight}\n    events: [after_media_added]\n"
     );
     let path = dir.join("config.yaml");
     std::fs::write(&path, text).unwrap();

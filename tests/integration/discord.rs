@@ -48,7 +48,7 @@ fn plugin(config: DiscordConfig) -> Discord {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "discord".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 

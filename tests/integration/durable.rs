@@ -313,7 +313,7 @@ async fn the_webhook_id_is_the_delivery_id_on_every_attempt() {
         .await;
     let yaml = format!(
         "hooks: {{enabled: false}}\nsupervision: {{delivery_timeout_ms: 2000}}\nplugins:\n  hook:\n    type: webhook\n    \
-         enabled: true\n    url: {}/in\n    allow_insecure_http: true\n    retries: 0\n",
+         enabled: true\n    url: {}/in\n    allow_insecure_http: true\n    allow_private_network: true\n    retries: 0\n",
         receiver.uri()
     );
     let h = mydia_plugins::start(&Config::parse(&yaml, None).unwrap()).expect("start");

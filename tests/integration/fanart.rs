@@ -43,7 +43,7 @@ fn plugin(config: FanartConfig) -> Fanart {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "fanart".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 

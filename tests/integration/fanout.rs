@@ -87,13 +87,13 @@ async fn one_event_reaches_every_plugin_with_its_enrichment_and_a_failure_stays_
         r#"
 hooks: {{enabled: false}}
 plugins:
-  anilist: {{enabled: true, api_url: "{url}/anilist", allow_insecure_http: true, events: [after_media_added]}}
-  ntfy: {{enabled: true, server_url: "{url}/ntfy", allow_insecure_http: true, topic: media, events: [after_media_added]}}
-  telegram: {{enabled: true, api_url: "{url}/tg", allow_insecure_http: true, bot_token: "1:abc", chat_id: 7, events: [after_media_added]}}
-  pushover: {{enabled: true, api_url: "{url}/po", allow_insecure_http: true, user_key: u, api_token: a, events: [after_media_added]}}
-  discord: {{enabled: true, webhook_url: "{url}/api/webhooks/1/tok", allow_insecure_http: true, events: [after_media_added]}}
-  slack: {{enabled: true, webhook_url: "{url}/services/T/B/x", allow_insecure_http: true, retries: 0, events: [after_media_added]}}
-  webhook: {{enabled: true, url: "{url}/hook", allow_insecure_http: true, events: [after_media_added]}}
+  anilist: {{enabled: true, api_url: "{url}/anilist", allow_insecure_http: true, allow_private_network: true, events: [after_media_added]}}
+  ntfy: {{enabled: true, server_url: "{url}/ntfy", allow_insecure_http: true, allow_private_network: true, topic: media, events: [after_media_added]}}
+  telegram: {{enabled: true, api_url: "{url}/tg", allow_insecure_http: true, allow_private_network: true, bot_token: "1:abc", chat_id: 7, events: [after_media_added]}}
+  pushover: {{enabled: true, api_url: "{url}/po", allow_insecure_http: true, allow_private_network: true, user_key: u, api_token: a, events: [after_media_added]}}
+  discord: {{enabled: true, webhook_url: "{url}/api/webhooks/1/tok", allow_insecure_http: true, allow_private_network: true, events: [after_media_added]}}
+  slack: {{enabled: true, webhook_url: "{url}/services/T/B/x", allow_insecure_http: true, allow_private_network: true, retries: 0, events: [after_media_added]}}
+  webhook: {{enabled: true, url: "{url}/hook", allow_insecure_http: true, allow_private_network: true, events: [after_media_added]}}
 "#
     );
     let config = Config::parse(&yaml, None).unwrap_or_else(|e| panic!("{e}"));

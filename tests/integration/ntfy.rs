@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use mydia_plugins::event::{Event, EventName};
 use mydia_plugins::http::{self, RetryPolicy};
-use mydia_plugins::plugins::notification::ntfy::{Ntfy, NtfyConfig, MAX_MESSAGE_BYTES};
+use mydia_plugins::plugins::notification::ntfy::{
+    Ntfy, NtfyConfig, MAX_JSON_BYTES, MAX_MESSAGE_BYTES,
+};
 use mydia_plugins::plugins::{NotificationPlugin, Plugin, PluginContext, PluginError};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -42,7 +44,7 @@ fn plugin(config: NtfyConfig) -> Ntfy {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "ntfy".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 
@@ -234,6 +236,83 @@ async fn long_messages_are_cut_to_ntfys_byte_limit() {
         "cut close to the limit, not far below it"
     );
     assert!(message.starts_with("千と千尋の神隠し\nError: エラー") && message.ends_with('…'));
+}
+
+/// A mock ntfy that refuses a JSON body over `limit` bytes as ntfy does (413).
+async fn server_with_body_limit(limit: usize) -> MockServer {
+    struct Over(usize);
+    impl wiremock::Match for Over {
+        fn matches(&self, request: &Request) -> bool {
+            request.body.len() > self.0
+        }
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(Over(limit))
+        .respond_with(ntfy_error(413, 41301, "request entity too large"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/"))
+        .respond_with(published())
+        .mount(&server)
+        .await;
+    server
+}
+
+fn quotes_failed() -> Event {
+    event(
+        EventName::OnDownloadFailed,
+        json!({"media_item": {"title": "Dune"}, "error_message": "\"".repeat(5000)}),
+    )
+}
+
+/// Escaping doubles a `"`: a message of them would be 8263 bytes on the wire and be
+/// refused; it is cut so the whole body fits ntfy's 8192-byte JSON limit.
+#[tokio::test]
+async fn the_json_body_fits_ntfys_limit_after_escaping() {
+    let server = server_with_body_limit(MAX_JSON_BYTES).await;
+    let ntfy = plugin(config(&server.uri()));
+
+    ntfy.notify(&cx(), &quotes_failed()).await.unwrap();
+
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 1);
+    let len = sent[0].body.len();
+    assert!(len <= MAX_JSON_BYTES && len > MAX_JSON_BYTES - 16, "{len}");
+    let body: Value = sent[0].body_json().unwrap();
+    assert!(body["message"].as_str().unwrap().ends_with('…'));
+}
+
+/// A server with a lower limit answers 413: the message goes once more, shortened.
+#[tokio::test]
+async fn a_413_is_retried_once_with_the_message_shortened() {
+    let server = server_with_body_limit(5000).await;
+    let ntfy = plugin(config(&server.uri()));
+
+    ntfy.notify(&cx(), &quotes_failed()).await.unwrap();
+
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2);
+    assert!(sent[0].body.len() > 5000 && sent[1].body.len() <= 5000);
+    let body: Value = sent[1].body_json().unwrap();
+    assert!(body["message"].as_str().unwrap().ends_with('…'));
+
+    // Only once: a server that refuses the shorter one too gets no third request.
+    let tiny = server_with_body_limit(100).await;
+    let ntfy = plugin(config(&tiny.uri()));
+    let err = ntfy.notify(&cx(), &quotes_failed()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PluginError::Rejected {
+                status: Some(413),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(requests(&tiny).await.len(), 2);
 }
 
 #[tokio::test]

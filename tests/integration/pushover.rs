@@ -53,7 +53,7 @@ fn plugin(config: PushoverConfig) -> Pushover {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "pushover".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 
@@ -283,6 +283,43 @@ async fn retries_wait_pushovers_gap_even_across_deliveries() {
     assert!(delivered.is_ok(), "{delivered:?}");
     assert!(second >= 2 * GAP - Duration::from_millis(20), "{second:?}");
     assert_eq!(requests(&server).await.len(), 4);
+}
+
+/// A delivery cut off by its timeout may have reached Pushover (or be hanging there): the
+/// next request still waits the gap.
+#[tokio::test]
+async fn a_delivery_that_timed_out_keeps_pushovers_gap_too() {
+    const GAP: Duration = Duration::from_millis(300);
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(accepted().set_delay(Duration::from_secs(5)))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(accepted())
+        .mount(&server)
+        .await;
+    let pushover = Pushover::new(config(&server.uri()))
+        .unwrap()
+        .with_retry_policy(fast_retry(), GAP);
+
+    // What the supervisor's timeout does: drop the delivery mid-request.
+    let cut = tokio::time::timeout(
+        Duration::from_millis(100),
+        pushover.notify(&cx(), &dune_added()),
+    )
+    .await;
+    assert!(cut.is_err(), "the slow delivery was cut off: {cut:?}");
+    let again = Instant::now();
+    let delivered = pushover.notify(&cx(), &dune_added()).await;
+    let waited = again.elapsed();
+
+    assert!(delivered.is_ok(), "{delivered:?}");
+    assert!(waited >= GAP - Duration::from_millis(20), "{waited:?}");
+    assert_eq!(requests(&server).await.len(), 2);
 }
 
 #[tokio::test]

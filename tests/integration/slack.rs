@@ -46,7 +46,7 @@ fn plugin(base: &str, secret: &str) -> Slack {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "slack".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 

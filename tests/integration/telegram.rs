@@ -50,7 +50,7 @@ fn plugin(config: TelegramConfig) -> Telegram {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "telegram".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 

@@ -56,7 +56,7 @@ fn plugin(config: WebhookConfig) -> Webhook {
 fn cx() -> PluginContext {
     PluginContext {
         instance: "webhook".into(),
-        http: http::new_client(),
+        http: http::new_client(http::AddressPolicy::AllowPrivate),
     }
 }
 
@@ -484,6 +484,7 @@ fn problems(yaml: &str, allow_insecure_http: bool) -> Vec<String> {
         enabled: true,
         events: vec![],
         allow_insecure_http,
+        allow_private_network: false,
         timeout: None,
         rate_limit: None,
         max_in_flight: None,

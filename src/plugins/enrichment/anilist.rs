@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::event::Event;
-use crate::http::{self, Redactor, Reply, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, Reply, RetryPolicy};
 use crate::plugins::enrichment::cache::TtlCache;
 use crate::plugins::{
     ConnectionReport, Enrichment, EnrichmentPlugin, Plugin, PluginContext, PluginError, PluginInfo,
@@ -63,11 +63,14 @@ impl AniList {
             max: Duration::from_secs(1),
         };
         let cache = TtlCache::new(Duration::from_secs(config.cache_ttl_secs));
+        // Credentials in the URL go out as `Authorization: Basic`, which a server may echo.
+        let mut redactor = Redactor::new();
+        redactor.add_url_credentials(&api_url);
         Ok(AniList {
             config,
             api_url,
             retry,
-            redactor: Redactor::new(),
+            redactor,
             cache,
         })
     }
@@ -136,7 +139,7 @@ impl AniList {
                 .post(self.api_url.clone())
                 .header(reqwest::header::ACCEPT, "application/json")
                 .json(&body);
-            let reply = http::fetch(request, &self.redactor).await?;
+            let reply = cx.http.fetch(request, &self.redactor).await?;
             read_reply(&reply, &self.redactor)
         })
         .await
@@ -229,6 +232,10 @@ fn graphql_error(reply: &Reply, errors: &[Value], redactor: &Redactor) -> Plugin
 }
 
 impl Plugin for AniList {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.config.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "AniList",
@@ -413,7 +420,7 @@ mod tests {
         .unwrap();
         let cx = PluginContext {
             instance: "anilist".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let dune = Event::new(
             EventName::AfterMediaAdded,
@@ -432,7 +439,7 @@ mod tests {
         let plugin = AniList::new(AniListConfig::default()).unwrap();
         let cx = PluginContext {
             instance: "anilist".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let ev = Event::new(EventName::AfterMediaAdded, Default::default());
         assert_send(plugin.enrich(&cx, &ev));

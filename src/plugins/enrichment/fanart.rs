@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::event::Event;
-use crate::http::{self, Redactor, Reply, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, Reply, RetryPolicy};
 use crate::plugins::enrichment::cache::TtlCache;
 use crate::plugins::enrichment::patch::MediaPatch;
 use crate::plugins::{
@@ -67,7 +67,9 @@ impl Fanart {
                 "fanart `language` must be two letters, e.g. en".to_owned()
             ));
         }
+        // Credentials in the URL go out as `Authorization: Basic`, which a server may echo.
         let mut redactor = Redactor::new();
+        redactor.add_url_credentials(&base);
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let keys = [
@@ -138,7 +140,7 @@ impl Fanart {
             })?;
         let body = http::retry(&self.retry, |_| async {
             let request = cx.http.get(url.clone()).headers(self.headers.clone());
-            let reply = http::fetch(request, &self.redactor).await?;
+            let reply = cx.http.fetch(request, &self.redactor).await?;
             read_reply(&reply, &self.redactor)
         })
         .await?;
@@ -196,6 +198,10 @@ fn service_text(json: Option<&Value>, body: &str) -> Option<String> {
 }
 
 impl Plugin for Fanart {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.config.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "Fanart.tv",
@@ -397,7 +403,7 @@ mod tests {
         let p = plugin(FanartConfig::default());
         let cx = PluginContext {
             instance: "fanart".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let ev = event(json!({}));
         assert_send(p.enrich(&cx, &ev));

@@ -99,6 +99,7 @@ mod tests {
             enabled: true,
             events: vec![],
             allow_insecure_http: false,
+            allow_private_network: false,
             timeout: None,
             rate_limit: None,
             max_in_flight: None,

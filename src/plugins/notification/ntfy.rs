@@ -7,19 +7,22 @@
 use std::borrow::Cow;
 
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::event::{Event, EventName};
-use crate::http::{self, Redactor, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, RetryPolicy};
 use crate::plugins::notification::format::{self, MediaKind, Tone};
 use crate::plugins::notification::text;
 use crate::plugins::{
     ConnectionReport, Delivered, NotificationPlugin, Plugin, PluginContext, PluginError, PluginInfo,
 };
 
+mod body;
 mod config;
 
+use body::Publish;
+pub use body::MAX_JSON_BYTES;
 use config::{config_schema, has_credentials, CREDENTIALS_IN_URL, MAX_RETRIES};
 pub use config::{is_valid_topic, NtfyConfig};
 
@@ -74,11 +77,13 @@ impl Ntfy {
             .join("v1/health")
             .map_err(|e| bad(format!("ntfy `server_url`: {e}")))?;
         let mut redactor = Redactor::new();
-        for secret in [config.auth_token.as_ref(), config.password.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            redactor.add(secret.expose_secret());
+        if let Some(token) = &config.auth_token {
+            redactor.add(token.expose_secret());
+        }
+        if let Some(password) = &config.password {
+            // Also as the `Authorization: Basic` value a receiver may echo back.
+            let user = config.username.as_deref().unwrap_or_default();
+            redactor.add_credentials(user, password.expose_secret());
         }
         let retry = RetryPolicy {
             max_attempts: config.retries.min(MAX_RETRIES) + 1,
@@ -134,29 +139,57 @@ impl Ntfy {
             click,
             icon: self.config.icon.as_deref(),
         }
+        .fit_json()
     }
 
-    /// POST the body to the server root, with auth, retrying transient failures.
+    /// POST the body to the server root, with auth, retrying transient failures. A 413
+    /// (a server whose limit is below ntfy's default) is tried once more with the message
+    /// shortened, rather than dropping the notification.
     async fn publish(
         &self,
         cx: &PluginContext,
         body: &Publish<'_>,
     ) -> Result<http::Reply, PluginError> {
-        http::send_with_retry(&self.retry, &self.redactor, || {
-            let request = cx.http.post(self.publish_url.clone()).json(body);
-            match (
-                &self.config.auth_token,
-                &self.config.username,
-                &self.config.password,
-            ) {
-                (Some(token), _, _) => request.bearer_auth(token.expose_secret().trim()),
-                (None, Some(user), Some(pass)) => {
-                    request.basic_auth(user, Some(pass.expose_secret()))
+        match self.publish_once(cx, body).await {
+            Err(
+                err @ PluginError::Rejected {
+                    status: Some(413), ..
+                },
+            ) => match body.shortened() {
+                Some(shorter) => {
+                    tracing::warn!(
+                        plugin = %cx.instance, message_bytes = shorter.message.len(),
+                        "ntfy refused the message as too large (413); sending it once more, shortened"
+                    );
+                    self.publish_once(cx, &shorter).await
                 }
-                _ => request,
-            }
-        })
-        .await
+                None => Err(err),
+            },
+            other => other,
+        }
+    }
+
+    async fn publish_once(
+        &self,
+        cx: &PluginContext,
+        body: &Publish<'_>,
+    ) -> Result<http::Reply, PluginError> {
+        cx.http
+            .send_with_retry(&self.retry, &self.redactor, || {
+                let request = cx.http.post(self.publish_url.clone()).json(body);
+                match (
+                    &self.config.auth_token,
+                    &self.config.username,
+                    &self.config.password,
+                ) {
+                    (Some(token), _, _) => request.bearer_auth(token.expose_secret().trim()),
+                    (None, Some(user), Some(pass)) => {
+                        request.basic_auth(user, Some(pass.expose_secret()))
+                    }
+                    _ => request,
+                }
+            })
+            .await
     }
 
     /// `scheme://host[:port]` of the server, without credentials or path, for reports.
@@ -207,20 +240,6 @@ struct Published<'a> {
     id: Option<Cow<'a, str>>,
 }
 
-/// One publish request's JSON body, serialized as it is sent.
-#[derive(Serialize)]
-struct Publish<'a> {
-    topic: &'a str,
-    title: String,
-    message: String,
-    priority: i64,
-    tags: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    click: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    icon: Option<&'a str>,
-}
-
 /// `s` as `cut` leaves it, reusing `s` when nothing was cut.
 fn fit(s: String, cut: impl Fn(&str) -> Cow<'_, str>) -> String {
     match cut(&s) {
@@ -245,6 +264,10 @@ fn merged_tags<'a>(config: &'a [String], defaults: &[&'a str]) -> Vec<&'a str> {
 }
 
 impl Plugin for Ntfy {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.config.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "Ntfy",
@@ -263,16 +286,18 @@ impl Plugin for Ntfy {
                 "{server} did not answer GET /v1/health like an ntfy server; check server_url"
             ),
         };
-        let reply = http::send_with_retry(&self.retry, &self.redactor, || {
-            cx.http.get(self.health_url.clone())
-        })
-        .await
-        .map_err(|e| match e {
-            PluginError::Misconfigured {
-                status: Some(404), ..
-            } => not_ntfy(Some(404)),
-            other => other,
-        })?;
+        let reply = cx
+            .http
+            .send_with_retry(&self.retry, &self.redactor, || {
+                cx.http.get(self.health_url.clone())
+            })
+            .await
+            .map_err(|e| match e {
+                PluginError::Misconfigured {
+                    status: Some(404), ..
+                } => not_ntfy(Some(404)),
+                other => other,
+            })?;
         match serde_json::from_str::<Value>(&reply.body)
             .ok()
             .and_then(|v| v.get("healthy")?.as_bool())
@@ -551,7 +576,7 @@ mod tests {
         let plugin = ntfy(config());
         let cx = PluginContext {
             instance: "ntfy".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let ev = event(EventName::AfterMediaAdded, json!({}));
         assert_send(plugin.notify(&cx, &ev));

@@ -2,9 +2,9 @@
 //!
 //! Plain text, not `html=1`: the message needs no markup, and plain text cannot be
 //! misread whatever a title contains. Pushover asks clients to retry no more often than
-//! every 5 s, so a transient failure holds the next request back at least [`MIN_RETRY_GAP`]
-//! (full-jitter backoff comes on top), and that hold also covers the supervisor's own
-//! redelivery, whose pause can be shorter.
+//! every 5 s, so a transient failure, or a request cut off by the delivery timeout, holds
+//! the next request back at least [`MIN_RETRY_GAP`] (full-jitter backoff comes on top), and
+//! that hold also covers the supervisor's own redelivery, whose pause can be shorter.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::event::Event;
-use crate::http::{self, Redactor, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, RetryPolicy};
 use crate::plugins::notification::text;
 use crate::plugins::{
     ConnectionReport, Delivered, NotificationPlugin, Plugin, PluginContext, PluginError, PluginInfo,
@@ -156,7 +156,17 @@ impl Pushover {
             if let Some(until) = hold {
                 tokio::time::sleep_until(until).await;
             }
-            let reply = http::fetch(cx.http.post(url.clone()).form(fields), &self.redactor).await;
+            // Dropped mid-request (the delivery timed out), the request may have reached
+            // Pushover or be hanging there: the next one keeps the gap too.
+            let cancelled = GapIfDropped {
+                not_before: &self.not_before,
+                gap: self.min_gap,
+            };
+            let reply = cx
+                .http
+                .fetch(cx.http.post(url.clone()).form(fields), &self.redactor)
+                .await;
+            std::mem::forget(cancelled);
             let result =
                 reply.and_then(|r| reply::judge(&r, &self.redactor, SystemTime::now()).map(|_| r));
             if result.as_ref().is_err_and(PluginError::is_transient) {
@@ -176,11 +186,31 @@ impl Pushover {
     }
 }
 
+/// Holds the next request back by `gap` when dropped: armed around a request, forgotten
+/// once it returns, so it fires only when the request is cancelled.
+struct GapIfDropped<'a> {
+    not_before: &'a Mutex<Option<Instant>>,
+    gap: Duration,
+}
+
+impl Drop for GapIfDropped<'_> {
+    fn drop(&mut self) {
+        *self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + self.gap);
+    }
+}
+
 fn body_json(reply: &http::Reply) -> Value {
     serde_json::from_str(&reply.body).unwrap_or(Value::Null)
 }
 
 impl Plugin for Pushover {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.config.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "Pushover",
@@ -476,7 +506,7 @@ mod tests {
         let plugin = pushover(config());
         let cx = PluginContext {
             instance: "pushover".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let ev = event(EventName::AfterMediaAdded, json!({}));
         assert_send(plugin.notify(&cx, &ev));

@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 
 use crate::event::Event;
-use crate::http::{self, Redactor, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, RetryPolicy};
 use crate::plugins::notification::text;
 use crate::plugins::{
     ConnectionReport, Delivered, NotificationPlugin, Plugin, PluginContext, PluginError, PluginInfo,
@@ -172,7 +172,7 @@ impl Telegram {
                 Some(body) => cx.http.post(url.clone()).json(body),
                 None => cx.http.get(url.clone()),
             };
-            let reply = http::fetch(request, &self.redactor).await?;
+            let reply = cx.http.fetch(request, &self.redactor).await?;
             reply::judge(&reply, &self.redactor)
         })
         .await
@@ -226,6 +226,10 @@ fn migration_note(old: Option<&ChatId>, new: &ChatId) -> String {
 }
 
 impl Plugin for Telegram {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.config.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "Telegram",
@@ -468,7 +472,7 @@ mod tests {
         let plugin = telegram(config());
         let cx = PluginContext {
             instance: "tg".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let old = plugin.chat_id();
         plugin.migrate(&cx, &old, -100777);
@@ -499,7 +503,7 @@ mod tests {
         let plugin = telegram(config());
         let cx = PluginContext {
             instance: "tg".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let ev = event(EventName::AfterMediaAdded, json!({}));
         assert_send(plugin.notify(&cx, &ev));

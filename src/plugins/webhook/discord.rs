@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::event::Event;
-use crate::http::{self, Redactor, Reply, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, Reply, RetryPolicy};
 use crate::plugins::notification::text::{one_line, truncate_chars};
 use crate::plugins::{
     ConnectionReport, Delivered, Plugin, PluginContext, PluginError, PluginInfo, WebhookPlugin,
@@ -122,7 +122,7 @@ impl Discord {
 
     /// Sends a fresh request per attempt, retrying transient failures; Discord's answers
     /// are judged by [`judge`].
-    async fn call<F>(&self, mut make_request: F) -> Result<Reply, PluginError>
+    async fn call<F>(&self, cx: &PluginContext, mut make_request: F) -> Result<Reply, PluginError>
     where
         F: FnMut() -> reqwest::RequestBuilder,
     {
@@ -130,7 +130,7 @@ impl Discord {
         http::retry(&self.retry, |_| {
             let request = make_request();
             async move {
-                let reply = http::fetch(request, redactor).await?;
+                let reply = cx.http.fetch(request, redactor).await?;
                 judge(&reply, redactor)?;
                 Ok(reply)
             }
@@ -168,6 +168,10 @@ fn with_wait(url: &reqwest::Url) -> reqwest::Url {
 }
 
 impl Plugin for Discord {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.config.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "Discord",
@@ -180,7 +184,7 @@ impl Plugin for Discord {
     /// `GET` on the webhook URL: proves the webhook exists and the token is right, without
     /// posting anything. Reports the webhook's name and channel, never its token.
     async fn test_connection(&self, cx: &PluginContext) -> Result<ConnectionReport, PluginError> {
-        let reply = self.call(|| cx.http.get(self.info_url.clone())).await?;
+        let reply = self.call(cx, || cx.http.get(self.info_url.clone())).await?;
         let answer: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
         let Some(channel) = answer["channel_id"].as_str().filter(|c| is_snowflake(c)) else {
             return Err(PluginError::Misconfigured {
@@ -226,7 +230,7 @@ impl WebhookPlugin for Discord {
             tokio::time::sleep(wait).await;
         }
         let reply = self
-            .call(|| cx.http.post(self.execute_url.clone()).json(&body))
+            .call(cx, || cx.http.post(self.execute_url.clone()).json(&body))
             .await?;
         self.bucket.note(&reply.headers);
         // With wait=true Discord answers with the saved message; 204 if it chose not to.
@@ -375,7 +379,7 @@ mod tests {
         let plugin = discord(config(URL));
         let cx = PluginContext {
             instance: "discord".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let ev = event(EventName::AfterMediaAdded, json!({}));
         assert_send(plugin.send_webhook(&cx, &ev));

@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::event::{Event, EventData, EventName};
-use crate::http::{self, Redactor, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, RetryPolicy};
 use crate::plugins::{
     ConnectionReport, Delivered, Plugin, PluginContext, PluginError, PluginInfo, WebhookPlugin,
 };
@@ -66,6 +66,7 @@ pub struct Webhook {
     secret: Option<SigningSecret>,
     retry: RetryPolicy,
     redactor: Redactor,
+    allow_private_network: bool,
 }
 
 /// The JSON envelope, in the order it is written.
@@ -121,6 +122,7 @@ impl Webhook {
             secret,
             retry,
             redactor,
+            allow_private_network: config.allow_private_network,
         })
     }
 
@@ -148,25 +150,26 @@ impl Webhook {
         msg_id: &str,
         body: &[u8],
     ) -> Result<http::Reply, PluginError> {
-        http::send_with_retry(&self.retry, &self.redactor, || {
-            let timestamp = Utc::now().timestamp();
-            let request = cx
-                .http
-                .post(self.url.clone())
-                .headers(self.headers.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .header(WEBHOOK_ID, msg_id)
-                .header(WEBHOOK_TIMESTAMP, timestamp.to_string());
-            match &self.secret {
-                Some(secret) => {
-                    request.header(WEBHOOK_SIGNATURE, secret.sign(msg_id, timestamp, body))
+        cx.http
+            .send_with_retry(&self.retry, &self.redactor, || {
+                let timestamp = Utc::now().timestamp();
+                let request = cx
+                    .http
+                    .post(self.url.clone())
+                    .headers(self.headers.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(WEBHOOK_ID, msg_id)
+                    .header(WEBHOOK_TIMESTAMP, timestamp.to_string());
+                match &self.secret {
+                    Some(secret) => {
+                        request.header(WEBHOOK_SIGNATURE, secret.sign(msg_id, timestamp, body))
+                    }
+                    None => request,
                 }
-                None => request,
-            }
-            .body(body.to_vec())
-        })
-        .await
-        .map_err(explain_gone)
+                .body(body.to_vec())
+            })
+            .await
+            .map_err(explain_gone)
     }
 }
 
@@ -206,6 +209,8 @@ fn redactor(
     secret: Option<&SecretString>,
 ) -> Redactor {
     let mut r = Redactor::new().with(raw).with(url.as_str());
+    // reqwest sends userinfo as `Authorization: Basic`, which receivers echo back.
+    r.add_url_credentials(url);
     let long = |s: &str| s.chars().count() >= MIN_REDACTED_URL_PART;
     let tail = match url.query() {
         Some(q) => {
@@ -246,6 +251,10 @@ impl std::fmt::Debug for Webhook {
 }
 
 impl Plugin for Webhook {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "Webhook",
@@ -499,7 +508,7 @@ mod tests {
         let hook = Webhook::new(config("https://r.example.com")).unwrap();
         let cx = PluginContext {
             instance: "webhook".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let event = amelie();
         assert_send(hook.send_webhook(&cx, &event));

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::discord::poster;
 use crate::event::Event;
-use crate::http::{self, Redactor, Reply, RetryPolicy};
+use crate::http::{self, AddressPolicy, Redactor, Reply, RetryPolicy};
 use crate::plugins::notification::text::truncate_chars;
 use crate::plugins::{
     ConnectionReport, Delivered, Plugin, PluginContext, PluginError, PluginInfo, WebhookPlugin,
@@ -38,6 +38,7 @@ pub struct Slack {
     url: reqwest::Url,
     retry: RetryPolicy,
     redactor: Redactor,
+    allow_private_network: bool,
 }
 
 impl Slack {
@@ -73,6 +74,7 @@ impl Slack {
             url,
             retry,
             redactor,
+            allow_private_network: config.allow_private_network,
         })
     }
 
@@ -94,7 +96,7 @@ impl Slack {
         http::retry(&self.retry, |_| {
             let request = cx.http.post(self.url.clone()).json(body);
             async move {
-                let reply = http::fetch(request, redactor).await?;
+                let reply = cx.http.fetch(request, redactor).await?;
                 judge(&reply, redactor)?;
                 Ok(reply)
             }
@@ -183,6 +185,10 @@ fn is_block_refusal(err: &PluginError) -> bool {
 }
 
 impl Plugin for Slack {
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::from_allow_private(self.allow_private_network)
+    }
+
     fn info(&self) -> PluginInfo {
         PluginInfo {
             name: "Slack",
@@ -371,7 +377,7 @@ mod tests {
         let plugin = slack(URL);
         let cx = PluginContext {
             instance: "slack".into(),
-            http: http::new_client(),
+            http: http::new_client(http::AddressPolicy::AllowPrivate),
         };
         let ev = Event::new(EventName::AfterMediaAdded, Default::default());
         assert_send(plugin.send_webhook(&cx, &ev));

@@ -128,9 +128,11 @@ pub(super) fn list(conn: &Connection, q: &Query) -> Result<Page> {
         "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE 1 = 1"
     );
     let mut args: Vec<Sql> = Vec::new();
+    // Adds `AND clause ?N` with its value; answers N.
     let mut arg = |sql: &mut String, clause: &str, v: Sql| {
         args.push(v);
         sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+        args.len()
     };
     if let Some(i) = &q.instance {
         arg(&mut sql, "d.instance =", Sql::Text(i.clone()));
@@ -139,7 +141,12 @@ pub(super) fn list(conn: &Connection, q: &Query) -> Result<Page> {
         arg(&mut sql, "d.state =", Sql::Text(s.as_str().into()));
     }
     if let Some(id) = &q.event_id {
-        arg(&mut sql, "e.id =", Sql::Text(id.clone()));
+        // The event's deliveries are a range of sequence numbers.
+        let n = arg(&mut sql, "e.id =", Sql::Text(id.clone()));
+        sql.push_str(&format!(
+            " AND d.seq >= (SELECT first_delivery FROM events WHERE id = ?{n})
+              AND d.seq < (SELECT first_delivery + deliveries FROM events WHERE id = ?{n})"
+        ));
     }
     if let Some(b) = q.before {
         arg(&mut sql, "d.seq <", Sql::Integer(b));
@@ -167,15 +174,27 @@ pub(super) fn get(conn: &Connection, seq: Seq) -> Result<Option<Detail>> {
     let row = conn
         .query_row(
             &format!(
-                "SELECT {SUMMARY_COLUMNS}, {EVENT_COLUMNS}
+                "SELECT {SUMMARY_COLUMNS}, {EVENT_COLUMNS}, d.detail, d.duration_ms
                  FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.seq = ?1"
             ),
             [seq],
-            |r| Ok((summary_from_row(r)?, event_from_row(r, 12)?)),
+            |r| {
+                let success = match (r.get::<_, Option<i64>>(17)?, state_at(r, 4)?) {
+                    (Some(ms), State::Delivered) => Some(Attempt {
+                        at: r.get(10)?,
+                        outcome: "delivered".into(),
+                        status: r.get(7)?,
+                        error: r.get(16)?,
+                        duration_ms: ms.max(0) as u64,
+                    }),
+                    _ => None,
+                };
+                Ok((summary_from_row(r)?, event_from_row(r, 12)?, success))
+            },
         )
         .optional()
         .map_err(read_err)?;
-    let Some((summary, event)) = row else {
+    let Some((summary, event, success)) = row else {
         return Ok(None);
     };
     let mut stmt = conn
@@ -197,6 +216,7 @@ pub(super) fn get(conn: &Connection, seq: Seq) -> Result<Option<Detail>> {
         .map_err(read_err)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(read_err)?;
+    let attempts = attempts.into_iter().chain(success).collect();
     Ok(Some(Detail {
         summary,
         attempts,

@@ -19,7 +19,10 @@ CREATE TABLE IF NOT EXISTS events (
     name TEXT NOT NULL,
     timestamp TEXT NOT NULL,
     data TEXT NOT NULL,
-    accepted_at INTEGER NOT NULL
+    accepted_at INTEGER NOT NULL,
+    -- An event's deliveries have consecutive sequence numbers: these, no index needed.
+    first_delivery INTEGER NOT NULL,
+    deliveries INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY,
@@ -32,11 +35,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     reason TEXT,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    next_attempt_at INTEGER
+    next_attempt_at INTEGER,
+    -- The successful attempt, kept in the row (failed attempts have rows of their own).
+    detail TEXT,
+    duration_ms INTEGER
 );
 -- What is still to do (and the dead letters), per instance in order: counts, holds, resume.
 CREATE INDEX IF NOT EXISTS deliveries_open ON deliveries(instance, state, seq) WHERE state <> 'delivered';
-CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries(event_seq);
 CREATE TABLE IF NOT EXISTS attempts (
     delivery_seq INTEGER NOT NULL,
     at INTEGER NOT NULL,

@@ -37,6 +37,11 @@ pub struct AniListConfig {
     /// Retries after a network error or 5xx (default 1, at most 3); never after 4xx or 429.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The instance's common `allow_private_network` setting, copied here when the config
+    /// is loaded (it is written beside `enabled`, not among this type's own fields): lets
+    /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
+    #[serde(skip)]
+    pub allow_private_network: bool,
 }
 
 fn default_api_url() -> String {
@@ -68,6 +73,7 @@ impl Default for AniListConfig {
             candidates: default_candidates(),
             min_confidence: default_min_confidence(),
             retries: default_retries(),
+            allow_private_network: false,
         }
     }
 }
@@ -136,6 +142,7 @@ mod tests {
             enabled: true,
             events: vec![],
             allow_insecure_http: insecure,
+            allow_private_network: false,
             timeout: None,
             rate_limit: None,
             max_in_flight: None,

@@ -39,6 +39,11 @@ pub struct FanartConfig {
     /// Retries after a network error or 5xx (default 1, at most 3); never after 4xx or 429.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The instance's common `allow_private_network` setting, copied here when the config
+    /// is loaded (it is written beside `enabled`, not among this type's own fields): lets
+    /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
+    #[serde(skip)]
+    pub allow_private_network: bool,
 }
 
 fn default_language() -> String {
@@ -67,6 +72,7 @@ impl Default for FanartConfig {
             cache_ttl_secs: default_cache_ttl_secs(),
             replace_poster: false,
             retries: default_retries(),
+            allow_private_network: false,
         }
     }
 }

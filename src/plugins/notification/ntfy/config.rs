@@ -50,6 +50,11 @@ pub struct NtfyConfig {
     /// server's health, which does not prove the topic and credentials work).
     #[serde(default)]
     pub test_publishes: bool,
+    /// The instance's common `allow_private_network` setting, copied here when the config
+    /// is loaded (it is written beside `enabled`, not among this type's own fields): lets
+    /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
+    #[serde(skip)]
+    pub allow_private_network: bool,
 }
 
 fn default_server_url() -> String {
@@ -78,6 +83,7 @@ impl Default for NtfyConfig {
             icon: None,
             retries: default_retries(),
             test_publishes: false,
+            allow_private_network: false,
         }
     }
 }
@@ -122,6 +128,19 @@ impl NtfyConfig {
             }
         }
         self.validate_auth(path, problems);
+        for (field, value) in [
+            (
+                "auth_token",
+                self.auth_token.as_ref().map(|s| s.expose_secret()),
+            ),
+            (
+                "password",
+                self.password.as_ref().map(|s| s.expose_secret()),
+            ),
+            ("username", self.username.as_deref()),
+        ] {
+            crate::config::validate::check_secret(problems, &format!("{path}.{field}"), value);
+        }
         for (field, value) in [("click", &self.click), ("icon", &self.icon)] {
             if let Some(url) = value.as_deref().filter(|u| !is_web_url(u)) {
                 problems.push(

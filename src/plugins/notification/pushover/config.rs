@@ -45,6 +45,11 @@ pub struct PushoverConfig {
     /// API server (default `https://api.pushover.net`); tests and proxies may point elsewhere.
     #[serde(default = "default_api_url")]
     pub api_url: String,
+    /// The instance's common `allow_private_network` setting, copied here when the config
+    /// is loaded (it is written beside `enabled`, not among this type's own fields): lets
+    /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
+    #[serde(skip)]
+    pub allow_private_network: bool,
 }
 
 fn default_api_url() -> String {
@@ -62,6 +67,7 @@ impl Default for PushoverConfig {
             retry: None,
             expire: None,
             api_url: default_api_url(),
+            allow_private_network: false,
         }
     }
 }
@@ -99,6 +105,11 @@ impl PushoverConfig {
                 "create an application at https://pushover.net/apps",
             ),
         ] {
+            crate::config::validate::check_secret(
+                problems,
+                &format!("{path}.{field}"),
+                value.as_ref().map(|v| v.expose_secret()),
+            );
             if common.enabled && !is_set(value.as_ref()) {
                 problems.push(
                     format!("{path}.{field}"),

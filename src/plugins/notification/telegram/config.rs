@@ -42,6 +42,11 @@ pub struct TelegramConfig {
     /// for 4xx. A 429 pauses the plugin instead.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The instance's common `allow_private_network` setting, copied here when the config
+    /// is loaded (it is written beside `enabled`, not among this type's own fields): lets
+    /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
+    #[serde(skip)]
+    pub allow_private_network: bool,
 }
 
 fn default_api_url() -> String {
@@ -66,6 +71,7 @@ impl Default for TelegramConfig {
             link_preview: true,
             api_url: default_api_url(),
             retries: default_retries(),
+            allow_private_network: false,
         }
     }
 }

@@ -43,6 +43,11 @@ pub struct DiscordConfig {
     /// for 4xx. A 429 pauses the plugin instead.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The instance's common `allow_private_network` setting, copied here when the config
+    /// is loaded (it is written beside `enabled`, not among this type's own fields): lets
+    /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
+    #[serde(skip)]
+    pub allow_private_network: bool,
 }
 
 fn default_username() -> String {
@@ -61,6 +66,7 @@ impl Default for DiscordConfig {
             avatar_url: None,
             mention_role_id: None,
             retries: default_retries(),
+            allow_private_network: false,
         }
     }
 }

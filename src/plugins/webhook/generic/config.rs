@@ -45,6 +45,11 @@ pub struct WebhookConfig {
     /// 4xx. A 429 pauses the plugin instead.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The instance's common `allow_private_network` setting, copied here when the config
+    /// is loaded (it is written beside `enabled`, not among this type's own fields): lets
+    /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
+    #[serde(skip)]
+    pub allow_private_network: bool,
 }
 
 fn default_retries() -> u32 {
@@ -58,6 +63,7 @@ impl Default for WebhookConfig {
             headers: BTreeMap::new(),
             secret: None,
             retries: default_retries(),
+            allow_private_network: false,
         }
     }
 }
@@ -66,6 +72,11 @@ impl WebhookConfig {
     /// Pure checks of the webhook fields. No message quotes the URL, a header value or the secret.
     pub fn validate(&self, path: &str, common: &CommonSettings, problems: &mut Problems) {
         let url_path = format!("{path}.url");
+        crate::config::validate::check_secret(
+            problems,
+            &url_path,
+            self.url.as_ref().map(|u| u.expose_secret()),
+        );
         match self.url.as_ref().map(|u| u.expose_secret().trim()) {
             None | Some("") if common.enabled => problems.push(
                 url_path,

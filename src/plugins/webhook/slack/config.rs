@@ -26,6 +26,11 @@ pub struct SlackConfig {
     /// for 4xx. A 429 pauses the plugin instead.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The instance's common `allow_private_network` setting, copied here when the config
+    /// is loaded (it is written beside `enabled`, not among this type's own fields): lets
+    /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
+    #[serde(skip)]
+    pub allow_private_network: bool,
 }
 
 fn default_retries() -> u32 {
@@ -37,6 +42,7 @@ impl Default for SlackConfig {
         SlackConfig {
             webhook_url: None,
             retries: default_retries(),
+            allow_private_network: false,
         }
     }
 }
@@ -48,6 +54,7 @@ impl SlackConfig {
         // A disabled instance's URL is never used, so it is not checked: placeholders load,
         // as the seed's disabled `discord` with `https://discord.com/api/webhooks/...` must.
         let url = self.webhook_url.as_ref().map(|u| u.expose_secret().trim());
+        crate::config::validate::check_secret(problems, &url_path, url);
         match url {
             _ if !common.enabled => {}
             None | Some("") => problems.push(
