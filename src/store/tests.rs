@@ -362,3 +362,44 @@ fn sqlite_prunes_delivered_rows_past_the_retention() {
     // The pruned event's id is free again.
     assert!(accept(&store, done, &["ntfy"]).unwrap().duplicate.is_none());
 }
+
+#[test]
+fn sqlite_brings_a_version_1_file_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(&dir);
+    std::fs::create_dir_all(config.path.parent().unwrap()).unwrap();
+    let old = rusqlite::Connection::open(&config.path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO meta VALUES ('version', '1'), ('tag', '0000abcd');
+         CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+             timestamp TEXT NOT NULL, data TEXT NOT NULL, accepted_at INTEGER NOT NULL);
+         CREATE TABLE deliveries (seq INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL,
+             instance TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+             last_status INTEGER, last_error TEXT, reason TEXT, created_at INTEGER NOT NULL,
+             updated_at INTEGER NOT NULL, next_attempt_at INTEGER);
+         CREATE INDEX deliveries_by_event ON deliveries(event_seq);
+         INSERT INTO events VALUES (1, 'old-1', 'after_media_added', '2026-01-01T00:00:00+00:00',
+             '{\"media_item\":{\"title\":\"Old\"}}', 1);
+         INSERT INTO deliveries(seq, event_seq, instance, state, created_at, updated_at)
+             VALUES (7, 1, 'ntfy', 'pending', 1, 1), (8, 1, 'slack', 'pending', 1, 1);",
+    )
+    .unwrap();
+    drop(old);
+    let store = Store::open(&config).unwrap();
+    assert_eq!(store.tag(), 0xabcd);
+    assert_eq!(seqs(&store.unfinished().unwrap()), [7, 8]);
+    let by_event = store
+        .list(&Query {
+            event_id: Some("old-1".into()),
+            limit: 10,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(
+        by_event.items.len(),
+        2,
+        "found by the event's delivery range"
+    );
+    assert!(accept(&store, event("new"), &["ntfy"]).unwrap().first > 8);
+}

@@ -34,6 +34,13 @@ fn shipped_config_loads_and_its_hooks_compile() {
 async fn shipped_hooks_tag_fix_and_reject_through_the_api() {
     let mut config = Config::load(&shipped_config_path()).unwrap();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
+    // The shipped store lives in the repo's config/data: a test keeps its own.
+    let dir = tempfile::tempdir().unwrap();
+    assert!(config
+        .storage
+        .path
+        .ends_with("config/data/mydia-plugins.sqlite3"));
+    config.storage.path = dir.path().join("store.sqlite3");
     let handle = mydia_plugins::start(&config).expect("start");
     let (server, addr) = api::server(config.server.listen, handle.clone()).unwrap();
     actix_rt::spawn(server);

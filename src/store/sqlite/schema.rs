@@ -8,8 +8,22 @@ use rusqlite::{Connection, OptionalExtension};
 use super::super::{Result, StoreError};
 use crate::config::Synchronous;
 
-/// Schema version, kept in `meta`; a newer file than this build is refused.
-const VERSION: i64 = 1;
+/// Schema version, kept in `meta`; a newer file than this build is refused, an older one
+/// is brought up to date.
+const VERSION: i64 = 2;
+
+/// From version 1 (one development day's files): an event's delivery range, the success
+/// in the row, no event index.
+const FROM_1: &str = "
+ALTER TABLE events ADD COLUMN first_delivery INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET
+    first_delivery = coalesce((SELECT min(d.seq) FROM deliveries d WHERE d.event_seq = events.seq), 0),
+    deliveries = (SELECT count(*) FROM deliveries d WHERE d.event_seq = events.seq);
+ALTER TABLE deliveries ADD COLUMN detail TEXT;
+ALTER TABLE deliveries ADD COLUMN duration_ms INTEGER;
+DROP INDEX IF EXISTS deliveries_by_event;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,6 +92,23 @@ pub(super) fn open(path: &Path, sync: Synchronous) -> Result<Connection> {
     };
     conn.execute_batch(&format!("PRAGMA synchronous={sync};"))
         .map_err(|e| fail(&e))?;
+    let version: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .or_else(|e| match e {
+            // A new file has no meta table yet.
+            rusqlite::Error::SqliteFailure(..) => Ok(None),
+            e => Err(e),
+        })
+        .map_err(|e| fail(&e))?;
+    if version.as_deref() == Some("1") {
+        conn.execute_batch(&format!(
+            "BEGIN; {FROM_1} UPDATE meta SET value = '2' WHERE key = 'version'; COMMIT;"
+        ))
+        .map_err(|e| fail(&format!("cannot bring the file up to date: {e}")))?;
+    }
     conn.execute_batch(SCHEMA).map_err(|e| fail(&e))?;
     let version: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
