@@ -21,6 +21,6 @@ mod suggest;
 pub mod supervisor;
 pub mod telemetry;
 
-pub use app::{start, start_with, Handle};
+pub use app::{start, start_with, start_with_store, Handle};
 pub use config::Config;
 pub use event::{Event, EventData, EventName};

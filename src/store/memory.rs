@@ -367,6 +367,22 @@ impl DeliveryStore for MemoryStore {
             .count() as u64)
     }
 
+    fn waiting_after(&self, instance: &str, after: Seq, limit: usize) -> Result<Vec<Unfinished>> {
+        let m = self.lock();
+        Ok(m.deliveries
+            .range(after + 1..)
+            .filter(|(_, r)| {
+                &*r.instance == instance && matches!(r.state, State::Pending | State::Held)
+            })
+            .take(limit)
+            .map(|(seq, r)| m.unfinished(*seq, r))
+            .collect())
+    }
+
+    fn in_memory(&self) -> bool {
+        true
+    }
+
     fn tag(&self) -> u32 {
         self.tag
     }

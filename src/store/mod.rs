@@ -38,6 +38,12 @@ pub trait DeliveryStore: Send + Sync + 'static {
     fn counts(&self) -> Result<Vec<(String, State, u64)>>;
     /// Deliveries not yet delivered or dead (for the admission limit at start).
     fn unfinished_count(&self) -> Result<u64>;
+    /// Up to `limit` of `instance`'s pending or held deliveries after `after`, oldest
+    /// first (the supervisor keeps a window of them in memory and reads on from here).
+    fn waiting_after(&self, instance: &str, after: Seq, limit: usize) -> Result<Vec<Unfinished>>;
+    /// Whether waiting deliveries need to be kept in memory too (they do for a store
+    /// that is itself memory).
+    fn in_memory(&self) -> bool;
     /// A random tag of this store, part of every public delivery id: ids stay unique even
     /// when the store is deleted and started afresh (receivers deduplicate on them).
     fn tag(&self) -> u32;
@@ -58,6 +64,8 @@ struct StoreInner {
     /// last reference could end there, and the writer would wait for itself.
     unfinished: Arc<AtomicI64>,
     max_pending: i64,
+    /// See [`Store::memory_window`].
+    window: std::sync::atomic::AtomicUsize,
 }
 
 impl Store {
@@ -87,6 +95,7 @@ impl Store {
                 backend,
                 unfinished: Arc::new(AtomicI64::new(unfinished)),
                 max_pending: max_pending.min(i64::MAX as u64) as i64,
+                window: std::sync::atomic::AtomicUsize::new(MEMORY_WINDOW),
             }),
         })
     }
@@ -174,6 +183,29 @@ impl Store {
         }
     }
 
+    /// Up to `limit` of `instance`'s waiting deliveries after `after`, oldest first.
+    pub fn waiting_after(
+        &self,
+        instance: &str,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Unfinished>> {
+        self.inner.backend.waiting_after(instance, after, limit)
+    }
+
+    /// How many waiting deliveries per instance the supervisor keeps in memory; the rest
+    /// are read from the store as it gets to them (`None`: all, for the memory store).
+    pub fn memory_window(&self) -> Option<usize> {
+        (!self.inner.backend.in_memory()).then(|| self.inner.window.load(Ordering::Relaxed))
+    }
+
+    /// Keep `n` waiting deliveries per instance in memory instead of
+    /// [`MEMORY_WINDOW`] (set before the service starts; tests use a small one).
+    pub fn with_memory_window(self, n: usize) -> Store {
+        self.inner.window.store(n.max(2), Ordering::Relaxed);
+        self
+    }
+
     /// Per instance and state, how many deliveries are not delivered.
     pub fn counts(&self) -> Result<Vec<(String, State, u64)>> {
         self.inner.backend.counts()
@@ -209,6 +241,9 @@ impl Store {
         self.inner.backend.flush();
     }
 }
+
+/// Waiting deliveries per instance the supervisor keeps in memory with a disk store.
+pub const MEMORY_WINDOW: usize = 10_000;
 
 /// `tag-seq`, the tag as 8 hex digits.
 pub fn format_id(tag: u32, seq: Seq) -> String {

@@ -122,6 +122,14 @@ impl DeliveryStore for SqliteStore {
         read::unfinished_count(&self.reader())
     }
 
+    fn waiting_after(&self, instance: &str, after: Seq, limit: usize) -> Result<Vec<Unfinished>> {
+        read::waiting_after(&self.reader(), instance, after, limit)
+    }
+
+    fn in_memory(&self) -> bool {
+        false
+    }
+
     fn tag(&self) -> u32 {
         self.tag
     }

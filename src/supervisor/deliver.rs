@@ -65,7 +65,8 @@ impl PluginSupervisor {
             enrich: false,
             epoch: 0,
         };
-        if !slot.backlog.is_empty() || !slot.can_send(now) {
+        // Older deliveries wait in the backlog, or in the store beyond the memory window.
+        if !slot.backlog.is_empty() || slot.spill.is_some() || !slot.can_send(now) {
             return self.hold(idx, pending, waiter);
         }
         if let Some(wait) = slot.rate_wait() {
@@ -122,7 +123,18 @@ impl PluginSupervisor {
                 reason: reason.clone(),
             });
         }
-        slot.backlog.push_back(pending);
+        if self.spills(idx, &pending) {
+            // In the store only, read back in order when the window has room.
+            let slot = &self.slots[idx];
+            reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
+            return self.backlog_changed(idx);
+        }
+        let slot = &mut self.slots[idx];
+        if slot.backlog.back().is_some_and(|b| pending.seq < b.seq) {
+            slot.requeue(pending);
+        } else {
+            slot.backlog.push_back(pending);
+        }
         reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
         self.backlog_changed(idx);
     }
@@ -360,6 +372,7 @@ impl PluginSupervisor {
     /// Send what the backlog holds, in order, as far as the instance's state allows.
     pub(super) fn drain(&mut self, idx: usize, ctx: &mut Context<Self>) {
         self.drain_backlog(idx, ctx);
+        self.refill(idx, ctx);
         self.backlog_changed(idx);
     }
 

@@ -66,12 +66,30 @@ impl PluginSupervisor {
             });
         }
         let resumed: usize = self.slots.iter().map(|s| s.backlog.len()).sum();
+        if let Some(window) = self.window {
+            // Beyond the memory window, read back from the store as the backlog empties.
+            for slot in &mut self.slots {
+                let Some(newest) = slot.backlog.back().map(|p| p.seq) else {
+                    continue;
+                };
+                if slot.backlog.len() > window {
+                    slot.backlog.truncate(window);
+                    slot.spill = Some(super::window::Spill {
+                        after: slot.backlog.back().map_or(0, |p| p.seq),
+                        newest,
+                        loading: false,
+                        reread: false,
+                    });
+                }
+            }
+        }
         if resumed > 0 {
             tracing::info!(target: "supervision", deliveries = resumed, "resuming deliveries left by the previous run");
         }
         for idx in 0..self.slots.len() {
-            let empty = self.slots[idx].backlog.is_empty();
-            self.intake.set_prompt(idx, empty);
+            let slot = &self.slots[idx];
+            self.intake
+                .set_prompt(idx, slot.backlog.is_empty() && slot.spill.is_none());
         }
     }
 
@@ -161,6 +179,11 @@ impl PluginSupervisor {
                 continue;
             };
             let slot = &mut self.slots[idx];
+            if slot.spill.is_some_and(|s| row.seq as u64 > s.after) {
+                // Beyond the memory window: read back from the store in its turn.
+                touched.insert(idx);
+                continue;
+            }
             // Its age counts from now: a replayed dead letter is not too old at once.
             let added = slot.requeue(Pending {
                 event: row.event,
@@ -209,7 +232,7 @@ impl PluginSupervisor {
 
 /// Why the store should show `slot`'s waiting deliveries as held, and until when.
 fn hold_reason(slot: &Slot, now: Instant) -> Option<(String, Option<i64>)> {
-    if slot.backlog.is_empty() {
+    if slot.backlog.is_empty() && slot.spill.is_none() {
         return None;
     }
     let at = |t: Instant| now_ms() + t.saturating_duration_since(now).as_millis() as i64;

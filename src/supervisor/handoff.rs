@@ -155,7 +155,7 @@ impl PluginSupervisor {
     /// soon when events wait there that may now go out.
     pub(super) fn backlog_changed(&mut self, idx: usize) {
         self.sync_hold(idx);
-        let empty = self.slots[idx].backlog.is_empty();
+        let empty = self.slots[idx].backlog.is_empty() && self.slots[idx].spill.is_none();
         if self.intake.set_prompt(idx, empty) {
             if let Some(me) = &self.me {
                 me.do_send(Take);

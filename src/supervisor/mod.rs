@@ -17,6 +17,7 @@ mod recovery;
 pub mod restart;
 mod slot;
 pub mod spec;
+mod window;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -167,6 +168,8 @@ pub struct PluginSupervisor {
     intake: Arc<Intake>,
     /// Where every delivery's life is recorded.
     store: Store,
+    /// Waiting deliveries kept in memory per instance (`None`: all; see `window.rs`).
+    window: Option<usize>,
 }
 
 /// Send the outboxes (posted to itself at the end of a mailbox turn).
@@ -202,6 +205,7 @@ impl PluginSupervisor {
             .map(|spec| Slot {
                 name: Arc::from(spec.name.as_str()),
                 store_hold: None,
+                spill: None,
                 spec: spec.clone(),
                 handle: None,
                 generation: 0,
@@ -235,6 +239,7 @@ impl PluginSupervisor {
             batches: batch::Batches::default(),
             reply: None,
             me: None,
+            window: store.memory_window(),
             store,
         };
         sup.resume(resume);

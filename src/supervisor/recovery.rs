@@ -319,6 +319,8 @@ impl PluginSupervisor {
                 h.stop();
             }
         }
+        // Deliveries beyond the memory window are in the store, and kept too.
+        r.kept = r.kept.max(self.store.pending());
         let _ = tx.send(r);
         ctx.stop();
     }

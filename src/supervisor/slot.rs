@@ -54,6 +54,8 @@ pub(crate) struct Slot {
     pub name: Arc<str>,
     /// Why the store shows this instance's waiting deliveries as held (`None`: pending).
     pub store_hold: Option<String>,
+    /// Waiting deliveries kept only in the store (the memory window is full).
+    pub spill: Option<super::window::Spill>,
     pub handle: Option<PluginHandle>,
     /// Bumped at every restart; answers from an older actor do not judge the new one.
     pub generation: u64,

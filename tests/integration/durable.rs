@@ -452,3 +452,115 @@ async fn the_deliveries_api_pages_filters_retries_and_replays() {
     );
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: Config = fast_config();
+    config.storage = StorageConfig {
+        backend: StorageBackend::Sqlite,
+        path: dir.path().join("store.sqlite3"),
+        ..StorageConfig::default()
+    };
+    let open = || {
+        let store = mydia_plugins::store::Store::open(&config.storage)
+            .unwrap()
+            .with_memory_window(50);
+        let resume = store.unfinished().unwrap();
+        (store, resume)
+    };
+    let down = Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503".into(),
+    }));
+    let (store, resume) = open();
+    let h = mydia_plugins::start_with_store(
+        &config,
+        vec![one_at_a_time(down.spec("ntfy"))],
+        store,
+        resume,
+    );
+    let mut ids = Vec::new();
+    for chunk in 0..6 {
+        let sent = futures::future::join_all((0..50).map(|i| {
+            h.emit(
+                EventName::AfterMediaAdded,
+                data!({"media_item": {"title": format!("Movie {chunk}/{i}")}}),
+            )
+        }))
+        .await;
+        // Concurrent emits are accepted in some order: the store's is the delivery order.
+        ids.extend(sent.into_iter().map(|r| r.unwrap().event.id.clone()));
+    }
+    let s = state(&h, "ntfy").await;
+    assert!(s.queued <= 50, "only the window is in memory: {s:?}");
+    // Half of them wait across a restart.
+    let report = h.shutdown().await;
+    assert_eq!(report.kept, 300, "{report:?}");
+
+    let up = Script::new(Mode::Ok);
+    let (store, resume) = open();
+    assert_eq!(resume.len(), 300);
+    let h = mydia_plugins::start_with_store(
+        &config,
+        vec![one_at_a_time(up.spec("ntfy"))],
+        store,
+        resume,
+    );
+    assert!(
+        wait_until(LONG, || async { up.delivered_count() == 300 }).await,
+        "{}",
+        up.delivered_count()
+    );
+    let got = up.delivered_ids();
+    let expected: Vec<String> = {
+        let mut rows = h
+            .deliveries(Query {
+                instance: Some("ntfy".into()),
+                limit: 500,
+                ..Query::default()
+            })
+            .await
+            .unwrap()
+            .items;
+        rows.sort_by_key(|r| r.seq);
+        rows.into_iter().map(|r| r.event_id).collect()
+    };
+    assert_eq!(got, expected, "each once, in the order accepted");
+    assert_eq!(got.len(), ids.len());
+
+    // And while running: down again, 200 more, then back.
+    up.set(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503".into(),
+    }));
+    for i in 0..200 {
+        h.emit(
+            EventName::AfterMediaAdded,
+            data!({"media_item": {"title": format!("More {i}")}}),
+        )
+        .await
+        .unwrap();
+    }
+    let s = state(&h, "ntfy").await;
+    assert!(s.queued <= 50, "only the window is in memory: {s:?}");
+    up.set(Mode::Ok);
+    assert!(
+        wait_until(LONG, || async { up.delivered_count() == 500 }).await,
+        "{}",
+        up.delivered_count()
+    );
+    let mut rows = h
+        .deliveries(Query {
+            instance: Some("ntfy".into()),
+            limit: 500,
+            ..Query::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    rows.sort_by_key(|r| r.seq);
+    let expected: Vec<String> = rows.into_iter().map(|r| r.event_id).collect();
+    assert_eq!(up.delivered_ids(), expected);
+    h.shutdown().await;
+}

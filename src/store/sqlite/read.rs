@@ -113,6 +113,27 @@ pub(super) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>> {
     Ok(out)
 }
 
+pub(super) fn waiting_after(
+    conn: &Connection,
+    instance: &str,
+    after: Seq,
+    limit: usize,
+) -> Result<Vec<Unfinished>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, {EVENT_COLUMNS}
+             FROM deliveries d JOIN events e ON e.seq = d.event_seq
+             WHERE d.instance = ?1 AND d.seq > ?2 AND d.state <> 'delivered'
+                 AND d.state IN ('pending', 'held')
+             ORDER BY d.seq LIMIT ?3"
+        ))
+        .map_err(read_err)?;
+    let rows = stmt
+        .query_map(params![instance, after, limit as i64], unfinished_from_row)
+        .map_err(read_err)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(read_err)
+}
+
 pub(super) fn unfinished_count(conn: &Connection) -> Result<u64> {
     conn.query_row(
         "SELECT count(*) FROM deliveries WHERE state <> 'delivered' AND state <> 'dead'",
