@@ -14,6 +14,7 @@ mod fanout;
 mod hooks;
 mod ntfy;
 mod pushover;
+mod server;
 mod shipped;
 mod slack;
 mod supervision;
