@@ -40,6 +40,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// error building the request (a bad URL or header value) is `Misconfigured`, and so is an
 /// address the resolver refused ([`AddressRefused`]): retrying cannot help.
 pub fn map_reqwest_error(err: reqwest::Error) -> PluginError {
+    // The host only: the path and query may hold tokens (Telegram, Discord, Slack).
+    let host = err.url().and_then(|u| u.host_str()).map(str::to_owned);
     let err = err.without_url();
     if let Some(refused) = find_source::<AddressRefused>(&err) {
         return PluginError::Misconfigured {
@@ -54,15 +56,18 @@ pub fn map_reqwest_error(err: reqwest::Error) -> PluginError {
             reason: format!("could not build the request ({chain}); check the URL and credentials"),
         };
     }
-    let what = if err.is_timeout() {
-        "timed out"
+    let mut what = if err.is_timeout() {
+        "timed out".to_owned()
     } else if err.is_connect() {
-        "could not connect"
+        "could not connect".to_owned()
     } else if err.is_body() || err.is_decode() {
-        "failed reading the response"
+        "failed reading the response".to_owned()
     } else {
-        "request failed"
+        "request failed".to_owned()
     };
+    if let Some(host) = host {
+        what = format!("{what} ({host})");
+    }
     PluginError::Transient {
         status: err.status().map(|s| s.as_u16()),
         reason: format!("{what}: {chain}"),
@@ -112,7 +117,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn connection_errors_are_transient_and_carry_no_url() {
+    async fn connection_errors_are_transient_and_name_only_the_host() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
@@ -122,10 +127,13 @@ mod tests {
         let mapped = map_reqwest_error(err);
         assert!(mapped.is_transient(), "{mapped:?}");
         let shown = format!("{mapped} {mapped:?}");
-        assert!(shown.contains("could not connect"), "{shown}");
         assert!(
-            !shown.contains("SECRET123") && !shown.contains("127.0.0.1"),
-            "{shown}"
+            shown.contains("could not connect (127.0.0.1)"),
+            "the host is named: {shown}"
+        );
+        assert!(
+            !shown.contains("SECRET123") && !shown.contains("sendMessage"),
+            "never the path or query: {shown}"
         );
     }
 

@@ -11,6 +11,10 @@ use clap::{Parser, Subcommand};
 use mydia_plugins::telemetry::{self, LogFormat};
 use mydia_plugins::{api, Config};
 
+mod cli;
+
+use cli::{check, signals};
+
 /// See the `mimalloc` entry in Cargo.toml for why.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -57,24 +61,32 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log);
-    let config = match Config::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+    let loaded = Config::load(&cli.config);
+    if let Ok(config) = &loaded {
+        for w in &config.warnings {
+            tracing::warn!(target: "config", "{w}");
         }
-    };
-    for w in &config.warnings {
-        tracing::warn!(target: "config", "{w}");
     }
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
-        Command::Check { test } => check(config, test),
+        Command::Serve => match loaded {
+            Ok(config) => serve(config),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Check { test } => check::run(loaded, test),
     }
 }
 
 fn serve(config: Config) -> ExitCode {
     actix_rt::System::new().block_on(async move {
+        // Installed first: from here on SIGHUP is answered with a warning, not death.
+        let mut signals = signals::Signals::install();
+        if config.enabled_plugins().next().is_none() {
+            tracing::warn!(target: "config", "no plugin is enabled: events are accepted and hooks run, but nothing will be delivered; set `enabled: true` on a plugin in the config");
+        }
+        let readiness = api::Readiness::default();
         let handle = match mydia_plugins::start(&config) {
             Ok(h) => h,
             Err(e) => {
@@ -82,7 +94,7 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let (server, listen) = match api::server(config.server.listen, handle.clone()) {
+        let (server, addrs) = match api::serve(&config.server, handle.clone(), readiness.clone()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the HTTP API");
@@ -92,113 +104,26 @@ fn serve(config: Config) -> ExitCode {
         };
         let server_handle = server.handle();
         actix_rt::spawn(server);
-        let enabled = config.enabled_plugins().count();
+        // The supervisor answering means every instance was spawned.
+        handle.status().await;
+        readiness.set_ready();
+        let listen = addrs[0];
+        if addrs.len() > 1 {
+            let all: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            tracing::info!(listen = %config.server.listen, addresses = %all.join(", "), "the listen name resolved to several addresses; serving on each");
+        }
         tracing::info!(
-            listen = %listen, plugins = enabled, hooks_dir = %config.hooks.directory.display(),
+            listen = %listen, plugins = config.enabled_plugins().count(), hooks_dir = %config.hooks.directory.display(),
             "mydia-plugins is running; send an event with: curl -X POST http://{listen}/api/v1/events -d '{{\"event\":\"after_media_added\",\"data\":{{\"media_item\":{{\"title\":\"Dune\",\"year\":2021,\"type\":\"movie\"}}}}}}'"
         );
-        wait_for_signal().await;
+        signals.wait_for_stop().await;
+        // The API stays up while deliveries drain: callers get 503 (`/readyz` too), not a
+        // refused connection, until the server stops.
+        readiness.set_shutting_down();
         tracing::info!(grace_ms = config.supervision.shutdown_grace.as_millis() as u64, "shutting down: no new events; finishing deliveries in flight");
-        server_handle.stop(true).await;
         let report = handle.shutdown().await;
+        server_handle.stop(true).await;
         tracing::info!(kept = report.kept, abandoned_in_flight = report.abandoned_in_flight, "stopped");
         ExitCode::SUCCESS
-    })
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-fn check(config: Config, test: bool) -> ExitCode {
-    let hooks = match mydia_plugins::hooks::check(&config.hooks) {
-        Ok(hooks) => hooks,
-        Err(problems) => {
-            eprintln!(
-                "error: {} hook problem{}:",
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" }
-            );
-            for p in &problems {
-                eprintln!("  {p}");
-            }
-            return ExitCode::from(2);
-        }
-    };
-    let source = config
-        .source
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "config".into());
-    println!("{source}: ok");
-    for p in &config.plugins {
-        let events: Vec<&str> = p.common.events.iter().map(|e| e.as_str()).collect();
-        let state = if p.common.enabled {
-            "enabled"
-        } else {
-            "disabled"
-        };
-        println!(
-            "  plugin {} (type {}, {state}): {}",
-            p.name,
-            p.kind.as_str(),
-            events.join(", ")
-        );
-    }
-    for h in &hooks {
-        println!(
-            "  hook {} (on {}, priority {})",
-            h.hook, h.event, h.priority
-        );
-    }
-    if !test {
-        return ExitCode::SUCCESS;
-    }
-    actix_rt::System::new().block_on(async move {
-        // Only the connection tests: the delivery store is left alone (its pending
-        // deliveries are the service's to send).
-        let mut config = config;
-        config.storage = mydia_plugins::config::StorageConfig::memory();
-        let handle = match mydia_plugins::start(&config) {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let mut failed = 0;
-        for p in config.enabled_plugins() {
-            match handle.test_connection(&p.name).await {
-                Ok(r) => println!("  test {}: ok: {}", p.name, r.detail),
-                Err(e) => {
-                    failed += 1;
-                    println!("  test {}: FAILED: {e}", p.name);
-                }
-            }
-        }
-        handle.shutdown().await;
-        if failed > 0 {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        }
     })
 }

@@ -24,7 +24,14 @@ struct EventRequest {
 }
 
 pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> HttpResponse {
-    let req: EventRequest = match serde_json::from_slice(&body) {
+    // Through `Value` first: serde would read a struct from a JSON array, position by position.
+    let req: EventRequest = match serde_json::from_slice::<Value>(&body).and_then(|v| match v {
+        Value::Object(_) => serde_json::from_value(v),
+        other => Err(serde::de::Error::custom(format!(
+            "the body must be a JSON object, got {}",
+            kind(&other)
+        ))),
+    }) {
         Ok(r) => r,
         Err(e) => {
             return error(
@@ -37,19 +44,20 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    if name == EventName::OnPluginHealthChanged {
+        // Only the supervisor may say a plugin is down; a caller could fake an outage notice.
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`on_plugin_health_changed` is sent by this service itself when a plugin's health changes; it cannot be posted",
+        );
+    }
     let data = match req.data {
         None | Some(Value::Null) => Default::default(),
         Some(Value::Object(m)) => m,
         Some(other) => {
-            let kind = match other {
-                Value::Array(_) => "an array",
-                Value::String(_) => "a string",
-                Value::Number(_) => "a number",
-                _ => "a boolean",
-            };
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("`data` must be a JSON object, got {kind}"),
+                format!("`data` must be a JSON object, got {}", kind(&other)),
             );
         }
     };
@@ -93,9 +101,12 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
             };
             HttpResponse::build(status).json(body)
         }
-        Err(EmitError::Rejected(r)) => HttpResponse::UnprocessableEntity().json(json!({
-            "error": r.to_string(), "id": id, "hook": r.hook, "reason": r.reason,
-        })),
+        Err(EmitError::Rejected(r)) => {
+            tracing::info!(target: "api", event = %name, id = %id, hook = %r.hook, reason = %r.reason, "event rejected by a hook (422)");
+            HttpResponse::UnprocessableEntity().json(json!({
+                "error": r.to_string(), "id": id, "hook": r.hook, "reason": r.reason,
+            }))
+        }
         Err(EmitError::Store(e)) => {
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             if let Ok(v) = e.retry_after_secs().to_string().parse() {
@@ -105,6 +116,18 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
             r
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// "an array", "a string", ... for error messages.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Object(_) => "an object",
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
     }
 }
 

@@ -1,93 +1,97 @@
 //! The HTTP API (actix-web): send events, see every plugin's state, test a plugin's connection.
+//!
+//! [`routes`] holds the one table of endpoints; [`guard`] bounds what a request may take
+//! (body size, time to send it) and turns every error into `{"error": ...}`.
 
 mod deliveries;
 mod events;
+mod guard;
+mod health;
 mod plugins;
+mod routes;
 
 use std::net::SocketAddr;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
-use crate::app::Handle;
+pub use guard::Limits;
+pub use health::Readiness;
+pub use routes::{routes, routes_with};
 
-/// Largest request body accepted (events bigger than this are refused with 413).
-const MAX_BODY: usize = 4 * 1024 * 1024;
+use crate::app::Handle;
+use crate::config::{ListenAddr, ServerConfig};
+
+/// Worker threads of the HTTP server: the API is light, the plugins have their own threads.
+const WORKERS: usize = 2;
 
 /// Could not start serving.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}: {source}; set server.listen in the config to a free host:port")]
 pub struct BindError {
-    /// The address.
-    pub addr: SocketAddr,
+    /// The address as configured.
+    pub addr: ListenAddr,
     /// Why.
     pub source: std::io::Error,
 }
 
-/// A bound server, ready to run (`.await` it or spawn it; its `handle()` stops it), and
-/// the address it is bound to (port 0 in `listen` picks a free port).
+/// A bound server with the default limits, ready to run (`.await` it or spawn it; its
+/// `handle()` stops it), and the address it is bound to (port 0 in `listen` picks a free
+/// port). `/readyz` answers ready at once; see [`serve`] to control that.
 pub fn server(
-    listen: SocketAddr,
+    listen: ListenAddr,
     handle: Handle,
 ) -> Result<(actix_web::dev::Server, SocketAddr), BindError> {
+    let config = ServerConfig {
+        listen,
+        ..ServerConfig::default()
+    };
+    let readiness = Readiness::default();
+    readiness.set_ready();
+    let (server, addrs) = serve(&config, handle, readiness)?;
+    Ok((server, addrs[0]))
+}
+
+/// A bound server with `config`'s address, body limit, request timeout and connection cap;
+/// `/readyz` follows `readiness`. Returns every bound address (a host name may resolve to
+/// several, e.g. `localhost` to `127.0.0.1` and `::1`); there is at least one.
+pub fn serve(
+    config: &ServerConfig,
+    handle: Handle,
+    readiness: Readiness,
+) -> Result<(actix_web::dev::Server, Vec<SocketAddr>), BindError> {
     let data = web::Data::new(handle);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .bind(listen)
-        .map_err(|source| BindError {
-            addr: listen,
-            source,
-        })?;
-    let bound = server.addrs().first().copied().unwrap_or(listen);
-    Ok((server.run(), bound))
-}
-
-/// The routes, for embedding into another actix-web `App` (needs `web::Data<Handle>`).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PayloadConfig::new(MAX_BODY))
-        .route("/healthz", web::get().to(healthz))
-        .route("/api/v1/events", web::post().to(events::post_event))
-        .route("/api/v1/events", web::get().to(events::catalog))
-        .route("/api/v1/hooks", web::get().to(plugins::hooks))
-        .route("/api/v1/plugins", web::get().to(plugins::list))
-        .route("/api/v1/plugins/{name}", web::get().to(plugins::one))
-        .route("/api/v1/plugins/{name}/test", web::post().to(plugins::test))
-        .route(
-            "/api/v1/plugins/{name}/replay",
-            web::post().to(deliveries::replay),
-        )
-        .route("/api/v1/deliveries", web::get().to(deliveries::list))
-        .route("/api/v1/deliveries/{id}", web::get().to(deliveries::one))
-        .route(
-            "/api/v1/deliveries/{id}/retry",
-            web::post().to(deliveries::retry),
-        )
-        .default_service(web::to(not_found));
-}
-
-async fn healthz(handle: web::Data<Handle>) -> HttpResponse {
-    let status = handle.status().await;
-    let count = |s: &str| status.iter().filter(|p| p.state == s).count();
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "plugins": {
-            "closed": count("closed"), "open": count("open"), "half_open": count("half_open"),
-            "misconfigured": count("misconfigured"), "disabled": count("disabled"),
-        }
-    }))
-}
-
-async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    error(
-        actix_web::http::StatusCode::NOT_FOUND,
-        format!(
-            "no route for {} {}; see GET /api/v1/events, POST /api/v1/events, GET /api/v1/plugins, POST /api/v1/plugins/NAME/test, POST /api/v1/plugins/NAME/replay, GET /api/v1/deliveries, GET /api/v1/deliveries/ID, POST /api/v1/deliveries/ID/retry, GET /api/v1/hooks, GET /healthz",
-            req.method(),
-            req.path()
-        ),
-    )
+    let limits = Limits::from(config);
+    let workers = WORKERS.min(config.max_connections).max(1);
+    let fail = |source| BindError {
+        addr: config.listen.clone(),
+        source,
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(readiness.clone())
+            .configure(|cfg| routes_with(cfg, limits))
+    })
+    .workers(workers)
+    // actix counts per worker; round up so the total is at least what was asked for.
+    .max_connections(config.max_connections.div_ceil(workers))
+    // The head must arrive within the same bound as the body ([`guard`] times the body).
+    .client_request_timeout(config.request_timeout)
+    // actix-web times only a connection's first request head: a second request sent half
+    // on a kept-alive connection would hold it forever. One request per connection.
+    .keep_alive(actix_web::http::KeepAlive::Disabled)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind((config.listen.host(), config.listen.port()))
+    .map_err(fail)?;
+    let addrs = server.addrs();
+    if addrs.is_empty() {
+        return Err(fail(std::io::Error::other(
+            "the name resolved to no address",
+        )));
+    }
+    Ok((server.run(), addrs))
 }
 
 /// A JSON error body `{"error": ...}` with `status`.

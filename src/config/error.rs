@@ -78,6 +78,10 @@ pub enum ConfigError {
         file: Option<PathBuf>,
         /// Every problem found.
         problems: Vec<Problem>,
+        /// The `hooks:` section as far as it could be read (defaults where it is wrong),
+        /// so `check` can still compile the hooks and report both in one run; `None` when
+        /// the file is not YAML or not a mapping.
+        hooks: Option<Box<super::HooksConfig>>,
     },
 }
 

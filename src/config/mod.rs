@@ -10,6 +10,7 @@
 mod env; // `${VAR}` expansion on the parsed tree
 pub mod error; // `Problem`, `Problems`, `ConfigError`
 mod fields; // field-by-field deserialization and serde message rewriting
+mod listen; // `server.listen`: IP or host name, resolved when the API binds
 mod locate; // field path → line in the text
 mod parse; // the pipeline
 mod plugins; // `plugins:`: common fields, the type's own settings, planned types
@@ -17,11 +18,11 @@ mod sections; // `server:`, `hooks:`, `supervision:`
 mod storage; // `storage:`
 pub mod validate; // shared pure checks (URLs)
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Problem, Problems};
+pub use listen::{BadListen, ListenAddr};
 pub use storage::{StorageBackend, StorageConfig, Synchronous};
 
 use crate::plugins::PluginConfig;
@@ -49,11 +50,18 @@ pub struct Config {
     pub warnings: Vec<Problem>,
 }
 
-/// `server:`: where the HTTP API listens.
+/// `server:`: where the HTTP API listens and what one request or client may take.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
-    /// Address to bind; default `127.0.0.1:8787`.
-    pub listen: SocketAddr,
+    /// Address to bind; default `127.0.0.1:8787`. A host name binds every address it resolves to.
+    pub listen: ListenAddr,
+    /// Largest request body (default 1 MiB); larger ones are answered 413.
+    pub max_body_bytes: usize,
+    /// A request's head and body must arrive within this (default 10 s), else 408 and the
+    /// connection is closed, so a slow client cannot hold a connection forever.
+    pub request_timeout: Duration,
+    /// Connections served at once (default 256); more wait in the kernel's accept queue.
+    pub max_connections: usize,
 }
 
 /// `hooks:`: where the Lua hooks live and what each call may use.
@@ -109,7 +117,10 @@ pub struct SupervisionConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8787)).into(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_connections: 256,
         }
     }
 }

@@ -20,15 +20,16 @@ pub fn parse(
     source: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let invalid = |problems| ConfigError::Invalid {
+    let invalid = |problems, hooks| ConfigError::Invalid {
         file: source.map(Path::to_path_buf),
         problems,
+        hooks,
     };
-    let mut root = tree(text).map_err(|p| invalid(vec![p]))?;
+    let mut root = tree(text).map_err(|p| invalid(vec![p], None))?;
     let mut cx = Collector::default();
     let mut env_problems = Problems::default();
     expand_tree(&mut root, "", env, &mut env_problems, &mut cx.whole_refs);
-    let mut top = top_level(text, root).map_err(|p| invalid(vec![p]))?;
+    let mut top = top_level(text, root).map_err(|p| invalid(vec![p], None))?;
 
     let server: RawServer = section(&mut cx, &mut top, "server");
     let hooks: RawHooks = section(&mut cx, &mut top, "hooks");
@@ -45,7 +46,7 @@ pub fn parse(
 
     let problems = with_lines(text, without_echoes(env_problems, cx.problems));
     if !problems.is_empty() {
-        return Err(invalid(problems));
+        return Err(invalid(problems, Some(Box::new(hooks))));
     }
     Ok(Config {
         source: source.map(Path::to_path_buf),

@@ -4,14 +4,13 @@
 //! The raw structs use the file's units (`_ms`, `_secs`, `_mb`, `_kb`); the typed
 //! configs use `Duration` and bytes, so no other module converts units.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::{HooksConfig, Problems, ServerConfig, SupervisionConfig};
+use super::{HooksConfig, ListenAddr, Problems, ServerConfig, SupervisionConfig};
 
 /// `server:` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +19,12 @@ pub struct RawServer {
     /// Kept as a YAML value so `listen: 8787` gets the host:port advice, not a type error.
     #[serde(default)]
     listen: Option<Value>,
+    #[serde(default)]
+    max_body_kb: Option<u64>,
+    #[serde(default)]
+    request_timeout_secs: Option<u64>,
+    #[serde(default)]
+    max_connections: Option<u64>,
 }
 
 /// `hooks:` as written.
@@ -80,17 +85,37 @@ impl RawServer {
         let mut out = ServerConfig::default();
         match self.listen {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) => match s.trim().parse::<SocketAddr>() {
+            Some(Value::String(s)) => match s.parse::<ListenAddr>() {
                 Ok(addr) => out.listen = addr,
-                Err(_) => problems.push(
-                    "server.listen",
-                    format!("`{s}` is not a socket address; write host:port, e.g. 127.0.0.1:8787"),
-                ),
+                Err(e) => problems.push("server.listen", e.to_string()),
             },
+            Some(Value::Number(n)) => problems.push(
+                "server.listen",
+                format!("`{n}` is only a port; write host:port, e.g. 127.0.0.1:{n}"),
+            ),
             Some(_) => problems.push(
                 "server.listen",
-                "is not a socket address; write host:port, e.g. 127.0.0.1:8787",
+                "is not an address; write host:port, e.g. 127.0.0.1:8787 or localhost:8787",
             ),
+        }
+        if let Some(kb) = at_least(problems, "server.max_body_kb", self.max_body_kb, 1) {
+            match bytes(kb, 1024) {
+                Some(b) => out.max_body_bytes = b,
+                None => problems.push("server.max_body_kb", format!("{kb} is too large")),
+            }
+        }
+        let timeout = at_least(
+            problems,
+            "server.request_timeout_secs",
+            self.request_timeout_secs,
+            1,
+        );
+        if let Some(secs) = timeout {
+            out.request_timeout = Duration::from_secs(secs);
+        }
+        let max = at_least(problems, "server.max_connections", self.max_connections, 1);
+        if let Some(n) = max {
+            out.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
         }
         out
     }
@@ -313,12 +338,54 @@ mod tests {
         let mut p = Problems::default();
         let s = raw::<RawServer>("listen: 0.0.0.0:9000").validate(&mut p);
         assert_eq!(s.listen, "0.0.0.0:9000".parse().unwrap());
+        let s = raw::<RawServer>("listen: localhost:8795").validate(&mut p);
+        assert_eq!(
+            s.listen.to_string(),
+            "localhost:8795",
+            "a host name is kept, resolved at start"
+        );
+        assert!(p.is_empty());
         raw::<RawServer>("listen: localhost").validate(&mut p);
         raw::<RawServer>("listen: 8787").validate(&mut p);
         let got = messages(p);
         assert_eq!(got.len(), 2);
-        assert!(got.iter().all(|(path, m)| path == "server.listen"
-            && m.contains("write host:port, e.g. 127.0.0.1:8787")));
+        assert!(
+            got.iter().all(|(path, m)| path == "server.listen"
+                && m.contains("write host:port, e.g. 127.0.0.1:8787")),
+            "{got:?}"
+        );
+        assert!(got[1].1.contains("is only a port"), "{got:?}");
+    }
+
+    #[test]
+    fn server_limits_are_converted_and_checked() {
+        let mut p = Problems::default();
+        let s = raw::<RawServer>("max_body_kb: 64\nrequest_timeout_secs: 3\nmax_connections: 20")
+            .validate(&mut p);
+        assert_eq!(s.max_body_bytes, 64 * 1024);
+        assert_eq!(s.request_timeout, Duration::from_secs(3));
+        assert_eq!(s.max_connections, 20);
+        assert!(p.is_empty());
+        let d = ServerConfig::default();
+        assert_eq!(
+            (
+                d.max_body_bytes,
+                d.request_timeout.as_secs(),
+                d.max_connections
+            ),
+            (1 << 20, 10, 256)
+        );
+        raw::<RawServer>("max_body_kb: 0\nrequest_timeout_secs: 0\nmax_connections: 0")
+            .validate(&mut p);
+        let paths: Vec<String> = messages(p).into_iter().map(|(path, _)| path).collect();
+        assert_eq!(
+            paths,
+            [
+                "server.max_body_kb",
+                "server.request_timeout_secs",
+                "server.max_connections"
+            ]
+        );
     }
 
     #[test]

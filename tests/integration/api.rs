@@ -279,3 +279,184 @@ async fn healthz_catalog_unknown_routes_and_shutdown() {
     assert_eq!(status, 503, "{v}");
     assert!(v["error"].as_str().unwrap().contains("shutting down"));
 }
+
+#[actix_rt::test]
+async fn only_a_json_object_is_an_event_and_health_events_are_the_services_own() {
+    let s = serve(vec![]).await;
+    for (body, expect) in [
+        (
+            r#"["after_media_added", {"media_item": {}}]"#,
+            "the body must be a JSON object, got an array",
+        ),
+        (r#""after_media_added""#, "got a string"),
+        ("42", "got a number"),
+        ("null", "got null"),
+        (
+            r#"{"event": "on_plugin_health_changed", "data": {"plugin": "ntfy", "healthy": false}}"#,
+            "sent by this service itself",
+        ),
+    ] {
+        let (status, v) = s.post("/api/v1/events", body).await;
+        assert_eq!(status, 400, "{body} -> {v}");
+        let msg = v["error"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(expect),
+            "{body}: {msg:?} should contain {expect:?}"
+        );
+    }
+    s.handle.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_body_over_the_limit_gets_413_as_json() {
+    let s = serve(vec![]).await;
+    let event = |pad: usize| {
+        json!({"event": "after_media_added", "data": {"pad": "x".repeat(pad)}}).to_string()
+    };
+    let r = s
+        .http
+        .post(format!("{}/api/v1/events", s.base))
+        .body(event(1024 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413, "the default limit is 1 MiB");
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(ct, "application/json");
+    let v: Value = r.json().await.unwrap();
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("1024 KiB") && msg.contains("server.max_body_kb"),
+        "{msg}"
+    );
+    let (status, v) = s.post("/api/v1/events", &event(1000 * 1000)).await;
+    assert_eq!(status, 202, "just under the limit: {v}");
+    s.handle.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_wrong_method_gets_405_with_allow_and_head_works_where_get_does() {
+    let s = serve(vec![Script::new(Mode::Ok).spec("ok")]).await;
+    for (method, path, allow) in [
+        ("DELETE", "/api/v1/events", "GET, HEAD, POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("GET", "/api/v1/plugins/ok/test", "POST"),
+        ("PUT", "/api/v1/plugins/ok", "GET, HEAD"),
+    ] {
+        let r = s
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("allowed: {allow}")),
+            "{v}"
+        );
+    }
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/api/v1/plugins",
+        "/api/v1/plugins/ok",
+        "/api/v1/events",
+        "/api/v1/hooks",
+    ] {
+        let r = s
+            .http
+            .head(format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "HEAD {path}");
+        assert_eq!(r.bytes().await.unwrap().len(), 0, "HEAD {path} has no body");
+    }
+    s.handle.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn the_404_names_every_route() {
+    let s = serve(vec![]).await;
+    let (status, v) = s.post("/api/v1/nothing", "").await;
+    assert_eq!(status, 404);
+    let msg = v["error"].as_str().unwrap();
+    for route in [
+        "GET /healthz",
+        "GET /readyz",
+        "GET /api/v1/events",
+        "POST /api/v1/events",
+        "GET /api/v1/hooks",
+        "GET /api/v1/plugins",
+        "GET /api/v1/plugins/{name}",
+        "POST /api/v1/plugins/{name}/test",
+    ] {
+        assert!(msg.contains(route), "{route} missing from {msg}");
+    }
+    s.handle.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn healthz_stays_200_and_says_degraded_when_a_plugin_is_not_healthy() {
+    let bad = Script::new(Mode::Fail(PluginError::Misconfigured {
+        status: Some(401),
+        reason: "401 Unauthorized".into(),
+    }));
+    let s = serve(vec![Script::new(Mode::Ok).spec("ok"), bad.spec("bad")]).await;
+    let (status, v) = s.get("/healthz").await;
+    assert_eq!((status, &v["status"]), (200, &json!("ok")), "{v}");
+    s.post(
+        "/api/v1/events",
+        r#"{"event": "on_import_failed", "mode": "sync"}"#,
+    )
+    .await;
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || async {
+            s.get("/healthz").await.1["status"] == "degraded"
+        })
+        .await
+    );
+    let (status, v) = s.get("/healthz").await;
+    assert_eq!(status, 200, "liveness: the service itself runs");
+    assert_eq!(v["plugins"]["misconfigured"], 1, "{v}");
+    assert_eq!(v["plugins"]["closed"], 1, "{v}");
+    s.handle.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn readyz_is_503_while_starting_and_shutting_down() {
+    let handle = start_with(&fast_config(), vec![]).expect("start");
+    let readiness = api::Readiness::default();
+    let mut config = fast_config().server;
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let (server, addrs) = api::serve(&config, handle.clone(), readiness.clone()).unwrap();
+    actix_rt::spawn(server);
+    let http = reqwest::Client::new();
+    let readyz = || async {
+        let r = http
+            .get(format!("http://{}/readyz", addrs[0]))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    };
+    let (status, v) = readyz().await;
+    assert_eq!((status, &v["status"]), (503, &json!("starting")), "{v}");
+    assert!(v["error"].is_string(), "{v}");
+    readiness.set_ready();
+    assert_eq!(readyz().await.0, 200);
+    readiness.set_shutting_down();
+    let (status, v) = readyz().await;
+    assert_eq!(
+        (status, &v["status"]),
+        (503, &json!("shutting_down")),
+        "{v}"
+    );
+    handle.shutdown().await;
+}

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::service::{free_port, Service};
+use crate::support::daemon::{free_port, Service};
 use crate::support::wait_until;
 
 /// A config: the API on `port`, the store in `dir`, one webhook instance to `receiver`.

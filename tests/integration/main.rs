@@ -18,6 +18,7 @@ mod hooks;
 mod ntfy;
 mod outbound;
 mod pushover;
+mod server;
 mod shipped;
 mod slack;
 mod supervision;

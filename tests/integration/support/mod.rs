@@ -1,5 +1,6 @@
 //! Shared test helpers: scripted plugins, a polling wait, small supervision settings.
 
+pub mod daemon;
 pub mod logs;
 pub mod scripted;
 pub mod service;

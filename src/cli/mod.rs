@@ -1,0 +1,4 @@
+//! The command's own pieces (not part of the library): `check`'s report and signal handling.
+
+pub mod check;
+pub mod signals;
