@@ -29,13 +29,7 @@ impl PluginSupervisor {
         let mut disabled = BTreeSet::new();
         for row in rows {
             let Some(&idx) = by_name.get(&row.instance) else {
-                self.store.update(Update::Dead {
-                    seq: row.seq,
-                    reason: format!(
-                        "instance removed: `{}` is no longer in the config",
-                        row.instance
-                    ),
-                });
+                self.bury_removed(&row);
                 continue;
             };
             let slot = &mut self.slots[idx];
@@ -91,6 +85,17 @@ impl PluginSupervisor {
             self.intake
                 .set_prompt(idx, slot.backlog.is_empty() && slot.spill.is_none());
         }
+    }
+
+    /// A delivery for an instance no longer in the config: dead, with the reason.
+    fn bury_removed(&self, row: &Unfinished) {
+        self.store.update(Update::Dead {
+            seq: row.seq,
+            reason: format!(
+                "instance removed: `{}` is no longer in the config",
+                row.instance
+            ),
+        });
     }
 
     /// A delivery went through.
@@ -169,13 +174,7 @@ impl PluginSupervisor {
         let mut touched = BTreeSet::new();
         for row in rows {
             let Some(idx) = self.slots.iter().position(|s| s.spec.name == row.instance) else {
-                self.store.update(Update::Dead {
-                    seq: row.seq,
-                    reason: format!(
-                        "instance removed: `{}` is no longer in the config",
-                        row.instance
-                    ),
-                });
+                self.bury_removed(&row);
                 continue;
             };
             let slot = &mut self.slots[idx];

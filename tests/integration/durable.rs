@@ -8,38 +8,15 @@ use std::time::Duration;
 use mydia_plugins::config::{Config, StorageBackend, StorageConfig};
 use mydia_plugins::event::{Event, EventName};
 use mydia_plugins::plugins::PluginError;
+use mydia_plugins::start_with;
 use mydia_plugins::store::{Query, State};
 use mydia_plugins::supervisor::InstanceSpec;
-use mydia_plugins::{start_with, Handle};
 
 use crate::data;
 use crate::support::scripted::{Mode, Script};
-use crate::support::{fast_config, wait_until};
+use crate::support::{emit_n, fast_config, state, wait_until};
 
 const LONG: Duration = Duration::from_secs(20);
-
-async fn state(h: &Handle, name: &str) -> mydia_plugins::supervisor::PluginStatus {
-    h.status()
-        .await
-        .into_iter()
-        .find(|p| p.name == name)
-        .expect("plugin exists")
-}
-
-async fn emit_n(h: &Handle, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let done = h
-            .emit(
-                EventName::AfterMediaAdded,
-                data!({"media_item": {"title": format!("Movie {i}")}}),
-            )
-            .await
-            .unwrap();
-        ids.push(done.event.id.clone());
-    }
-    ids
-}
 
 /// One at a time, as notification plugins send by default.
 fn one_at_a_time(spec: InstanceSpec) -> InstanceSpec {

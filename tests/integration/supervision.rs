@@ -9,32 +9,9 @@ use mydia_plugins::{start_with, Handle};
 
 use crate::data;
 use crate::support::scripted::{Mode, Script};
-use crate::support::{fast_config, wait_until};
+use crate::support::{emit_n, fast_config, state, wait_until};
 
 const LONG: Duration = Duration::from_secs(5);
-
-async fn state(h: &Handle, name: &str) -> mydia_plugins::supervisor::PluginStatus {
-    h.status()
-        .await
-        .into_iter()
-        .find(|p| p.name == name)
-        .expect("plugin exists")
-}
-
-async fn emit_n(h: &Handle, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let done = h
-            .emit(
-                EventName::AfterMediaAdded,
-                data!({"media_item": {"title": format!("Movie {i}")}}),
-            )
-            .await
-            .unwrap();
-        ids.push(done.event.id.clone());
-    }
-    ids
-}
 
 #[actix_rt::test]
 async fn panicking_plugin_restarts_with_backoff_then_trips_open_then_recovers() {

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use mydia_plugins::config::{Config, SupervisionConfig};
+use mydia_plugins::Handle;
 
 /// Poll `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
 pub async fn wait_until<F, Fut>(limit: Duration, mut cond: F) -> bool
@@ -60,4 +61,32 @@ pub fn fast_config() -> Config {
 #[macro_export]
 macro_rules! data {
     ($($t:tt)*) => { serde_json::json!($($t)*).as_object().cloned().unwrap() };
+}
+
+/// Instance `name`'s status.
+pub async fn state(h: &Handle, name: &str) -> mydia_plugins::supervisor::PluginStatus {
+    h.status()
+        .await
+        .into_iter()
+        .find(|p| p.name == name)
+        .expect("plugin exists")
+}
+
+/// Emit `n` media-added events one after another; their ids, in order.
+pub async fn emit_n(h: &Handle, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let done = h
+            .emit(
+                mydia_plugins::event::EventName::AfterMediaAdded,
+                serde_json::json!({"media_item": {"title": format!("Movie {i}")}})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        ids.push(done.event.id.clone());
+    }
+    ids
 }
