@@ -50,6 +50,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/events", web::post().to(events::post_event))
         .route("/api/v1/events", web::get().to(events::catalog))
         .route("/api/v1/hooks", web::get().to(plugins::hooks))
+        // A hook's name holds a slash (`event_dir/file.lua`), so the segment may too.
+        .route(
+            "/api/v1/hooks/{name:.+}/release",
+            web::post().to(plugins::release_hook),
+        )
         .route("/api/v1/plugins", web::get().to(plugins::list))
         .route("/api/v1/plugins/{name}", web::get().to(plugins::one))
         .route("/api/v1/plugins/{name}/test", web::post().to(plugins::test))
@@ -72,7 +77,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     error(
         actix_web::http::StatusCode::NOT_FOUND,
         format!(
-            "no route for {} {}; see GET /api/v1/events, POST /api/v1/events, GET /api/v1/plugins, POST /api/v1/plugins/NAME/test, GET /api/v1/hooks, GET /healthz",
+            "no route for {} {}; see GET /api/v1/events, POST /api/v1/events, GET /api/v1/plugins, POST /api/v1/plugins/NAME/test, GET /api/v1/hooks, POST /api/v1/hooks/NAME/release, GET /healthz",
             req.method(),
             req.path()
         ),
