@@ -123,9 +123,13 @@ async fn wait_for_signal() {
 }
 
 fn check(config: Config, test: bool) -> ExitCode {
-    let hooks = match mydia_plugins::hooks::check(&config.hooks) {
-        Ok(hooks) => hooks,
-        Err(problems) => {
+    let report = mydia_plugins::hooks::check_all(&config.hooks);
+    for notice in &report.notices {
+        eprintln!("warning: {notice}");
+    }
+    let hooks = match report.problems {
+        problems if problems.is_empty() => report.hooks,
+        problems => {
             eprintln!(
                 "error: {} hook problem{}:",
                 problems.len(),

@@ -12,6 +12,7 @@ mod enrichment;
 mod fanart;
 mod fanout;
 mod hooks;
+mod hooks_service;
 mod ntfy;
 mod pushover;
 mod shipped;

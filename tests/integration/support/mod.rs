@@ -2,6 +2,7 @@
 
 pub mod logs;
 pub mod scripted;
+pub mod service;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
