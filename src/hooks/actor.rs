@@ -153,7 +153,7 @@ impl HookActor {
 
     fn build_chain(&self) -> Option<Chain> {
         let s = &self.shared;
-        match Chain::build(&s.config, &s.files, &s.load_errors, &s.stats) {
+        match Chain::build(&s.config, &s.files, &s.load_errors, &s.stats, self.index) {
             Ok(chain) => {
                 let outbox = Rc::clone(&self.outbox);
                 chain.set_on_due(Box::new(move || {

@@ -26,6 +26,8 @@ pub struct Chain {
     stats: Arc<SharedStats>,
     max_input_bytes: usize,
     fail_closed: Vec<EventName>,
+    /// Which worker owns this VM (for its own counters).
+    worker: usize,
     /// Set when memory stayed exhausted after a collection: the owner should rebuild.
     exhausted: Cell<bool>,
 }
@@ -49,6 +51,7 @@ impl Chain {
         files: &[HookFile],
         load_errors: &[Option<String>],
         stats: &Arc<SharedStats>,
+        worker: usize,
     ) -> Result<Chain, HookError> {
         let sandbox = Sandbox::new(config)?;
         let mut by_event: HashMap<EventName, Vec<Loaded>> = HashMap::new();
@@ -76,6 +79,7 @@ impl Chain {
             stats: Arc::clone(stats),
             max_input_bytes: config.max_input_bytes,
             fail_closed: config.fail_closed.clone(),
+            worker,
             exhausted: Cell::new(false),
         })
     }
@@ -116,7 +120,7 @@ impl Chain {
                     ))
                 }
             };
-            stat.ran();
+            stat.ran(self.worker);
             let data = changed.as_ref().unwrap_or(&event.data);
             match self.sandbox.call(hook, &header, data) {
                 Ok(Outcome::Unchanged) => stat.succeeded(),

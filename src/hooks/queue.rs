@@ -195,12 +195,25 @@ impl JobQueue {
         drop(self.take_relay(caller));
     }
 
+    /// The answers left for callers of `caller`, in a vector of this thread's: the relay
+    /// keeps its own (a worker's allocation), so no buffer is freed on another thread
+    /// than the one that grew it (with mimalloc that cost fresh, zeroed pages).
     fn take_relay(&self, caller: ThreadId) -> Vec<Reply> {
-        self.relay
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&caller)
-            .unwrap_or_default()
+        let mut relay = self.relay.lock().unwrap_or_else(PoisonError::into_inner);
+        match relay.get_mut(&caller) {
+            // Not `mem::take`: that would hand this thread the worker's buffer to free.
+            #[allow(clippy::drain_collect)]
+            Some(left) if !left.is_empty() => left.drain(..).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Move the answers left for callers of `caller` into `into`.
+    fn take_relay_into(&self, caller: ThreadId, into: &mut Vec<Reply>) {
+        let mut relay = self.relay.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(left) = relay.get_mut(&caller) {
+            into.append(left);
+        }
     }
 
     fn leave(&self, caller: ThreadId, replies: &mut Vec<Reply>) {
@@ -220,6 +233,8 @@ impl JobQueue {
 pub(crate) struct Outbox {
     queue: Arc<JobQueue>,
     held: Vec<Reply>,
+    /// One calling thread's share of `held` during a flush; kept for its capacity.
+    group: Vec<Reply>,
     since: Option<Instant>,
 }
 
@@ -228,6 +243,7 @@ impl Outbox {
         Outbox {
             queue,
             held: Vec::new(),
+            group: Vec::new(),
             since: None,
         }
     }
@@ -247,27 +263,35 @@ impl Outbox {
 
     pub fn flush(&mut self) {
         self.since = None;
-        let mut held = std::mem::take(&mut self.held);
-        while let Some(caller) = held.first().map(|r| r.caller) {
-            let (group, rest) = held.into_iter().partition(|r| r.caller == caller);
-            self.wake_one(caller, group);
-            held = rest;
+        // Buffers are reused, not rebuilt: a flush happens every millisecond under load.
+        while let Some(caller) = self.held.first().map(|r| r.caller) {
+            let mut i = 0;
+            while i < self.held.len() {
+                if self.held[i].caller == caller {
+                    self.group.push(self.held.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            self.wake_one(caller);
         }
     }
 
-    /// Wake one waiting caller of `caller`'s thread and leave it the rest to pass on.
-    fn wake_one(&self, caller: ThreadId, mut group: Vec<Reply>) {
-        while let Some(i) = group.iter().position(Reply::waiting) {
-            let first = group.swap_remove(i);
+    /// Wake one waiting caller in `group` (all of `caller`'s thread) and leave it the
+    /// rest to pass on.
+    fn wake_one(&mut self, caller: ThreadId) {
+        while let Some(i) = self.group.iter().position(Reply::waiting) {
+            let first = self.group.swap_remove(i);
             // Left before the wake, so the woken caller is sure to find them.
-            self.queue.leave(caller, &mut group);
+            self.queue.leave(caller, &mut self.group);
             if first.deliver() {
                 return;
             }
             // That caller gave up in between: take the answers back and try another.
-            group = self.queue.take_relay(caller);
+            self.queue.take_relay_into(caller, &mut self.group);
         }
         // No caller is waiting for any of them; dropping them is all that is left to do.
+        self.group.clear();
     }
 }
 

@@ -72,7 +72,9 @@ pub struct Counters {
     file: String,
     event: EventName,
     loaded: AtomicBool,
-    runs: AtomicU64,
+    /// One per worker, each on a cache line of its own: counted on every call, a shared
+    /// counter would bounce between the workers' cores (the rest change only on failure).
+    runs: Box<[PerWorker]>,
     failures: AtomicU64,
     rejections: AtomicU64,
     skipped: AtomicU64,
@@ -83,10 +85,15 @@ pub struct Counters {
     last_error: Mutex<Option<String>>,
 }
 
+/// A counter alone on its cache line.
+#[repr(align(64))]
+#[derive(Default)]
+struct PerWorker(AtomicU64);
+
 impl SharedStats {
     pub fn new(files: &[HookFile], workers: usize, quarantine_after: u32) -> SharedStats {
         SharedStats {
-            hooks: files.iter().map(Counters::new).collect(),
+            hooks: files.iter().map(|f| Counters::new(f, workers)).collect(),
             workers,
             vm_restarts: AtomicU64::new(0),
             actor_restarts: AtomicU64::new(0),
@@ -134,12 +141,12 @@ impl SharedStats {
 }
 
 impl Counters {
-    fn new(file: &HookFile) -> Counters {
+    fn new(file: &HookFile, workers: usize) -> Counters {
         Counters {
             file: file.name.clone(),
             event: file.event,
             loaded: AtomicBool::new(false),
-            runs: AtomicU64::new(0),
+            runs: (0..workers.max(1)).map(|_| PerWorker::default()).collect(),
             failures: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
@@ -167,8 +174,11 @@ impl Counters {
             .unwrap_or_else(PoisonError::into_inner) = Some(err.to_owned());
     }
 
-    pub fn ran(&self) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
+    /// A call on `worker`.
+    pub fn ran(&self, worker: usize) {
+        if let Some(runs) = self.runs.get(worker) {
+            runs.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A call that ran to its end (changed, unchanged or rejected): the streak is over.
@@ -220,7 +230,7 @@ impl Counters {
             file: self.file.clone(),
             event: self.event,
             loaded: self.loaded.load(Ordering::Relaxed),
-            runs: self.runs.load(Ordering::Relaxed),
+            runs: self.runs.iter().map(|r| r.0.load(Ordering::Relaxed)).sum(),
             failures: self.failures.load(Ordering::Relaxed),
             rejections: self.rejections.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
