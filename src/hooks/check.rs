@@ -1,12 +1,12 @@
 //! `check` for the CLI: discover and compile every script as `serve` would, and say
-//! what will not run.
+//! what will not run; and the same check `serve` makes once at start.
 
 use std::path::PathBuf;
 
 use crate::config::HooksConfig;
 use crate::event::EventName;
 
-use super::discover::discover;
+use super::discover::{discover, Discovery, HookFile};
 use super::error::HookProblem;
 use super::sandbox::Sandbox;
 
@@ -84,5 +84,29 @@ pub fn check(config: &HooksConfig) -> Result<Vec<HookSummary>, Vec<HookProblem>>
         Ok(all.hooks)
     } else {
         Err(all.problems)
+    }
+}
+
+/// Why each file does not compile (`None`: it does), in one VM made for the purpose: the
+/// workers then load only what loads, and a broken script is reported once, not per worker.
+pub(super) fn load_errors(config: &HooksConfig, files: &[HookFile]) -> Vec<Option<String>> {
+    match Sandbox::new(config) {
+        Ok(sandbox) => files
+            .iter()
+            .map(|file| sandbox.compile(file).err().map(|e| e.to_string()))
+            .collect(),
+        Err(err) => vec![Some(err.to_string()); files.len()],
+    }
+}
+
+pub(super) fn log_discovery(found: &Discovery) {
+    if let Some(missing) = &found.missing {
+        tracing::warn!(target: "hooks", path = %missing.path.display(), "{}; running without hooks", missing.message);
+    }
+    for problem in &found.problems {
+        tracing::error!(target: "hooks", path = %problem.path.display(), error = %problem.message, "hook not loaded; skipping it");
+    }
+    for notice in &found.notices {
+        tracing::warn!(target: "hooks", path = %notice.path.display(), "{}", notice.message);
     }
 }

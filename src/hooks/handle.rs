@@ -16,10 +16,10 @@ use crate::config::HooksConfig;
 use crate::event::{Event, EventName};
 
 use super::actor::{Drain, Fault, HookActor, InjectFault, Shared};
-use super::discover::{discover, Discovery, HookFile};
+use super::check::{load_errors, log_discovery};
+use super::discover::discover;
 use super::error::HookRejected;
 use super::queue::{Answer, Job, JobQueue};
-use super::sandbox::Sandbox;
 use super::stats::{HookStats, SharedStats};
 
 /// The hooks of a running service; clones share the workers and one set of counters.
@@ -301,29 +301,5 @@ impl Drop for Inner {
                 .arbiter
                 .stop();
         }
-    }
-}
-
-/// Why each file does not compile (`None`: it does), in one VM made for the purpose: the
-/// workers then load only what loads, and a broken script is reported once, not per worker.
-fn load_errors(config: &HooksConfig, files: &[HookFile]) -> Vec<Option<String>> {
-    match Sandbox::new(config) {
-        Ok(sandbox) => files
-            .iter()
-            .map(|file| sandbox.compile(file).err().map(|e| e.to_string()))
-            .collect(),
-        Err(err) => vec![Some(err.to_string()); files.len()],
-    }
-}
-
-fn log_discovery(found: &Discovery) {
-    if let Some(missing) = &found.missing {
-        tracing::warn!(target: "hooks", path = %missing.path.display(), "{}; running without hooks", missing.message);
-    }
-    for problem in &found.problems {
-        tracing::error!(target: "hooks", path = %problem.path.display(), error = %problem.message, "hook not loaded; skipping it");
-    }
-    for notice in &found.notices {
-        tracing::warn!(target: "hooks", path = %notice.path.display(), "{}", notice.message);
     }
 }

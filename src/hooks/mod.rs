@@ -15,6 +15,7 @@
 //! | `queue` | the job queue between handle and workers, both ways: many events and answers per wake |
 //! | `chain` | one event's hooks in order: fail-soft or fail-closed, stopped by `reject` |
 //! | `sandbox` | the Luau VM: compile once per script, time and memory limits |
+//! | `returned` | reading a hook's result back: the contract and the size and depth limits |
 //! | `globals` | what scripts lose (`io`, `require`, ...) and gain (`reject`, `log`, `json`) |
 //! | `convert` | JSON ↔ Luau rules (integers, null, empty arrays, depth, cycles) |
 //! | `limits` | the size limit both ways; cutting text |
@@ -32,6 +33,7 @@ mod globals;
 mod handle;
 mod limits;
 mod queue;
+mod returned;
 mod sandbox;
 mod stats;
 

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use chrono::SecondsFormat;
 use mlua::chunk::ChunkMode;
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value, VmState};
-use serde_json::Value as Json;
 
 use crate::config::HooksConfig;
 use crate::event::{Event, EventData};
@@ -32,7 +31,8 @@ use super::convert::{self, ConvertError};
 use super::discover::HookFile;
 use super::error::{is_memory_error, message, HookError};
 use super::globals::{self, CallState};
-use super::limits::fits;
+pub use super::returned::Outcome;
+use super::returned::{self, Limits};
 
 #[derive(Debug, thiserror::Error)]
 #[error("time budget exceeded")]
@@ -50,11 +50,6 @@ pub struct Sandbox {
     /// A result larger than this (as JSON) fails the hook, as input larger is not given one.
     max_output: usize,
 }
-
-/// The result estimate `convert::from_lua` counts (8 bytes a value plus the text) is at
-/// most this many times the JSON size, so a budget of this many times the cap never stops
-/// a result that fits, and stops a huge one long before it is built.
-const ESTIMATE_PER_JSON_BYTE: usize = 8;
 
 /// A script compiled into its own environment; `func` is its global `hook`.
 #[derive(Debug)]
@@ -79,17 +74,6 @@ impl<'a> Header<'a> {
             timestamp: event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
         }
     }
-}
-
-/// What one successful call decided.
-#[derive(Debug, PartialEq)]
-pub enum Outcome {
-    /// `nil` returned: keep the data as it was.
-    Unchanged,
-    /// The event came back; this is its new data.
-    Changed(EventData),
-    /// `reject(reason)` was called.
-    Rejected(String),
 }
 
 impl Sandbox {
@@ -194,7 +178,12 @@ impl Sandbox {
             // It caught the timeout error and returned anyway: still over budget.
             return Err(HookError::Timeout(self.timeout));
         }
-        self.unmetered(|| self.read_return(value))
+        let limits = Limits {
+            array_mt: &self.array_mt,
+            max_output: self.max_output,
+            memory_limit: self.memory_limit,
+        };
+        self.unmetered(|| returned::read(value, &limits, |e| self.classify(e)))
     }
 
     /// Have the interrupt call `on_due` once `due` passes while a script runs: how a worker
@@ -264,50 +253,6 @@ impl Sandbox {
         work()
     }
 
-    /// Only `event.data` is read back: name, id and timestamp are read-only by construction.
-    fn read_return(&self, value: Value) -> Result<Outcome, HookError> {
-        let table = match value {
-            Value::Nil => return Ok(Outcome::Unchanged),
-            Value::Table(table) => table,
-            other => {
-                return Err(HookError::BadReturn(format!(
-                    "the hook returned a {}; return the event or nil",
-                    type_of(&other)
-                )))
-            }
-        };
-        let data = match table
-            .raw_get::<Value>("data")
-            .map_err(|e| self.classify(e))?
-        {
-            Value::Table(data) => data,
-            other => {
-                return Err(HookError::BadReturn(format!(
-                    "event.data is a {}, not a table",
-                    type_of(&other)
-                )))
-            }
-        };
-        // The result is held to the input's limits: its size (estimated on the way, then
-        // exactly) and its depth (`convert::MAX_DEPTH`), and never more than the VM could hold.
-        let budget = self
-            .max_output
-            .saturating_mul(ESTIMATE_PER_JSON_BYTE)
-            .min(self.memory_limit);
-        let too_large = HookError::OutputTooLarge {
-            max: self.max_output,
-        };
-        match convert::from_lua(Value::Table(data), &self.array_mt, budget) {
-            Ok(Json::Object(map)) if fits(&map, self.max_output) => Ok(Outcome::Changed(map)),
-            Ok(Json::Object(_)) | Err(ConvertError::TooLarge { .. }) => Err(too_large),
-            Ok(_) => Err(HookError::BadReturn(
-                "event.data became an array; it must stay an object".into(),
-            )),
-            Err(ConvertError::Lua(e)) => Err(self.classify(e)),
-            Err(e) => Err(HookError::BadReturn(e.to_string())),
-        }
-    }
-
     /// Writes stay in the script's own table; reads fall through to the read-only globals.
     fn script_env(&self) -> mlua::Result<Table> {
         let env = self.lua.create_table()?;
@@ -343,14 +288,6 @@ impl Sandbox {
             return HookError::Timeout(self.timeout);
         }
         HookError::Runtime(message(&err))
-    }
-}
-
-/// The type name a Lua user knows: mlua calls whole numbers "integer", Luau does not.
-fn type_of(value: &Value) -> &'static str {
-    match value {
-        Value::Integer(_) => "number",
-        other => other.type_name(),
     }
 }
 
