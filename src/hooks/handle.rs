@@ -67,11 +67,8 @@ impl Hooks {
         }
         let files = found.files;
         let load_errors = load_errors(config, &files);
-        let stats = Arc::new(SharedStats::new(
-            &files,
-            config.workers,
-            config.quarantine_after,
-        ));
+        let workers = config.workers.max(1);
+        let stats = Arc::new(SharedStats::new(&files, workers, config.quarantine_after));
         let mut not_loaded = Vec::new();
         let mut events = HashSet::new();
         for (i, (file, err)) in files.iter().zip(&load_errors).enumerate() {
@@ -96,11 +93,10 @@ impl Hooks {
         let not_loaded = not_loaded.join(", ");
         let directory = config.directory.display();
         if not_loaded.is_empty() {
-            tracing::info!(target: "hooks", scripts, events = events.len(), workers = config.workers, directory = %directory, "hooks started");
+            tracing::info!(target: "hooks", scripts, events = events.len(), workers, directory = %directory, "hooks started");
         } else {
-            tracing::warn!(target: "hooks", scripts, events = events.len(), workers = config.workers, directory = %directory, not_loaded = %not_loaded, "hooks started; some scripts did not load");
+            tracing::warn!(target: "hooks", scripts, events = events.len(), workers, directory = %directory, not_loaded = %not_loaded, "hooks started; some scripts did not load");
         }
-        let workers = config.workers.max(1);
         let shared = Arc::new(Shared {
             config: config.clone(),
             files,
