@@ -3,7 +3,7 @@
 //! Criterion measures one function at a time; these targets are ratios between the
 //! service and a bare baseline on the same (shared, noisy) machine, so both sides run
 //! interleaved in one process, best of several rounds each, and the ratio is printed.
-//! Run with `cargo bench --bench pipeline`.
+//! Run with `cargo bench --bench pipeline`, or `-- hooks`, `-- fanout`, `-- ntfy` for one.
 
 /// The allocator the service binary uses (see `mimalloc` in Cargo.toml), so "the service"
 /// measured here is the one that ships; the bare loops run with it too.
@@ -132,59 +132,83 @@ fn media_event() -> Event {
     )
 }
 
-/// (1) One sandboxed hook changing 3 fields: events/s through the HookActor (many in
-/// flight) vs. calling the same script on a bare Luau VM with a plain conversion.
-async fn hooks_vs_bare() -> (f64, f64) {
+/// Rates measured by (1), one entry per round and side.
+#[derive(Default)]
+struct HookRates {
+    one_worker: Vec<f64>,
+    two_workers: Vec<f64>,
+    bare: Vec<f64>,
+}
+
+/// `Hooks` running [`HOOK`] on `workers` VMs.
+async fn start_hooks(dir: &std::path::Path, workers: usize) -> mydia_plugins::hooks::Hooks {
+    let mut config = Config::empty();
+    config.hooks.directory = dir.to_owned();
+    config.hooks.workers = workers;
+    let hooks = mydia_plugins::hooks::Hooks::start(&config.hooks);
+    let check = hooks.apply(media_event()).await.expect("hook runs");
+    assert_eq!(check.str_at("media_item.title"), Some("SPIRITED AWAY"));
+    hooks
+}
+
+/// `n` events through `hooks`, 1,000 in flight at a time: events per second.
+async fn through_hooks(hooks: &mydia_plugins::hooks::Hooks, event: &Event, n: u64) -> f64 {
+    let start = Instant::now();
+    for _ in 0..(n / 1000) {
+        join_all((0..1000).map(|_| hooks.apply(event.clone()))).await;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// (1) One sandboxed hook changing 3 fields: events/s through `Hooks` (many in flight)
+/// with one worker and with two (`hooks.workers: 2`), vs. calling the same script on a
+/// bare Luau VM with a plain conversion. The three sides take turns within each round.
+async fn hooks_vs_bare() -> HookRates {
     let dir = tempfile::tempdir().unwrap();
     let event_dir = dir.path().join("after_media_added");
     std::fs::create_dir_all(&event_dir).unwrap();
     std::fs::write(event_dir.join("10_bench.lua"), HOOK).unwrap();
-    let mut config = Config::empty();
-    config.hooks.directory = dir.path().to_owned();
-    let hooks = mydia_plugins::hooks::Hooks::start(&config.hooks);
+    let one = start_hooks(dir.path(), 1).await;
+    let two = start_hooks(dir.path(), 2).await;
     let event = media_event();
-    let check = hooks.apply(event.clone()).await.expect("hook runs");
-    assert_eq!(check.str_at("media_item.title"), Some("SPIRITED AWAY"));
-
-    let n = 20_000u64;
-    let actor = best_rate(|| {
-        let hooks = hooks.clone();
-        let event = event.clone();
-        async move {
-            let start = Instant::now();
-            for _ in 0..(n / 1000) {
-                join_all((0..1000).map(|_| hooks.apply(event.clone()))).await;
-            }
-            (n, start.elapsed())
-        }
-    })
-    .await;
 
     let lua = mlua::Lua::new();
     lua.load(HOOK).exec().unwrap();
     let f: mlua::Function = lua.globals().get("hook").unwrap();
-    let bare = best_rate(|| {
-        let (lua, f, event) = (&lua, &f, &event);
-        async move {
-            let start = Instant::now();
-            for _ in 0..n {
-                let t = lua.create_table().unwrap();
-                t.set("name", event.name.as_str()).unwrap();
-                t.set("id", event.id.as_str()).unwrap();
-                t.set(
-                    "data",
-                    json_to_lua(lua, &serde_json::Value::Object(event.data.clone())),
-                )
-                .unwrap();
-                let out: mlua::Table = f.call(t).unwrap();
-                let data = lua_to_json(out.get("data").unwrap());
-                assert!(data.is_object());
-            }
-            (n, start.elapsed())
+    let bare = |n: u64| {
+        let start = Instant::now();
+        for _ in 0..n {
+            let t = lua.create_table().unwrap();
+            t.set("name", event.name.as_str()).unwrap();
+            t.set("id", event.id.as_str()).unwrap();
+            t.set(
+                "data",
+                json_to_lua(&lua, &serde_json::Value::Object(event.data.clone())),
+            )
+            .unwrap();
+            let out: mlua::Table = f.call(t).unwrap();
+            let data = lua_to_json(out.get("data").unwrap());
+            assert!(data.is_object());
         }
-    })
-    .await;
-    (actor, bare)
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let n = 20_000u64;
+    let mut rates = HookRates::default();
+    // BENCH_SIDE=one, two or bare runs one side alone, to profile it.
+    let side = std::env::var("BENCH_SIDE").unwrap_or_default();
+    let run = |name: &str| side.is_empty() || side == name;
+    for _ in 0..ROUNDS {
+        if run("one") {
+            rates.one_worker.push(through_hooks(&one, &event, n).await);
+        }
+        if run("two") {
+            rates.two_workers.push(through_hooks(&two, &event, n).await);
+        }
+        if run("bare") {
+            rates.bare.push(bare(n));
+        }
+    }
+    rates
 }
 
 fn json_to_lua(lua: &mlua::Lua, v: &serde_json::Value) -> mlua::Value {
@@ -478,13 +502,25 @@ fn main() {
     system.block_on(async {
         println!("mydia-plugins pipeline benchmarks (best of {ROUNDS} rounds each)");
         if run("hooks") {
-        let (actor, bare) = hooks_vs_bare().await;
-        println!(
-            "(1) one hook changing 3 fields: HookActor {:>8.0} events/s, bare mlua {:>8.0}/s, ratio {:.2}   (target >= 0.6 and >= 100000/s)",
-            actor,
-            bare,
-            actor / bare
-        );
+            let r = hooks_vs_bare().await;
+            let (one, two, bare) = (
+                NtfyRates::best(&r.one_worker),
+                NtfyRates::best(&r.two_workers),
+                NtfyRates::best(&r.bare),
+            );
+            println!(
+                "(1) one hook changing 3 fields: Hooks (1 worker) {:>8.0} events/s, bare mlua {:>8.0}/s, ratio {:.2}; median of paired rounds {:.2}   (target >= 0.6 and >= 100000/s)",
+                one,
+                bare,
+                one / bare,
+                NtfyRates::paired(&r.one_worker, &r.bare)
+            );
+            println!(
+                "    hooks.workers: 2 {:>8.0} events/s, {:.2}x one worker; median of paired rounds {:.2}x   (target >= 1.4x)",
+                two,
+                two / one,
+                NtfyRates::paired(&r.two_workers, &r.one_worker)
+            );
         }
         if run("fanout") {
         let fan = fan_out().await;

@@ -9,6 +9,7 @@ use super::error;
 use crate::app::Handle;
 use crate::bus::EmitError;
 use crate::event::{Event, EventName};
+use crate::hooks::RejectKind;
 
 /// The request body. Unknown fields are refused so a typo (`"evnet"`) is not silently ignored.
 #[derive(Deserialize)]
@@ -102,9 +103,14 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
             HttpResponse::build(status).json(body)
         }
         Err(EmitError::Rejected(r)) => {
-            tracing::info!(target: "api", event = %name, id = %id, hook = %r.hook, reason = %r.reason, "event rejected by a hook (422)");
-            HttpResponse::UnprocessableEntity().json(json!({
-                "error": r.to_string(), "id": id, "hook": r.hook, "reason": r.reason,
+            tracing::info!(target: "api", event = %name, id = %id, hook = %r.hook, reason = %r.reason, kind = ?r.kind, "event rejected by a hook");
+            // Too large for its validation hooks: the caller must send less or raise the limit.
+            let status = match r.kind {
+                RejectKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                RejectKind::Rejected | RejectKind::HookFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            HttpResponse::build(status).json(json!({
+                "error": r.to_string(), "id": id, "hook": r.hook, "reason": r.reason, "kind": r.kind,
             }))
         }
         Err(EmitError::Store(e)) => {

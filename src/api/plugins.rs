@@ -1,4 +1,5 @@
-//! `GET /api/v1/plugins`, `GET /api/v1/plugins/{name}` and `POST /api/v1/plugins/{name}/test`.
+//! `GET /api/v1/plugins`, `GET /api/v1/plugins/{name}`, `POST /api/v1/plugins/{name}/test`,
+//! and the hooks: `GET /api/v1/hooks`, `POST /api/v1/hooks/{name}/release`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -8,25 +9,49 @@ use super::error;
 use crate::app::Handle;
 use crate::supervisor::TestError;
 
-/// `GET /api/v1/hooks`: every hook with its counters, so a failing hook shows at a glance.
+/// `GET /api/v1/hooks`: every hook with its counters and state, so a failing or
+/// quarantined hook shows at a glance.
 pub(super) async fn hooks(handle: web::Data<Handle>) -> HttpResponse {
     let stats = handle.hooks().stats();
     let hooks: Vec<_> = stats
         .hooks
         .iter()
         .map(|h| {
+            let state = match (&h.quarantined, h.loaded) {
+                (Some(_), _) => "quarantined",
+                (None, true) => "active",
+                (None, false) => "not_loaded",
+            };
             json!({
-                "file": h.file, "event": h.event, "loaded": h.loaded, "runs": h.runs,
-                "failures": h.failures, "rejections": h.rejections, "last_error": h.last_error,
+                "file": h.file, "event": h.event, "state": state, "loaded": h.loaded,
+                "quarantined_reason": h.quarantined, "runs": h.runs, "failures": h.failures,
+                "failing_streak": h.failing_streak, "rejections": h.rejections,
+                "skipped": h.skipped, "last_error": h.last_error,
             })
         })
         .collect();
     HttpResponse::Ok().json(json!({
         "hooks": hooks,
+        "workers": stats.workers,
         "vm_restarts": stats.vm_restarts,
         "actor_restarts": stats.actor_restarts,
         "skipped_too_large": stats.skipped_too_large,
+        "refused_too_large": stats.refused_too_large,
     }))
+}
+
+/// `POST /api/v1/hooks/{name}/release`: a quarantined hook runs again from the next event.
+/// The name is the hook's `file` as `GET /api/v1/hooks` shows it (`event_dir/NN_name.lua`).
+pub(super) async fn release_hook(
+    handle: web::Data<Handle>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    match handle.hooks().release(&name) {
+        Ok(was) => HttpResponse::Ok().json(json!({
+            "hook": *name, "released": true, "was_quarantined": was,
+        })),
+        Err(unknown) => error(StatusCode::NOT_FOUND, unknown.to_string()),
+    }
 }
 
 pub(super) async fn list(handle: web::Data<Handle>) -> HttpResponse {

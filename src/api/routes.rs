@@ -26,6 +26,12 @@ fn table() -> Vec<Endpoint> {
         at(M::GET, "/api/v1/events", web::to(events::catalog)),
         at(M::POST, "/api/v1/events", web::to(events::post_event)),
         at(M::GET, "/api/v1/hooks", web::to(plugins::hooks)),
+        // A hook's name holds a slash (`event_dir/file.lua`), so the segment may too.
+        at(
+            M::POST,
+            "/api/v1/hooks/{name:.+}/release",
+            web::to(plugins::release_hook),
+        ),
         at(M::GET, "/api/v1/plugins", web::to(plugins::list)),
         at(M::GET, "/api/v1/plugins/{name}", web::to(plugins::one)),
         at(

@@ -18,15 +18,23 @@ pub fn run(loaded: Result<Config, ConfigError>, test: bool) -> ExitCode {
     if let Err(e) = &loaded {
         eprintln!("error: {e}");
     }
-    let hooks = match hooks_config.map(|h| mydia_plugins::hooks::check(&h)) {
-        Some(Ok(hooks)) => Some(hooks),
-        Some(Err(problems)) => {
-            let s = if problems.len() == 1 { "" } else { "s" };
-            eprintln!("error: {} hook problem{s}:", problems.len());
-            for p in &problems {
-                eprintln!("  {p}");
+    let hooks = match hooks_config.map(|h| mydia_plugins::hooks::check_all(&h)) {
+        Some(report) => {
+            // Files that are never run (wrong place, other extensions) are worth a word.
+            for notice in &report.notices {
+                eprintln!("warning: {notice}");
             }
-            None
+            if report.problems.is_empty() {
+                Some(report.hooks)
+            } else {
+                let problems = &report.problems;
+                let s = if problems.len() == 1 { "" } else { "s" };
+                eprintln!("error: {} hook problem{s}:", problems.len());
+                for p in problems {
+                    eprintln!("  {p}");
+                }
+                None
+            }
         }
         None => None,
     };

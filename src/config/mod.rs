@@ -25,6 +25,7 @@ pub use error::{ConfigError, Problem, Problems};
 pub use listen::{BadListen, ListenAddr};
 pub use storage::{StorageBackend, StorageConfig, Synchronous};
 
+use crate::event::EventName;
 use crate::plugins::PluginConfig;
 
 /// The validated configuration the service is built from.
@@ -71,12 +72,24 @@ pub struct HooksConfig {
     pub enabled: bool,
     /// `<directory>/<event>/NN_name.lua`; default `hooks` beside the config file.
     pub directory: PathBuf,
+    /// Whether `directory` was written in the config: then a missing directory is a
+    /// mistake to report, not "no hooks".
+    pub directory_explicit: bool,
     /// Wall-clock budget per hook call (default 100 ms).
     pub timeout: Duration,
-    /// Memory limit of the Lua VM (default 16 MiB).
+    /// Memory limit of each Lua VM (default 16 MiB).
     pub memory_limit_bytes: usize,
-    /// Largest event data (as JSON) handed to hooks (default 1 MiB); larger events skip hooks.
+    /// Largest event data (as JSON) handed to hooks, and taken back from one (default
+    /// 1 MiB). A larger event skips hooks, or is refused at a fail-closed event.
     pub max_input_bytes: usize,
+    /// Events whose hooks fail closed (default: every `before_*` event): a hook that
+    /// cannot run refuses the event instead of letting it through unchecked.
+    pub fail_closed: Vec<EventName>,
+    /// Hook VMs running events side by side, each with its own copy of the scripts
+    /// (default: the number of cores, at least 1).
+    pub workers: usize,
+    /// A hook that fails this many calls in a row is quarantined (default 5; 0: never).
+    pub quarantine_after: u32,
 }
 
 /// `supervision:`: restart policy, circuit breaker and delivery defaults (DESIGN.md's numbers).
@@ -130,10 +143,35 @@ impl Default for HooksConfig {
         HooksConfig {
             enabled: true,
             directory: PathBuf::from("hooks"),
+            directory_explicit: false,
             timeout: Duration::from_millis(100),
             memory_limit_bytes: 16 * 1024 * 1024,
             max_input_bytes: 1024 * 1024,
+            fail_closed: HooksConfig::default_fail_closed(),
+            workers: HooksConfig::default_workers(),
+            quarantine_after: 5,
         }
+    }
+}
+
+impl HooksConfig {
+    /// Every `before_*` event: the ones a hook validates before Mydia acts.
+    pub fn default_fail_closed() -> Vec<EventName> {
+        EventName::ALL
+            .iter()
+            .copied()
+            .filter(|e| e.as_str().starts_with("before_"))
+            .collect()
+    }
+
+    /// The number of cores, at least 1.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
+
+    /// Whether hooks of `event` fail closed.
+    pub fn fails_closed(&self, event: EventName) -> bool {
+        self.fail_closed.contains(&event)
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::{HooksConfig, ListenAddr, Problems, ServerConfig, SupervisionConfig};
+use crate::event::EventName;
 
 /// `server:` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -27,7 +28,8 @@ pub struct RawServer {
     max_connections: Option<u64>,
 }
 
-/// `hooks:` as written.
+/// `hooks:` as written. Numbers are read signed, so `-5` and `0` get the same
+/// "must be at least" message instead of a type error for one and a range error for the other.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHooks {
@@ -36,12 +38,22 @@ pub struct RawHooks {
     #[serde(default)]
     directory: Option<String>,
     #[serde(default)]
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<i64>,
     #[serde(default)]
-    memory_limit_mb: Option<u64>,
+    memory_limit_mb: Option<i64>,
     #[serde(default)]
-    max_input_kb: Option<u64>,
+    max_input_kb: Option<i64>,
+    /// Kept as a YAML value so each bad entry is reported at its own index.
+    #[serde(default)]
+    fail_closed: Option<Value>,
+    #[serde(default)]
+    workers: Option<i64>,
+    #[serde(default)]
+    quarantine_after: Option<i64>,
 }
+
+/// More hook VMs than this is a typo, not a plan: each is a thread and a VM of its own.
+const MAX_WORKERS: i64 = 64;
 
 /// `supervision:` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +146,7 @@ impl RawHooks {
                 problems.push("hooks.directory", "is empty; write a directory, e.g. hooks");
             } else {
                 out.directory = PathBuf::from(dir);
+                out.directory_explicit = true;
             }
         }
         if out.directory.is_relative() {
@@ -142,22 +155,79 @@ impl RawHooks {
             }
         }
         if let Some(ms) = at_least(problems, "hooks.timeout_ms", self.timeout_ms, 1) {
-            out.timeout = Duration::from_millis(ms);
+            out.timeout = Duration::from_millis(ms.unsigned_abs());
         }
-        if let Some(mb) = at_least(problems, "hooks.memory_limit_mb", self.memory_limit_mb, 1) {
-            match bytes(mb, 1024 * 1024) {
-                Some(b) => out.memory_limit_bytes = b,
-                None => problems.push("hooks.memory_limit_mb", format!("{mb} is too large")),
+        let p = problems;
+        if let Some(b) = sized(
+            p,
+            "hooks.memory_limit_mb",
+            self.memory_limit_mb,
+            1024 * 1024,
+        ) {
+            out.memory_limit_bytes = b;
+        }
+        if let Some(b) = sized(p, "hooks.max_input_kb", self.max_input_kb, 1024) {
+            out.max_input_bytes = b;
+        }
+        if let Some(n) = at_least(p, "hooks.workers", self.workers, 1) {
+            if n > MAX_WORKERS {
+                p.push(
+                    "hooks.workers",
+                    format!("must be at most {MAX_WORKERS}, got {n}; the number of cores is a good start"),
+                );
+            } else {
+                out.workers = n as usize;
             }
         }
-        if let Some(kb) = at_least(problems, "hooks.max_input_kb", self.max_input_kb, 1) {
-            match bytes(kb, 1024) {
-                Some(b) => out.max_input_bytes = b,
-                None => problems.push("hooks.max_input_kb", format!("{kb} is too large")),
+        if let Some(n) = at_least(p, "hooks.quarantine_after", self.quarantine_after, 0) {
+            out.quarantine_after = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(list) = self.fail_closed {
+            if let Some(events) = event_names(p, "hooks.fail_closed", list) {
+                out.fail_closed = events;
             }
         }
         out
     }
+}
+
+/// A size in `unit`s, at least 1, as bytes.
+fn sized(problems: &mut Problems, path: &str, value: Option<i64>, unit: u64) -> Option<usize> {
+    let n = at_least(problems, path, value, 1)?;
+    let b = bytes(n.unsigned_abs(), unit);
+    if b.is_none() {
+        problems.push(path, format!("{n} is too large"));
+    }
+    b
+}
+
+/// A list of event names (canonical or alias), each bad entry reported at its index.
+fn event_names(problems: &mut Problems, path: &str, list: Value) -> Option<Vec<EventName>> {
+    let Value::Sequence(items) = list else {
+        problems.push(
+            path,
+            "must be a list of event names, e.g. `[before_download_initiated]` (`[]` for none)",
+        );
+        return None;
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.into_iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let parsed = match &item {
+            Value::String(s) => s.parse::<EventName>().map_err(|e| e.to_string()),
+            _ => Err("must be an event name, e.g. before_download_initiated".to_owned()),
+        };
+        match parsed {
+            Ok(e) if !out.contains(&e) => out.push(e),
+            Ok(_) => {}
+            Err(message) => {
+                problems.push(at, message);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
 }
 
 impl RawSupervision {
@@ -408,6 +478,105 @@ mod tests {
                 "supervision.open_cooldown_max_secs",
                 "supervision.breaker_min_calls",
             ]
+        );
+    }
+
+    #[test]
+    fn negative_and_zero_sizes_get_one_message() {
+        for field in ["memory_limit_mb", "max_input_kb", "timeout_ms", "workers"] {
+            let mut got = Vec::new();
+            for v in ["-5", "0"] {
+                let mut p = Problems::default();
+                raw::<RawHooks>(&format!("{field}: {v}")).validate(None, &mut p);
+                got.push(messages(p));
+            }
+            let path = format!("hooks.{field}");
+            assert_eq!(
+                got[0],
+                [(path.clone(), "must be at least 1, got -5".to_owned())]
+            );
+            assert_eq!(got[1], [(path, "must be at least 1, got 0".to_owned())]);
+        }
+    }
+
+    #[test]
+    fn fail_closed_defaults_to_every_before_event_and_takes_names_or_aliases() {
+        let d = HooksConfig::default();
+        assert_eq!(
+            d.fail_closed,
+            [
+                EventName::BeforeMediaAdded,
+                EventName::BeforeDownloadInitiated
+            ]
+        );
+        assert!(d.fails_closed(EventName::BeforeDownloadInitiated));
+        assert!(!d.fails_closed(EventName::AfterMediaAdded));
+        let mut p = Problems::default();
+        let h = raw::<RawHooks>("fail_closed: [before_media_added, media_item.added]")
+            .validate(None, &mut p);
+        assert!(p.is_empty());
+        assert_eq!(
+            h.fail_closed,
+            [EventName::BeforeMediaAdded, EventName::AfterMediaAdded]
+        );
+        let h = raw::<RawHooks>("fail_closed: []").validate(None, &mut p);
+        assert!(p.is_empty() && h.fail_closed.is_empty());
+    }
+
+    #[test]
+    fn fail_closed_typos_are_reported_with_a_near_name() {
+        let mut p = Problems::default();
+        let h = raw::<RawHooks>("fail_closed: [before_download_initated, 3, before_media_added]")
+            .validate(None, &mut p);
+        assert_eq!(h.fail_closed, HooksConfig::default_fail_closed());
+        let got = messages(p);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, "hooks.fail_closed[0]");
+        assert!(
+            got[0]
+                .1
+                .contains("did you mean `before_download_initiated`"),
+            "{got:?}"
+        );
+        assert_eq!(got[1].0, "hooks.fail_closed[1]");
+        let mut p = Problems::default();
+        raw::<RawHooks>("fail_closed: before_media_added").validate(None, &mut p);
+        assert!(messages(p)[0].1.contains("must be a list"));
+    }
+
+    #[test]
+    fn workers_and_quarantine_bounds() {
+        let mut p = Problems::default();
+        let h = raw::<RawHooks>("workers: 3\nquarantine_after: 0").validate(None, &mut p);
+        assert!(p.is_empty());
+        assert_eq!((h.workers, h.quarantine_after), (3, 0));
+        assert!(HooksConfig::default().workers >= 1);
+        assert_eq!(HooksConfig::default().quarantine_after, 5);
+        raw::<RawHooks>("workers: 1000\nquarantine_after: -1").validate(None, &mut p);
+        let got = messages(p);
+        assert_eq!(got[0].0, "hooks.workers");
+        assert!(got[0].1.contains("at most 64"), "{got:?}");
+        assert_eq!(
+            got[1],
+            (
+                "hooks.quarantine_after".to_owned(),
+                "must be at least 0, got -1".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_written_directory_is_marked_explicit() {
+        let mut p = Problems::default();
+        assert!(
+            !RawHooks::default()
+                .validate(None, &mut p)
+                .directory_explicit
+        );
+        assert!(
+            raw::<RawHooks>("directory: hooks")
+                .validate(None, &mut p)
+                .directory_explicit
         );
     }
 

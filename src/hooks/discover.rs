@@ -39,15 +39,29 @@ pub struct HookFile {
 pub struct Discovery {
     /// Ordered by event (catalog order), priority, file name, folder.
     pub files: Vec<HookFile>,
-    /// Unknown event folders, unreadable files or folders.
+    /// Hooks that will not run: unknown event folders, `.lua` files outside an event
+    /// folder, unreadable files or folders.
     pub problems: Vec<HookProblem>,
+    /// Files that are not hooks and are never run (`notes.txt`, `hook.luau`): worth a
+    /// word, since a misnamed hook looks just like one.
+    pub notices: Vec<HookProblem>,
+    /// The directory was set in the config and does not exist.
+    pub missing: Option<HookProblem>,
 }
 
-/// Scan `dir`. A missing directory means "no hooks" (logged at info), not an error.
-pub fn discover(dir: &Path) -> Discovery {
+/// Scan `dir`. A missing directory means "no hooks" (logged at info) when it is the
+/// default; one set in the config (`explicit`) is reported in [`Discovery::missing`].
+pub fn discover(dir: &Path, explicit: bool) -> Discovery {
     let mut found = Discovery::default();
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound && explicit => {
+            found.missing = Some(problem(
+                dir,
+                "the hooks directory set in hooks.directory does not exist; create it, or fix the path (a relative one is relative to the config file)".into(),
+            ));
+            return found;
+        }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             tracing::info!(target: "hooks", directory = %dir.display(), "no hooks directory; running without hooks");
             return found;
@@ -72,8 +86,11 @@ pub fn discover(dir: &Path) -> Discovery {
             }
         };
         let path = entry.path();
-        // Plain files beside the event folders (a README, say) and hidden entries are not hooks.
-        if !path.is_dir() || is_hidden(&path) {
+        if is_hidden(&path) {
+            continue;
+        }
+        if !path.is_dir() {
+            stray_file(&path, &mut found);
             continue;
         }
         let Some(dir_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
@@ -122,8 +139,21 @@ fn scan_event_dir(path: &Path, dir_name: &str, event: EventName, found: &mut Dis
     };
     for entry in entries.flatten() {
         let file_path = entry.path();
-        let is_lua = file_path.extension().is_some_and(|e| e == "lua");
-        if !is_lua || !file_path.is_file() || is_hidden(&file_path) {
+        if is_hidden(&file_path) {
+            continue;
+        }
+        if !file_path.is_file() {
+            found.notices.push(problem(
+                &file_path,
+                "is a folder inside an event folder; hooks there are never run (scripts go directly in the event folder)".into(),
+            ));
+            continue;
+        }
+        if file_path.extension().is_none_or(|e| e != "lua") {
+            found.notices.push(problem(
+                &file_path,
+                "is not a .lua file, so it is never run; a hook is named NN_name.lua (rename it if it is one)".into(),
+            ));
             continue;
         }
         let Some(file) = file_path
@@ -150,6 +180,26 @@ fn scan_event_dir(path: &Path, dir_name: &str, event: EventName, found: &mut Dis
                 format!("cannot read the script: {err}"),
             )),
         }
+    }
+}
+
+/// A file directly in the hooks directory: a script there is a mistake (it names no
+/// event), anything else a notice.
+fn stray_file(path: &Path, found: &mut Discovery) {
+    if path.extension().is_some_and(|e| e == "lua") {
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        found.problems.push(problem(
+            path,
+            format!("is not in an event folder, so it is never run; move it to <hooks directory>/<event_name>/{file}, e.g. after_media_added/{file}"),
+        ));
+    } else {
+        found.notices.push(problem(
+            path,
+            "is not a hook and is never run; hooks go in <hooks directory>/<event_name>/NN_name.lua".into(),
+        ));
     }
 }
 
@@ -203,7 +253,7 @@ mod tests {
                 "function hook(e) end",
             );
         }
-        let found = discover(tmp.path());
+        let found = discover(tmp.path(), true);
         assert!(found.problems.is_empty(), "{:?}", found.problems);
         let order: Vec<_> = found.files.iter().map(|f| f.file.as_str()).collect();
         assert_eq!(
@@ -226,7 +276,7 @@ mod tests {
         write(tmp.path(), "media_item.added/10_same.lua", "");
         write(tmp.path(), "after_media_added/10_same.lua", "");
         write(tmp.path(), "download.completed/1_first.lua", "");
-        let found = discover(tmp.path());
+        let found = discover(tmp.path(), true);
         let names: Vec<_> = found.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
@@ -243,25 +293,58 @@ mod tests {
     }
 
     #[test]
-    fn unknown_folder_is_a_problem_and_other_entries_are_ignored() {
+    fn unknown_folder_is_a_problem_and_other_entries_are_reported_never_run() {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "after_media_aded/1_x.lua", "");
         write(tmp.path(), "README.md", "notes");
         write(tmp.path(), ".git/config", "");
+        write(tmp.path(), ".hidden.lua", "");
         write(tmp.path(), "after_media_added/notes.txt", "");
+        write(tmp.path(), "after_media_added/10_tag.luau", "");
         write(tmp.path(), "after_media_added/1_ok.lua", "");
-        let found = discover(tmp.path());
+        write(tmp.path(), "10_loose.lua", "");
+        let found = discover(tmp.path(), true);
         assert_eq!(found.files.len(), 1);
-        assert_eq!(found.problems.len(), 1, "{:?}", found.problems);
-        let text = found.problems[0].to_string();
-        assert!(text.contains("after_media_aded"), "{text}");
-        assert!(text.contains("did you mean `after_media_added`"), "{text}");
+        let mut problems: Vec<String> = found.problems.iter().map(ToString::to_string).collect();
+        problems.sort();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("10_loose.lua") && problems[0].contains("not in an event folder"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].contains("after_media_added/10_loose.lua"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("after_media_aded"), "{problems:?}");
+        assert!(
+            problems[1].contains("did you mean `after_media_added`"),
+            "{problems:?}"
+        );
+        let mut notices: Vec<String> = found.notices.iter().map(ToString::to_string).collect();
+        notices.sort();
+        assert_eq!(notices.len(), 3, "{notices:?}");
+        assert!(
+            notices[0].contains("README.md") && notices[0].contains("never run"),
+            "{notices:?}"
+        );
+        assert!(
+            notices[1].contains("10_tag.luau") && notices[1].contains("not a .lua file"),
+            "{notices:?}"
+        );
+        assert!(notices[2].contains("notes.txt"), "{notices:?}");
     }
 
     #[test]
-    fn missing_directory_means_no_hooks() {
+    fn missing_directory_means_no_hooks_unless_it_was_set() {
         let tmp = tempfile::tempdir().unwrap();
-        let found = discover(&tmp.path().join("nope"));
-        assert!(found.files.is_empty() && found.problems.is_empty());
+        let found = discover(&tmp.path().join("nope"), false);
+        assert!(found.files.is_empty() && found.problems.is_empty() && found.missing.is_none());
+        let found = discover(&tmp.path().join("nope"), true);
+        let missing = found.missing.expect("reported").to_string();
+        assert!(
+            missing.contains("nope") && missing.contains("does not exist"),
+            "{missing}"
+        );
     }
 }

@@ -1,11 +1,93 @@
-//! Why a hook could not load or run (`HookError`), and a load problem tied to its file (`HookProblem`).
+//! Why a hook could not load or run (`HookError`), a load problem tied to its file
+//! (`HookProblem`), and why an event went no further (`HookRejected`).
 //!
 //! Also the helpers that turn an mlua error into what a user reads in a log line.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::globals::MAX_MESSAGE_CHARS;
+
+/// The hooks stopped an event: a hook rejected it, or (at a fail-closed event) a hook
+/// could not run or the event was too large for them. `kind` says which, so the API can
+/// answer 422 or 413.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRejected {
+    /// The hook's file, relative to the hooks directory (e.g. `after_media_added/10_tag.lua`).
+    pub hook: String,
+    /// The reason it gave, or why it could not run (at most [`MAX_REASON_BYTES`] from `reject`).
+    pub reason: String,
+    /// Which of the three it was.
+    pub kind: RejectKind,
+}
+
+/// Why an event was stopped by its hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectKind {
+    /// The hook called `reject(reason)`.
+    Rejected,
+    /// The event fails closed (`hooks.fail_closed`) and this hook could not run: an error,
+    /// a timeout, a limit, data it cannot be given, or quarantine.
+    HookFailed,
+    /// The event fails closed and its data is larger than `hooks.max_input_kb`.
+    TooLarge,
+}
+
+/// Longest `reject()` reason kept, in bytes: it is echoed to the caller and logged.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+impl HookRejected {
+    /// `hook` called `reject(reason)`.
+    pub fn rejected(hook: impl Into<String>, reason: impl Into<String>) -> HookRejected {
+        HookRejected {
+            hook: hook.into(),
+            reason: reason.into(),
+            kind: RejectKind::Rejected,
+        }
+    }
+
+    /// `hook` could not run at a fail-closed event, for `reason`.
+    pub fn failed(hook: impl Into<String>, reason: impl Into<String>) -> HookRejected {
+        HookRejected {
+            hook: hook.into(),
+            reason: reason.into(),
+            kind: RejectKind::HookFailed,
+        }
+    }
+
+    /// The event's data is over `max` bytes, so `hook` (the first to run) cannot check it.
+    pub fn too_large(hook: impl Into<String>, max: usize) -> HookRejected {
+        HookRejected {
+            hook: hook.into(),
+            reason: format!(
+                "the event data is larger than hooks.max_input_kb ({} KiB), so its validation hooks cannot check it; \
+                 raise hooks.max_input_kb or send less data",
+                max / 1024
+            ),
+            kind: RejectKind::TooLarge,
+        }
+    }
+}
+
+impl fmt::Display for HookRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (hook, reason) = (&self.hook, &self.reason);
+        match self.kind {
+            RejectKind::Rejected => write!(f, "rejected by hook {hook}: {reason}"),
+            RejectKind::HookFailed => write!(
+                f,
+                "refused: hook {hook} could not run ({reason}); this event's hooks fail closed (hooks.fail_closed)"
+            ),
+            RejectKind::TooLarge => write!(f, "refused: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for HookRejected {}
 
 /// Why one hook could not load, or why one call of it was abandoned.
 ///
@@ -34,9 +116,17 @@ pub enum HookError {
     /// The hook returned something other than the event or `nil`, or data JSON cannot hold.
     #[error("bad return value: {0}")]
     BadReturn(String),
-    /// The event data, as JSON, is larger than `hooks.max_input_bytes`; hooks are skipped.
-    #[error("event data is larger than max_input_bytes ({max} bytes)")]
+    /// The event data, as JSON, is larger than `hooks.max_input_kb`; hooks are skipped.
+    #[error("event data is larger than hooks.max_input_kb ({max} bytes)")]
     InputTooLarge {
+        /// The configured cap.
+        max: usize,
+    },
+    /// The hook's result is larger than the input may be (`hooks.max_input_kb`); dropped.
+    #[error(
+        "the hook's result is larger than hooks.max_input_kb ({max} bytes); its change is dropped"
+    )]
+    OutputTooLarge {
         /// The configured cap.
         max: usize,
     },
@@ -88,9 +178,34 @@ pub(super) fn message(err: &mlua::Error) -> String {
     out
 }
 
+impl HookError {
+    /// Whether this failure says something about the hook, so it counts towards its
+    /// quarantine; data it cannot even be given is the event's doing, not the hook's.
+    pub fn counts_against_hook(&self) -> bool {
+        !matches!(
+            self,
+            HookError::BadInput(_) | HookError::InputTooLarge { .. }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejections_say_what_happened_and_what_to_change() {
+        let r = HookRejected::rejected("a/1.lua", "no cams");
+        assert_eq!(r.to_string(), "rejected by hook a/1.lua: no cams");
+        let r = HookRejected::failed("a/1.lua", "timed out after 100 ms");
+        assert!(r
+            .to_string()
+            .contains("hook a/1.lua could not run (timed out after 100 ms)"));
+        let r = HookRejected::too_large("a/1.lua", 1024 * 1024);
+        assert_eq!(r.kind, RejectKind::TooLarge);
+        assert!(r.to_string().contains("raise hooks.max_input_kb"), "{r}");
+        assert!(r.to_string().contains("1024 KiB"), "{r}");
+    }
 
     #[test]
     fn display_is_lowercase_without_trailing_period() {
@@ -102,6 +217,7 @@ mod tests {
             HookError::Memory { limit: 1024 },
             HookError::BadReturn("a number".into()),
             HookError::InputTooLarge { max: 10 },
+            HookError::OutputTooLarge { max: 10 },
             HookError::BadInput("too deep".into()),
             HookError::Vm("no".into()),
         ];

@@ -1,9 +1,10 @@
-//! The queue between the [`super::Hooks`] handle and the actor, both ways: many events per wake.
+//! The queue between the [`super::Hooks`] handle and the workers, both ways: many events per wake.
 //!
 //! A message per event costs a cross-thread wake each way, which dominated the hook
 //! path (measured: ~12 µs more per event than calling Lua directly). Callers push jobs
-//! here and only the caller that finds no drain pending sends one `Drain`; the actor
-//! then runs every queued job in one go.
+//! here, and only a caller that finds a worker idle sends it a `Drain`; a worker then
+//! takes queued jobs one at a time until there are none. One at a time, so that a slow
+//! event holds up only the worker running it: the others go on taking the jobs behind it.
 //!
 //! Answers come back the same way. Waking each caller from the actor's thread cost a
 //! syscall per event (an `eventfd` write: ~11 % of the actor's time, measured), so the
@@ -11,16 +12,18 @@
 //! answers of the others from that thread; it passes them on ([`JobQueue::pass_on`]),
 //! where waking a task of its own runtime is a queue push. Answers are only ever handed
 //! between callers of one thread, so a busy thread never holds up another's. An answer
-//! waits in the outbox at most [`MAX_HOLD`] plus the run of one event's hooks.
+//! waits in the outbox about [`MAX_HOLD`] at most: a worker in the middle of a slow hook
+//! sends what it holds from the VM's interrupt (see `actor.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::actor::HookRejected;
+use super::error::HookRejected;
 use crate::event::Event;
 
 /// What the actor answers for one event.
@@ -29,23 +32,26 @@ pub(crate) type Answer = Result<Event, HookRejected>;
 /// How long the actor may hold answers back to send them in one wake.
 pub(crate) const MAX_HOLD: Duration = Duration::from_millis(1);
 
-/// One event waiting for its hooks. Dropped unanswered (the actor died with it, or the
-/// queue was dropped), it answers with the event unchanged: an event is never lost.
+/// One event waiting for its hooks. Dropped unanswered (its worker died with it, or the
+/// queue was dropped), it answers with the event unchanged, so an event is never lost;
+/// or, at a fail-closed event, with a refusal, so it is never let through unchecked.
 pub(crate) struct Job {
     event: Option<Event>,
     reply: Option<oneshot::Sender<Answer>>,
     /// The thread the caller queued it from: answers are relayed among its callers.
     caller: ThreadId,
+    fail_closed: bool,
 }
 
 impl Job {
-    pub fn new(event: Event) -> (Job, oneshot::Receiver<Answer>) {
+    pub fn new(event: Event, fail_closed: bool) -> (Job, oneshot::Receiver<Answer>) {
         let (tx, rx) = oneshot::channel();
         (
             Job {
                 event: Some(event),
                 reply: Some(tx),
                 caller: thread::current().id(),
+                fail_closed,
             },
             rx,
         )
@@ -69,7 +75,15 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         if let (Some(tx), Some(event)) = (self.reply.take(), self.event.take()) {
-            let _ = tx.send(Ok(event));
+            let answer = if self.fail_closed {
+                Err(HookRejected::failed(
+                    "(hook worker)",
+                    "the hook worker stopped before this event's hooks ran; send the event again",
+                ))
+            } else {
+                Ok(event)
+            };
+            let _ = tx.send(answer);
         }
     }
 }
@@ -104,40 +118,73 @@ impl Drop for Reply {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct JobQueue {
     state: Mutex<State>,
-    /// Answers left by the actor for a woken caller to pass on, by calling thread.
+    /// Answers left by the workers for a woken caller to pass on, by calling thread.
     relay: Mutex<HashMap<ThreadId, Vec<Reply>>>,
 }
 
-#[derive(Default)]
+/// Every worker is either idle (listed here, no drain pending) or draining; so while
+/// jobs wait, some worker is draining and will come to them.
 struct State {
-    jobs: Vec<Job>,
-    drain_pending: bool,
+    jobs: VecDeque<Job>,
+    /// Idle workers, the one idle most recently last (woken first: its cache is warm).
+    idle: Vec<usize>,
 }
 
 impl JobQueue {
-    /// Queue a job; true when the caller must send the actor a `Drain`.
-    pub fn push(&self, job: Job) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.jobs.push(job);
-        !std::mem::replace(&mut s.drain_pending, true)
+    /// A queue for workers `0..workers`, all idle.
+    pub fn new(workers: usize) -> JobQueue {
+        JobQueue {
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                idle: (0..workers).rev().collect(),
+            }),
+            relay: Mutex::default(),
+        }
     }
 
-    /// Everything queued; the next push asks for a new drain.
+    /// Queue a job; `Some(w)` when the caller must send worker `w` a `Drain`.
+    pub fn push(&self, job: Job) -> Option<usize> {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.jobs.push_back(job);
+        s.idle.pop()
+    }
+
+    /// The next job for worker `w`; `None` when there is none, and `w` is idle from then on.
+    pub fn next(&self, w: usize) -> Option<Job> {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let job = s.jobs.pop_front();
+        if job.is_none() && !s.idle.contains(&w) {
+            s.idle.push(w);
+        }
+        job
+    }
+
+    /// Everything queued.
     pub fn take(&self) -> Vec<Job> {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.drain_pending = false;
-        std::mem::take(&mut s.jobs)
+        s.jobs.drain(..).collect()
     }
 
-    /// A `Drain` was dropped unhandled: the next push must ask for one again.
-    pub fn drain_lost(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain_pending = false;
+    /// A `Drain` for `w` was dropped unhandled: `w` is not draining.
+    pub fn drain_lost(&self, w: usize) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !s.idle.contains(&w) {
+            s.idle.push(w);
+        }
+    }
+
+    /// Take idle worker `w` to send it a `Drain`; false if it is draining already.
+    pub fn claim(&self, w: usize) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match s.idle.iter().position(|&i| i == w) {
+            Some(at) => {
+                s.idle.remove(at);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Deliver the answers the actor left for callers of `caller` (a thread). Every caller
@@ -148,12 +195,25 @@ impl JobQueue {
         drop(self.take_relay(caller));
     }
 
+    /// The answers left for callers of `caller`, in a vector of this thread's: the relay
+    /// keeps its own (a worker's allocation), so no buffer is freed on another thread
+    /// than the one that grew it (with mimalloc that cost fresh, zeroed pages).
     fn take_relay(&self, caller: ThreadId) -> Vec<Reply> {
-        self.relay
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&caller)
-            .unwrap_or_default()
+        let mut relay = self.relay.lock().unwrap_or_else(PoisonError::into_inner);
+        match relay.get_mut(&caller) {
+            // Not `mem::take`: that would hand this thread the worker's buffer to free.
+            #[allow(clippy::drain_collect)]
+            Some(left) if !left.is_empty() => left.drain(..).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Move the answers left for callers of `caller` into `into`.
+    fn take_relay_into(&self, caller: ThreadId, into: &mut Vec<Reply>) {
+        let mut relay = self.relay.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(left) = relay.get_mut(&caller) {
+            into.append(left);
+        }
     }
 
     fn leave(&self, caller: ThreadId, replies: &mut Vec<Reply>) {
@@ -168,19 +228,22 @@ impl JobQueue {
     }
 }
 
-/// The actor's side of the answers: holds a batch's answers and sends them with one wake
+/// A worker's side of the answers: holds a batch's answers and sends them with one wake
 /// per calling thread. Dropping it sends what it holds.
-pub(crate) struct Outbox<'q> {
-    queue: &'q JobQueue,
+pub(crate) struct Outbox {
+    queue: Arc<JobQueue>,
     held: Vec<Reply>,
+    /// One calling thread's share of `held` during a flush; kept for its capacity.
+    group: Vec<Reply>,
     since: Option<Instant>,
 }
 
-impl<'q> Outbox<'q> {
-    pub fn new(queue: &'q JobQueue) -> Outbox<'q> {
+impl Outbox {
+    pub fn new(queue: Arc<JobQueue>) -> Outbox {
         Outbox {
             queue,
             held: Vec::new(),
+            group: Vec::new(),
             since: None,
         }
     }
@@ -193,33 +256,46 @@ impl<'q> Outbox<'q> {
         }
     }
 
+    /// When what is held must go out (`None`: nothing is held).
+    pub fn due(&self) -> Option<Instant> {
+        self.since.map(|since| since + MAX_HOLD)
+    }
+
     pub fn flush(&mut self) {
         self.since = None;
-        let mut held = std::mem::take(&mut self.held);
-        while let Some(caller) = held.first().map(|r| r.caller) {
-            let (group, rest) = held.into_iter().partition(|r| r.caller == caller);
-            self.wake_one(caller, group);
-            held = rest;
+        // Buffers are reused, not rebuilt: a flush happens every millisecond under load.
+        while let Some(caller) = self.held.first().map(|r| r.caller) {
+            let mut i = 0;
+            while i < self.held.len() {
+                if self.held[i].caller == caller {
+                    self.group.push(self.held.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            self.wake_one(caller);
         }
     }
 
-    /// Wake one waiting caller of `caller`'s thread and leave it the rest to pass on.
-    fn wake_one(&self, caller: ThreadId, mut group: Vec<Reply>) {
-        while let Some(i) = group.iter().position(Reply::waiting) {
-            let first = group.swap_remove(i);
+    /// Wake one waiting caller in `group` (all of `caller`'s thread) and leave it the
+    /// rest to pass on.
+    fn wake_one(&mut self, caller: ThreadId) {
+        while let Some(i) = self.group.iter().position(Reply::waiting) {
+            let first = self.group.swap_remove(i);
             // Left before the wake, so the woken caller is sure to find them.
-            self.queue.leave(caller, &mut group);
+            self.queue.leave(caller, &mut self.group);
             if first.deliver() {
                 return;
             }
             // That caller gave up in between: take the answers back and try another.
-            group = self.queue.take_relay(caller);
+            self.queue.take_relay_into(caller, &mut self.group);
         }
         // No caller is waiting for any of them; dropping them is all that is left to do.
+        self.group.clear();
     }
 }
 
-impl Drop for Outbox<'_> {
+impl Drop for Outbox {
     fn drop(&mut self) {
         self.flush();
     }
@@ -238,43 +314,76 @@ mod tests {
         )
     }
 
+    fn job(e: &Event) -> Job {
+        Job::new(e.clone(), false).0
+    }
+
     #[test]
-    fn only_the_first_push_asks_for_a_drain() {
-        let q = JobQueue::default();
+    fn a_push_wakes_an_idle_worker_until_none_is_left() {
+        let q = JobQueue::new(2);
         let e = Event::new(EventName::AfterMediaAdded, Default::default());
-        assert!(q.push(Job::new(e.clone()).0));
-        assert!(!q.push(Job::new(e.clone()).0));
+        assert_eq!(q.push(job(&e)), Some(0));
+        assert_eq!(q.push(job(&e)), Some(1));
+        assert_eq!(q.push(job(&e)), None, "both are draining");
+        assert!(q.next(1).is_some());
+        assert!(q.next(0).is_some());
+        assert!(q.next(1).is_some());
+        assert!(q.next(1).is_none(), "1 is idle now");
+        assert_eq!(q.push(job(&e)), Some(1));
+        assert!(
+            q.next(0).is_some(),
+            "a draining worker takes what is queued"
+        );
+        assert!(q.next(0).is_none());
+        assert_eq!(q.push(job(&e)), Some(0), "the one idle last goes first");
+    }
+
+    #[test]
+    fn a_lost_drain_leaves_its_worker_idle_once() {
+        let q = JobQueue::new(1);
+        let e = Event::new(EventName::AfterMediaAdded, Default::default());
+        assert_eq!(q.push(job(&e)), Some(0));
+        q.drain_lost(0);
+        q.drain_lost(0);
+        assert!(q.claim(0));
+        assert!(!q.claim(0), "listed once");
+        assert_eq!(q.push(job(&e)), None);
         assert_eq!(q.take().len(), 2);
-        assert!(q.push(Job::new(e).0));
     }
 
     #[test]
     fn a_dropped_job_answers_with_its_event_unchanged() {
         let e = Event::new(EventName::OnImportFailed, Default::default());
-        let (job, mut rx) = Job::new(e.clone());
+        let (job, mut rx) = Job::new(e.clone(), false);
         drop(job);
         assert_eq!(rx.try_recv().unwrap(), Ok(e));
     }
 
     #[test]
+    fn a_dropped_fail_closed_job_refuses_its_event() {
+        let e = Event::new(EventName::BeforeDownloadInitiated, Default::default());
+        let (job, mut rx) = Job::new(e, true);
+        drop(job);
+        let refused = rx.try_recv().unwrap().unwrap_err();
+        assert_eq!(refused.kind, crate::hooks::error::RejectKind::HookFailed);
+    }
+
+    #[test]
     fn an_answered_job_does_not_answer_twice() {
         let e = Event::new(EventName::OnImportFailed, Default::default());
-        let (mut job, mut rx) = Job::new(e.clone());
+        let (mut job, mut rx) = Job::new(e.clone(), false);
         let ev = job.take_event().unwrap();
-        drop(job.answered(Err(HookRejected {
-            hook: "h".into(),
-            reason: "no".into(),
-        })));
+        drop(job.answered(Err(HookRejected::rejected("h", "no"))));
         assert!(rx.try_recv().unwrap().is_err());
         drop(ev);
     }
 
     /// Three answered jobs in an outbox, and their receivers.
-    fn batch(q: &JobQueue) -> (Outbox<'_>, Vec<oneshot::Receiver<Answer>>) {
-        let mut outbox = Outbox::new(q);
+    fn batch(q: &Arc<JobQueue>) -> (Outbox, Vec<oneshot::Receiver<Answer>>) {
+        let mut outbox = Outbox::new(Arc::clone(q));
         let mut rxs = Vec::new();
         for n in 0..3 {
-            let (mut job, rx) = Job::new(event(n));
+            let (mut job, rx) = Job::new(event(n), false);
             let e = job.take_event().unwrap();
             outbox.held.push(job.answered(Ok(e)));
             rxs.push(rx);
@@ -291,7 +400,7 @@ mod tests {
 
     #[test]
     fn a_flush_wakes_one_caller_who_passes_the_rest_on() {
-        let q = JobQueue::default();
+        let q = Arc::new(JobQueue::new(1));
         let (mut outbox, mut rxs) = batch(&q);
         outbox.flush();
         assert_eq!(answered(&mut rxs).len(), 1);
@@ -304,7 +413,7 @@ mod tests {
 
     #[test]
     fn a_caller_that_stopped_waiting_is_not_the_one_woken() {
-        let q = JobQueue::default();
+        let q = Arc::new(JobQueue::new(1));
         let (mut outbox, mut rxs) = batch(&q);
         rxs.remove(0);
         outbox.flush();
@@ -315,9 +424,9 @@ mod tests {
 
     #[test]
     fn answers_are_not_held_past_max_hold() {
-        let q = JobQueue::default();
+        let q = Arc::new(JobQueue::new(1));
         let (mut outbox, mut rxs) = batch(&q);
-        let (mut job, rx) = Job::new(event(3));
+        let (mut job, rx) = Job::new(event(3), false);
         let e = job.take_event().unwrap();
         rxs.push(rx);
         outbox.push(job.answered(Ok(e)));
@@ -326,7 +435,7 @@ mod tests {
             "held while the batch is young"
         );
         outbox.since = Instant::now().checked_sub(MAX_HOLD);
-        let (mut job, rx) = Job::new(event(4));
+        let (mut job, rx) = Job::new(event(4), false);
         let e = job.take_event().unwrap();
         rxs.push(rx);
         outbox.push(job.answered(Ok(e)));
@@ -337,10 +446,10 @@ mod tests {
 
     #[test]
     fn answers_are_relayed_only_among_callers_of_one_thread() {
-        let q = JobQueue::default();
+        let q = Arc::new(JobQueue::new(1));
         let (mut outbox, mut here) = batch(&q);
         let (jobs, mut there): (Vec<Job>, Vec<_>) =
-            std::thread::spawn(|| (0..3).map(|n| Job::new(event(10 + n))).unzip())
+            std::thread::spawn(|| (0..3).map(|n| Job::new(event(10 + n), false)).unzip())
                 .join()
                 .unwrap();
         for mut job in jobs {
@@ -367,7 +476,7 @@ mod tests {
 
     #[test]
     fn a_dropped_outbox_sends_what_it_holds() {
-        let q = JobQueue::default();
+        let q = Arc::new(JobQueue::new(1));
         let (outbox, mut rxs) = batch(&q);
         drop(outbox);
         drop(q);

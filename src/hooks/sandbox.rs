@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use chrono::SecondsFormat;
 use mlua::chunk::ChunkMode;
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value, VmState};
-use serde_json::Value as Json;
 
 use crate::config::HooksConfig;
 use crate::event::{Event, EventData};
@@ -32,6 +31,8 @@ use super::convert::{self, ConvertError};
 use super::discover::HookFile;
 use super::error::{is_memory_error, message, HookError};
 use super::globals::{self, CallState};
+pub use super::returned::Outcome;
+use super::returned::{self, Limits};
 
 #[derive(Debug, thiserror::Error)]
 #[error("time budget exceeded")]
@@ -46,6 +47,8 @@ pub struct Sandbox {
     array_mt: Table,
     timeout: Duration,
     memory_limit: usize,
+    /// A result larger than this (as JSON) fails the hook, as input larger is not given one.
+    max_output: usize,
 }
 
 /// A script compiled into its own environment; `func` is its global `hook`.
@@ -71,17 +74,6 @@ impl<'a> Header<'a> {
             timestamp: event.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true),
         }
     }
-}
-
-/// What one successful call decided.
-#[derive(Debug, PartialEq)]
-pub enum Outcome {
-    /// `nil` returned: keep the data as it was.
-    Unchanged,
-    /// The event came back; this is its new data.
-    Changed(EventData),
-    /// `reject(reason)` was called.
-    Rejected(String),
 }
 
 impl Sandbox {
@@ -112,12 +104,22 @@ impl Sandbox {
         array_mt.set_readonly(true);
         lua.set_memory_limit(config.memory_limit_bytes)?;
         let state = Rc::clone(&calls);
-        lua.set_interrupt(move |_| match state.deadline.get() {
-            Some(deadline) if Instant::now() >= deadline => {
-                state.timed_out.set(true);
-                Err(mlua::Error::external(OutOfTime))
+        lua.set_interrupt(move |_| {
+            let Some(deadline) = state.deadline.get() else {
+                return Ok(VmState::Continue);
+            };
+            let now = Instant::now();
+            if state.due.get().is_some_and(|due| now >= due) {
+                state.due.set(None);
+                if let Some(on_due) = state.on_due.borrow().as_ref() {
+                    on_due();
+                }
             }
-            _ => Ok(VmState::Continue),
+            if now >= deadline {
+                state.timed_out.set(true);
+                return Err(mlua::Error::external(OutOfTime));
+            }
+            Ok(VmState::Continue)
         });
         Ok(Sandbox {
             lua,
@@ -126,6 +128,7 @@ impl Sandbox {
             array_mt,
             timeout: config.timeout,
             memory_limit: config.memory_limit_bytes,
+            max_output: config.max_input_bytes,
         })
     }
 
@@ -175,7 +178,23 @@ impl Sandbox {
             // It caught the timeout error and returned anyway: still over budget.
             return Err(HookError::Timeout(self.timeout));
         }
-        self.unmetered(|| self.read_return(value))
+        let limits = Limits {
+            array_mt: &self.array_mt,
+            max_output: self.max_output,
+            memory_limit: self.memory_limit,
+        };
+        self.unmetered(|| returned::read(value, &limits, |e| self.classify(e)))
+    }
+
+    /// Have the interrupt call `on_due` once `due` passes while a script runs: how a worker
+    /// busy with a slow hook still sends the answers it holds on time.
+    pub fn set_on_due(&self, on_due: Box<dyn Fn()>) {
+        *self.calls.on_due.borrow_mut() = Some(on_due);
+    }
+
+    /// When `on_due` should next run (`None`: not at all).
+    pub fn set_due(&self, due: Option<Instant>) {
+        self.calls.due.set(due);
     }
 
     /// True when, after a collection, most of the memory limit is still in use: some
@@ -234,41 +253,6 @@ impl Sandbox {
         work()
     }
 
-    /// Only `event.data` is read back: name, id and timestamp are read-only by construction.
-    fn read_return(&self, value: Value) -> Result<Outcome, HookError> {
-        let table = match value {
-            Value::Nil => return Ok(Outcome::Unchanged),
-            Value::Table(table) => table,
-            other => {
-                return Err(HookError::BadReturn(format!(
-                    "the hook returned a {}; return the event or nil",
-                    type_of(&other)
-                )))
-            }
-        };
-        let data = match table
-            .raw_get::<Value>("data")
-            .map_err(|e| self.classify(e))?
-        {
-            Value::Table(data) => data,
-            other => {
-                return Err(HookError::BadReturn(format!(
-                    "event.data is a {}, not a table",
-                    type_of(&other)
-                )))
-            }
-        };
-        // The estimate of the result's size may not exceed what the VM itself could hold.
-        match convert::from_lua(Value::Table(data), &self.array_mt, self.memory_limit) {
-            Ok(Json::Object(map)) => Ok(Outcome::Changed(map)),
-            Ok(_) => Err(HookError::BadReturn(
-                "event.data became an array; it must stay an object".into(),
-            )),
-            Err(ConvertError::Lua(e)) => Err(self.classify(e)),
-            Err(e) => Err(HookError::BadReturn(e.to_string())),
-        }
-    }
-
     /// Writes stay in the script's own table; reads fall through to the read-only globals.
     fn script_env(&self) -> mlua::Result<Table> {
         let env = self.lua.create_table()?;
@@ -307,18 +291,11 @@ impl Sandbox {
     }
 }
 
-/// The type name a Lua user knows: mlua calls whole numbers "integer", Luau does not.
-fn type_of(value: &Value) -> &'static str {
-    match value {
-        Value::Integer(_) => "number",
-        other => other.type_name(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::EventName;
+    use crate::hooks::error::MAX_REASON_BYTES;
     use serde_json::json;
 
     fn config(timeout_ms: u64) -> HooksConfig {
@@ -367,13 +344,14 @@ mod tests {
                 local seen = {}
                 for _, name in ipairs({"require", "load", "loadstring", "dofile", "loadfile",
                         "getfenv", "setfenv", "debug", "io", "package"}) do
-                    seen[name] = type(_G[name])
+                    seen[name] = type(rawget(_G, name))
                 end
                 local os_names = {}
                 for k in pairs(os) do table.insert(os_names, k) end
                 table.sort(os_names)
                 event.data.seen = seen
                 event.data.os = os_names
+                event.data.unknown = type(no_such_global)
                 return event
             end"#;
         let out = changed(run(&sandbox, probe, json!({})));
@@ -381,6 +359,98 @@ mod tests {
             assert_eq!(kind, "nil", "{name} is reachable");
         }
         assert_eq!(out["os"], json!(["clock", "date", "time"]));
+        assert_eq!(out["unknown"], "nil", "other missing names stay plain nil");
+    }
+
+    #[test]
+    fn reaching_for_what_was_removed_says_so_and_lists_what_is_there() {
+        let sandbox = Sandbox::new(&config(100)).unwrap();
+        for (code, name) in [
+            ("os.execute('true')", "`os.execute`"),
+            ("local home = os.getenv('HOME')", "`os.getenv`"),
+            ("require('socket')", "`require`"),
+            ("io.open('x')", "`io`"),
+            ("load('return 1')()", "`load`"),
+            ("dofile('x')", "`dofile`"),
+            ("debug.traceback()", "`debug`"),
+            ("local p = _G.package", "`package`"),
+        ] {
+            let source = format!("function hook(event)\n  {code}\nend");
+            let Err(HookError::Runtime(msg)) = run(&sandbox, &source, json!({})) else {
+                panic!("{code}: not an error");
+            };
+            assert!(
+                msg.starts_with(&format!(
+                    "after_media_added/t.lua:2: {name} is not available in hooks"
+                )),
+                "{code}: {msg}"
+            );
+            for there in [
+                "string",
+                "table",
+                "os (clock, time, date)",
+                "json",
+                "reject",
+                "pairs",
+            ] {
+                assert!(msg.contains(there), "{code}: {there} not listed in {msg}");
+            }
+            assert!(!msg.contains("nil value"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_result_over_the_input_limit_fails_the_hook() {
+        let sandbox = Sandbox::new(&HooksConfig {
+            max_input_bytes: 1024,
+            ..config(1000)
+        })
+        .unwrap();
+        let err = run(
+            &sandbox,
+            "function hook(e) e.data.big = string.rep('x', 2000); return e end",
+            json!({}),
+        )
+        .unwrap_err();
+        assert_eq!(err, HookError::OutputTooLarge { max: 1024 });
+        // Far over: stopped by the estimate before the copy is made.
+        let err = run(
+            &sandbox,
+            "function hook(e) e.data.big = string.rep('x', 1e6); return e end",
+            json!({}),
+        )
+        .unwrap_err();
+        assert_eq!(err, HookError::OutputTooLarge { max: 1024 });
+        let out = changed(run(
+            &sandbox,
+            "function hook(e) e.data.ok = string.rep('x', 900); return e end",
+            json!({}),
+        ));
+        assert_eq!(out["ok"].as_str().unwrap().len(), 900);
+        let deep = "function hook(e) local t = {} e.data.deep = t for i = 1, 70 do t.x = {} t = t.x end return e end";
+        match run(&sandbox, deep, json!({})) {
+            Err(HookError::BadReturn(msg)) => assert!(msg.contains("nesting deeper"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_long_reject_reason_is_cut_to_a_kilobyte() {
+        let sandbox = Sandbox::new(&config(1000)).unwrap();
+        let out = run(
+            &sandbox,
+            "function hook(e) reject(string.rep('é', 1e6)) end",
+            json!({}),
+        );
+        let Ok(Outcome::Rejected(reason)) = out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            reason.len() <= MAX_REASON_BYTES && reason.len() > 1000,
+            "{}",
+            reason.len()
+        );
+        assert!(reason.ends_with('…'));
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! Counters per hook, written by the actor's thread and read through the `Hooks` handle.
+//! Counters per hook and the quarantine, written by the workers and read through the `Hooks` handle.
+//!
+//! Quarantine lives here because every worker must see it at once: a hook that failed
+//! `quarantine_after` calls in a row, on whichever workers, is skipped by all of them
+//! until it is released.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::event::EventName;
@@ -13,12 +17,16 @@ use super::error::HookError;
 pub struct HookStats {
     /// One entry per discovered script, in run order.
     pub hooks: Vec<HookStat>,
-    /// Times the VM was rebuilt (after a panic, or when memory stayed exhausted).
+    /// Hook VMs running events side by side (`hooks.workers`).
+    pub workers: usize,
+    /// Times a VM was rebuilt (after a panic, or when memory stayed exhausted).
     pub vm_restarts: u64,
-    /// Times the actor was found gone and started again.
+    /// Times a worker was found gone and started again.
     pub actor_restarts: u64,
-    /// Events whose data exceeded `max_input_bytes`, passed on without hooks.
+    /// Events whose data exceeded `max_input_kb`, passed on without hooks (fail-soft events).
     pub skipped_too_large: u64,
+    /// Events whose data exceeded `max_input_kb`, refused (fail-closed events).
+    pub refused_too_large: u64,
 }
 
 /// What one hook has done.
@@ -28,14 +36,20 @@ pub struct HookStat {
     pub file: String,
     /// The event it runs on.
     pub event: EventName,
-    /// Whether it compiled into the running VM (false: see `last_error`).
+    /// Whether it compiled (false: see `last_error`).
     pub loaded: bool,
     /// Calls made.
     pub runs: u64,
-    /// Calls that failed (error, timeout, memory, bad return); the data was left as it was.
+    /// Calls that failed (error, timeout, memory, bad or oversized result).
     pub failures: u64,
     /// Calls that rejected the event.
     pub rejections: u64,
+    /// Events it was skipped for while quarantined.
+    pub skipped: u64,
+    /// Failed calls in a row, up to now.
+    pub failing_streak: u32,
+    /// Why it is quarantined; `None` while it runs.
+    pub quarantined: Option<String>,
     /// The latest load or call error.
     pub last_error: Option<String>,
 }
@@ -43,75 +57,165 @@ pub struct HookStat {
 /// The live counters; index `i` belongs to the `i`-th discovered file.
 pub struct SharedStats {
     pub hooks: Vec<Counters>,
+    pub workers: usize,
     pub vm_restarts: AtomicU64,
     pub actor_restarts: AtomicU64,
     pub skipped_too_large: AtomicU64,
+    pub refused_too_large: AtomicU64,
+    /// Failures in a row that quarantine a hook; 0 never does.
+    quarantine_after: u32,
 }
 
-/// Counters of one hook. Relaxed atomics: these are statistics, not synchronisation.
+/// Counters of one hook. Relaxed atomics: these are statistics, not synchronisation;
+/// the quarantine reason is set and cleared under its lock, so it happens once.
 pub struct Counters {
     file: String,
     event: EventName,
     loaded: AtomicBool,
-    runs: AtomicU64,
+    /// One per worker, each on a cache line of its own: counted on every call, a shared
+    /// counter would bounce between the workers' cores (the rest change only on failure).
+    runs: Box<[PerWorker]>,
     failures: AtomicU64,
     rejections: AtomicU64,
+    skipped: AtomicU64,
+    streak: AtomicU32,
+    /// Mirrors `quarantine.is_some()`, for the check on every call.
+    quarantined: AtomicBool,
+    quarantine: Mutex<Option<String>>,
     last_error: Mutex<Option<String>>,
 }
 
+/// A counter alone on its cache line.
+#[repr(align(64))]
+#[derive(Default)]
+struct PerWorker(AtomicU64);
+
 impl SharedStats {
-    pub fn new(files: &[HookFile]) -> SharedStats {
+    pub fn new(files: &[HookFile], workers: usize, quarantine_after: u32) -> SharedStats {
         SharedStats {
-            hooks: files.iter().map(Counters::new).collect(),
+            hooks: files.iter().map(|f| Counters::new(f, workers)).collect(),
+            workers,
             vm_restarts: AtomicU64::new(0),
             actor_restarts: AtomicU64::new(0),
             skipped_too_large: AtomicU64::new(0),
+            refused_too_large: AtomicU64::new(0),
+            quarantine_after,
         }
     }
 
     pub fn snapshot(&self) -> HookStats {
         HookStats {
             hooks: self.hooks.iter().map(Counters::snapshot).collect(),
+            workers: self.workers,
             vm_restarts: self.vm_restarts.load(Ordering::Relaxed),
             actor_restarts: self.actor_restarts.load(Ordering::Relaxed),
             skipped_too_large: self.skipped_too_large.load(Ordering::Relaxed),
+            refused_too_large: self.refused_too_large.load(Ordering::Relaxed),
         }
+    }
+
+    /// Count a failed call of hook `i`; the quarantine reason when this call put it there.
+    pub fn failed(&self, i: usize, err: &HookError) -> Option<String> {
+        let hook = &self.hooks[i];
+        hook.failures.fetch_add(1, Ordering::Relaxed);
+        hook.set_error(err);
+        if !err.counts_against_hook() || self.quarantine_after == 0 {
+            return None;
+        }
+        let streak = hook.streak.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak < self.quarantine_after {
+            return None;
+        }
+        let mut reason = hook
+            .quarantine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if reason.is_some() {
+            return None;
+        }
+        let why = format!("failed {streak} calls in a row; the last: {err}");
+        *reason = Some(why.clone());
+        hook.quarantined.store(true, Ordering::Relaxed);
+        Some(why)
     }
 }
 
 impl Counters {
-    fn new(file: &HookFile) -> Counters {
+    fn new(file: &HookFile, workers: usize) -> Counters {
         Counters {
             file: file.name.clone(),
             event: file.event,
             loaded: AtomicBool::new(false),
-            runs: AtomicU64::new(0),
+            runs: (0..workers.max(1)).map(|_| PerWorker::default()).collect(),
             failures: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            streak: AtomicU32::new(0),
+            quarantined: AtomicBool::new(false),
+            quarantine: Mutex::new(None),
             last_error: Mutex::new(None),
         }
+    }
+
+    /// The hook's name, `<event_dir>/<file>`.
+    pub fn file(&self) -> &str {
+        &self.file
     }
 
     pub fn loaded(&self) {
         self.loaded.store(true, Ordering::Relaxed);
     }
 
-    pub fn not_loaded(&self, err: &HookError) {
+    pub fn not_loaded_because(&self, err: &str) {
         self.loaded.store(false, Ordering::Relaxed);
-        self.set_error(err);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(err.to_owned());
     }
 
-    pub fn ran(&self) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
+    /// A call on `worker`.
+    pub fn ran(&self, worker: usize) {
+        if let Some(runs) = self.runs.get(worker) {
+            runs.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A call that ran to its end (changed, unchanged or rejected): the streak is over.
+    pub fn succeeded(&self) {
+        // Read first: a store on every call would bounce the line between workers.
+        if self.streak.load(Ordering::Relaxed) != 0 {
+            self.streak.store(0, Ordering::Relaxed);
+        }
     }
 
     pub fn rejected(&self) {
         self.rejections.fetch_add(1, Ordering::Relaxed);
+        self.succeeded();
     }
 
-    pub fn failed(&self, err: &HookError) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        self.set_error(err);
+    /// Why the hook is quarantined, if it is; counts the skip.
+    pub fn quarantined(&self) -> Option<String> {
+        if !self.quarantined.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        let reason = self
+            .quarantine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Some(reason.clone().unwrap_or_else(|| "quarantined".to_owned()))
+    }
+
+    /// Lift the quarantine and start the streak over; true if it was quarantined.
+    pub fn release(&self) -> bool {
+        let mut reason = self
+            .quarantine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.quarantined.store(false, Ordering::Relaxed);
+        self.streak.store(0, Ordering::Relaxed);
+        reason.take().is_some()
     }
 
     fn set_error(&self, err: &HookError) {
@@ -126,14 +230,78 @@ impl Counters {
             file: self.file.clone(),
             event: self.event,
             loaded: self.loaded.load(Ordering::Relaxed),
-            runs: self.runs.load(Ordering::Relaxed),
+            runs: self.runs.iter().map(|r| r.0.load(Ordering::Relaxed)).sum(),
             failures: self.failures.load(Ordering::Relaxed),
             rejections: self.rejections.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            failing_streak: self.streak.load(Ordering::Relaxed),
+            quarantined: self
+                .quarantine
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
             last_error: self
                 .last_error
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn stats(after: u32) -> SharedStats {
+        let file = HookFile {
+            event: EventName::AfterMediaAdded,
+            name: "after_media_added/1.lua".into(),
+            file: "1.lua".into(),
+            path: "1.lua".into(),
+            priority: 1,
+            source: String::new(),
+        };
+        SharedStats::new(&[file], 1, after)
+    }
+
+    #[test]
+    fn quarantined_once_after_failures_in_a_row_and_released() {
+        let s = stats(3);
+        let timeout = HookError::Timeout(Duration::from_millis(100));
+        assert_eq!(s.failed(0, &timeout), None);
+        s.hooks[0].succeeded();
+        assert_eq!(s.failed(0, &timeout), None);
+        assert_eq!(s.failed(0, &timeout), None);
+        assert!(
+            s.hooks[0].quarantined().is_none(),
+            "a success broke the streak"
+        );
+        let why = s.failed(0, &timeout).expect("the third in a row");
+        assert!(
+            why.contains("failed 3 calls in a row") && why.contains("timed out"),
+            "{why}"
+        );
+        assert_eq!(s.failed(0, &timeout), None, "reported once");
+        assert_eq!(s.hooks[0].quarantined(), Some(why.clone()));
+        assert_eq!(s.snapshot().hooks[0].quarantined, Some(why));
+        assert_eq!(s.snapshot().hooks[0].skipped, 1);
+        assert!(s.hooks[0].release());
+        assert!(!s.hooks[0].release());
+        assert!(s.hooks[0].quarantined().is_none());
+        assert_eq!(s.snapshot().hooks[0].failing_streak, 0);
+    }
+
+    #[test]
+    fn bad_input_and_a_zero_threshold_never_quarantine() {
+        let s = stats(1);
+        assert_eq!(s.failed(0, &HookError::BadInput("too deep".into())), None);
+        assert_eq!(s.snapshot().hooks[0].failing_streak, 0);
+        let never = stats(0);
+        for _ in 0..10 {
+            assert_eq!(never.failed(0, &HookError::Runtime("x".into())), None);
+        }
+        assert_eq!(never.snapshot().hooks[0].failures, 10);
     }
 }

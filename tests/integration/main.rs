@@ -15,6 +15,7 @@ mod enrichment;
 mod fanart;
 mod fanout;
 mod hooks;
+mod hooks_service;
 mod ntfy;
 mod outbound;
 mod pushover;

@@ -1,6 +1,7 @@
 //! Shared test helpers: scripted plugins, a polling wait, small supervision settings.
 
 pub mod daemon;
+pub mod hook_service;
 pub mod logs;
 pub mod scripted;
 pub mod service;
