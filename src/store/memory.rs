@@ -34,7 +34,11 @@ struct Mem {
     next_seq: Seq,
     next_event: i64,
     delivered: usize,
-    since_prune: usize,
+    /// Delivered deliveries, in the order they were delivered (pruned from the front).
+    finished: std::collections::VecDeque<Seq>,
+    /// Events in accept order (pruned from the front), and each one's deliveries left.
+    order: std::collections::VecDeque<i64>,
+    live: HashMap<i64, usize>,
 }
 
 struct Row {
@@ -72,11 +76,13 @@ impl MemoryStore {
 impl Mem {
     fn set_state(&mut self, seq: Seq, state: State) -> Option<&mut Row> {
         let row = self.deliveries.get_mut(&seq)?;
-        if row.state == State::Delivered {
+        let (was, is) = (row.state == State::Delivered, state == State::Delivered);
+        if was && !is {
             self.delivered -= 1;
         }
-        if state == State::Delivered {
+        if is && !was {
             self.delivered += 1;
+            self.finished.push_back(seq);
         }
         row.state = state;
         Some(row)
@@ -111,37 +117,124 @@ impl Mem {
         }
     }
 
-    /// Drop delivered deliveries past the retention (or past the cap), then events that
-    /// have no deliveries left and are past the retention (or past the cap).
+    /// One state change.
+    fn apply(&mut self, u: Update, now: i64) {
+        match u {
+            Update::Started { seq } => {
+                if let Some(row) = self.deliveries.get(&seq) {
+                    if matches!(row.state, State::Pending | State::Held) {
+                        if let Some(row) = self.set_state(seq, State::InFlight) {
+                            row.updated_at = now;
+                        }
+                    }
+                }
+            }
+            Update::Attempted {
+                seq,
+                attempt,
+                state,
+                reason,
+                next_attempt_at,
+            } => {
+                if let Some(row) = self.set_state(seq, state) {
+                    row.last_status = attempt.status;
+                    row.last_error = (state != State::Delivered)
+                        .then(|| attempt.error.clone())
+                        .flatten();
+                    row.reason = reason;
+                    row.next_attempt_at = next_attempt_at;
+                    row.updated_at = now;
+                    row.attempts.push(attempt);
+                }
+            }
+            Update::Dead { seq, reason } => {
+                if let Some(row) = self.set_state(seq, State::Dead) {
+                    row.reason = Some(reason);
+                    row.next_attempt_at = None;
+                    row.updated_at = now;
+                }
+            }
+            Update::Hold {
+                instance,
+                reason,
+                until,
+            } => {
+                for row in self.deliveries.values_mut() {
+                    if matches!(row.state, State::Pending | State::Held) && row.instance == instance
+                    {
+                        row.state = State::Held;
+                        row.reason = Some(reason.clone());
+                        row.next_attempt_at = until;
+                        row.updated_at = now;
+                    }
+                }
+            }
+            Update::HoldOne { seq, reason } => {
+                if let Some(row) = self.deliveries.get_mut(&seq) {
+                    if row.state == State::Pending {
+                        row.state = State::Held;
+                        row.reason = Some(reason);
+                        row.updated_at = now;
+                    }
+                }
+            }
+            Update::Release { instance } => {
+                for row in self.deliveries.values_mut() {
+                    if row.state == State::Held && row.instance == instance {
+                        row.state = State::Pending;
+                        row.reason = None;
+                        row.next_attempt_at = None;
+                        row.updated_at = now;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drop delivered deliveries past the retention (or past the cap), oldest first, then
+    /// events that have no deliveries left and are past the retention (or the cap). Works
+    /// from the front of two queues, so each call costs what it removes.
     fn prune(&mut self, cutoff: i64) {
-        let doomed: Vec<Seq> = self
-            .deliveries
-            .iter()
-            .filter(|(_, r)| r.state == State::Delivered)
-            .scan(self.delivered, |left, (seq, r)| {
-                let drop = *left > MAX_FINISHED || r.updated_at < cutoff;
-                *left -= usize::from(drop);
-                Some((*seq, drop))
-            })
-            .filter(|(_, drop)| *drop)
-            .map(|(seq, _)| seq)
-            .collect();
-        for seq in doomed {
+        while let Some(&seq) = self.finished.front() {
+            let Some(row) = self.deliveries.get(&seq) else {
+                self.finished.pop_front();
+                continue;
+            };
+            if self.delivered <= MAX_FINISHED && row.updated_at >= cutoff {
+                break;
+            }
+            self.finished.pop_front();
+            let event = row.event;
             self.deliveries.remove(&seq);
             self.delivered -= 1;
-        }
-        let live: std::collections::HashSet<i64> =
-            self.deliveries.values().map(|r| r.event).collect();
-        let mut over = self.events.len().saturating_sub(MAX_EVENTS);
-        let ids = &mut self.ids;
-        self.events.retain(|seq, (event, at)| {
-            let drop = !live.contains(seq) && (*at < cutoff || over > 0);
-            if drop {
-                over = over.saturating_sub(1);
-                ids.remove(&event.id);
+            if let Some(n) = self.live.get_mut(&event) {
+                *n = n.saturating_sub(1);
             }
-            !drop
-        });
+        }
+        // An event still waiting on a dead letter goes to the back; a few per call.
+        let mut rotations = 16;
+        while let Some(&ev) = self.order.front() {
+            let Some((event, at)) = self.events.get(&ev) else {
+                self.order.pop_front();
+                continue;
+            };
+            if *at >= cutoff && self.events.len() <= MAX_EVENTS {
+                break;
+            }
+            self.order.pop_front();
+            if self.live.get(&ev).copied().unwrap_or(0) > 0 {
+                self.order.push_back(ev);
+                rotations -= 1;
+                if rotations == 0 {
+                    break;
+                }
+                continue;
+            }
+            let id = event.id.clone();
+            self.events.remove(&ev);
+            self.live.remove(&ev);
+            self.ids.remove(&id);
+        }
     }
 }
 
@@ -181,11 +274,9 @@ impl DeliveryStore for MemoryStore {
                 },
             );
         }
-        m.since_prune += 1;
-        if m.since_prune >= 1024 {
-            m.since_prune = 0;
-            m.prune(now - self.retention_ms);
-        }
+        m.order.push_back(event);
+        m.live.insert(event, a.instances.len());
+        m.prune(now - self.retention_ms);
         (a.done)(Ok(Accepted {
             first,
             duplicate: None,
@@ -195,75 +286,14 @@ impl DeliveryStore for MemoryStore {
     fn update(&self, u: Update) {
         let now = now_ms();
         let mut m = self.lock();
-        match u {
-            Update::Started { seq } => {
-                if let Some(row) = m.deliveries.get(&seq) {
-                    if matches!(row.state, State::Pending | State::Held) {
-                        if let Some(row) = m.set_state(seq, State::InFlight) {
-                            row.updated_at = now;
-                        }
-                    }
-                }
-            }
-            Update::Attempted {
-                seq,
-                attempt,
-                state,
-                reason,
-                next_attempt_at,
-            } => {
-                if let Some(row) = m.set_state(seq, state) {
-                    row.last_status = attempt.status;
-                    row.last_error = (state != State::Delivered)
-                        .then(|| attempt.error.clone())
-                        .flatten();
-                    row.reason = reason;
-                    row.next_attempt_at = next_attempt_at;
-                    row.updated_at = now;
-                    row.attempts.push(attempt);
-                }
-            }
-            Update::Dead { seq, reason } => {
-                if let Some(row) = m.set_state(seq, State::Dead) {
-                    row.reason = Some(reason);
-                    row.next_attempt_at = None;
-                    row.updated_at = now;
-                }
-            }
-            Update::Hold {
-                instance,
-                reason,
-                until,
-            } => {
-                for row in m.deliveries.values_mut() {
-                    if matches!(row.state, State::Pending | State::Held) && row.instance == instance
-                    {
-                        row.state = State::Held;
-                        row.reason = Some(reason.clone());
-                        row.next_attempt_at = until;
-                        row.updated_at = now;
-                    }
-                }
-            }
-            Update::HoldOne { seq, reason } => {
-                if let Some(row) = m.deliveries.get_mut(&seq) {
-                    if row.state == State::Pending {
-                        row.state = State::Held;
-                        row.reason = Some(reason);
-                        row.updated_at = now;
-                    }
-                }
-            }
-            Update::Release { instance } => {
-                for row in m.deliveries.values_mut() {
-                    if row.state == State::Held && row.instance == instance {
-                        row.state = State::Pending;
-                        row.reason = None;
-                        row.next_attempt_at = None;
-                        row.updated_at = now;
-                    }
-                }
-            }
+        m.apply(u, now);
+    }
+
+    fn update_many(&self, updates: Vec<Update>) {
+        let now = now_ms();
+        let mut m = self.lock();
+        for u in updates {
+            m.apply(u, now);
         }
     }
 

@@ -26,6 +26,12 @@ pub trait DeliveryStore: Send + Sync + 'static {
     fn accept(&self, accept: Accept);
     /// Record a change of a delivery's state (fire and forget; committed with the next batch).
     fn update(&self, update: Update);
+    /// Record several changes, in order.
+    fn update_many(&self, updates: Vec<Update>) {
+        for u in updates {
+            self.update(u);
+        }
+    }
     /// Dead or held deliveries made pending again, oldest first; then `reply` with them.
     fn requeue(&self, which: Requeue, reply: Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>);
     /// Every delivery not yet delivered or dead, oldest first, with its event (for a restart).
@@ -144,6 +150,15 @@ impl Store {
             self.inner.unfinished.fetch_sub(1, Ordering::AcqRel);
         }
         self.inner.backend.update(update);
+    }
+
+    /// Record several state changes, in order (one lock or one message for all).
+    pub fn update_many(&self, updates: Vec<Update>) {
+        let done = updates.iter().filter(|u| u.finishes()).count() as i64;
+        if done > 0 {
+            self.inner.unfinished.fetch_sub(done, Ordering::AcqRel);
+        }
+        self.inner.backend.update_many(updates);
     }
 
     /// Make dead or held deliveries pending again; `reply` gets them, oldest first.

@@ -96,6 +96,10 @@ impl DeliveryStore for SqliteStore {
         let _ = self.send(Op::Update(update));
     }
 
+    fn update_many(&self, updates: Vec<Update>) {
+        let _ = self.send(Op::Updates(updates));
+    }
+
     fn requeue(&self, which: Requeue, reply: Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>) {
         if let Err(Op::Requeue(_, reply)) = self.send(Op::Requeue(which, reply)) {
             reply(Err(StoreError::Closed));

@@ -403,3 +403,36 @@ fn sqlite_brings_a_version_1_file_up_to_date() {
     );
     assert!(accept(&store, event("new"), &["ntfy"]).unwrap().first > 8);
 }
+
+#[test]
+fn memory_prunes_delivered_rows_and_their_events_as_it_goes() {
+    let store =
+        Store::with_backend(Box::new(memory::MemoryStore::new(Duration::ZERO)), 100).unwrap();
+    let done = event("done");
+    let a = accept(&store, Arc::clone(&done), &["ntfy"]).unwrap();
+    let dead = accept(&store, event("dead"), &["ntfy"]).unwrap();
+    delivered(&store, a.first);
+    store.update(Update::Dead {
+        seq: dead.first,
+        reason: "rejected".into(),
+    });
+    std::thread::sleep(Duration::from_millis(3));
+    // Each accept prunes what is past the retention.
+    accept(&store, event("later"), &["ntfy"]).unwrap();
+    let all = store
+        .list(&Query {
+            limit: 10,
+            ..Query::default()
+        })
+        .unwrap();
+    let left: Vec<Seq> = all.items.iter().map(|s| s.seq).collect();
+    assert_eq!(
+        left,
+        [dead.first + 1, dead.first],
+        "the delivered one is gone, the dead letter stays"
+    );
+    assert!(
+        accept(&store, done, &["ntfy"]).unwrap().duplicate.is_none(),
+        "its id is free again"
+    );
+}

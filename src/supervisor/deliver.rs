@@ -118,10 +118,13 @@ impl PluginSupervisor {
     pub(super) fn hold(&mut self, idx: usize, pending: Pending, waiter: Waiter) {
         let slot = &mut self.slots[idx];
         if let Some(reason) = &slot.store_hold {
-            self.store.update(Update::HoldOne {
-                seq: pending.seq as Seq,
-                reason: reason.clone(),
-            });
+            self.updates.push(
+                Update::HoldOne {
+                    seq: pending.seq as Seq,
+                    reason: reason.clone(),
+                },
+                &self.me,
+            );
         }
         if self.spills(idx, &pending) {
             // In the store only, read back in order when the window has room.
@@ -163,9 +166,12 @@ impl PluginSupervisor {
             return self.hold(idx, pending, waiter);
         }
         if !pending.enrich {
-            self.store.update(Update::Started {
-                seq: pending.seq as Seq,
-            });
+            self.updates.push(
+                Update::Started {
+                    seq: pending.seq as Seq,
+                },
+                &self.me,
+            );
         }
         pending.epoch = slot.pause_epoch;
         slot.in_flight += 1;
@@ -391,13 +397,16 @@ impl PluginSupervisor {
                     target: "supervision", plugin = %slot.spec.name, event_id = %p.event.id,
                     max_age_secs = max_age.as_secs(), "dead letter: a delivery older than backlog_max_age"
                 );
-                self.store.update(Update::Dead {
-                    seq: p.seq as Seq,
-                    reason: format!(
-                        "too old: not delivered within backlog_max_age ({}s)",
-                        max_age.as_secs()
-                    ),
-                });
+                self.updates.push(
+                    Update::Dead {
+                        seq: p.seq as Seq,
+                        reason: format!(
+                            "too old: not delivered within backlog_max_age ({}s)",
+                            max_age.as_secs()
+                        ),
+                    },
+                    &self.me,
+                );
             }
             if slot.backlog.is_empty() || !slot.can_send(now) {
                 return;

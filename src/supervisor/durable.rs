@@ -14,7 +14,51 @@ use super::PluginSupervisor;
 use crate::plugins::PluginError;
 use crate::store::{now_ms, Attempt, Seq, State, Unfinished, Update};
 
+/// Store updates made during a turn of the supervisor's mailbox, handed to the store in
+/// one call when the turn is over (one lock, or one message to the writer, instead of
+/// two per delivery: fan-out to ten plugins measured 322k deliveries/s one by one).
+#[derive(Default)]
+pub(super) struct Updates {
+    items: Vec<Update>,
+    asked: bool,
+}
+
+/// Hand the buffered store updates over (posted to itself).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct FlushUpdates;
+
+impl Updates {
+    /// Buffer `u`; the first one of a turn asks `me` to flush once the turn is over.
+    pub fn push(&mut self, u: Update, me: &Option<Addr<PluginSupervisor>>) {
+        self.items.push(u);
+        if !self.asked {
+            if let Some(me) = me {
+                self.asked = true;
+                me.do_send(FlushUpdates);
+            }
+        }
+    }
+}
+
+impl Handler<FlushUpdates> for PluginSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushUpdates, _: &mut Context<Self>) {
+        self.flush_updates();
+    }
+}
+
 impl PluginSupervisor {
+    /// Hand every buffered update to the store now.
+    pub(super) fn flush_updates(&mut self) {
+        self.updates.asked = false;
+        if !self.updates.items.is_empty() {
+            self.store
+                .update_many(std::mem::take(&mut self.updates.items));
+        }
+    }
+
     /// Put the deliveries a previous run left unfinished back in their backlogs, in order.
     /// Those of an instance no longer configured are dead; a disabled one's stay held.
     pub(super) fn resume(&mut self, rows: Vec<Unfinished>) {
@@ -53,11 +97,14 @@ impl PluginSupervisor {
         }
         for idx in disabled {
             let slot = &self.slots[idx];
-            self.store.update(Update::Hold {
-                instance: Arc::clone(&slot.name),
-                reason: "instance disabled: enable it to send these".into(),
-                until: None,
-            });
+            self.updates.push(
+                Update::Hold {
+                    instance: Arc::clone(&slot.name),
+                    reason: "instance disabled: enable it to send these".into(),
+                    until: None,
+                },
+                &self.me,
+            );
         }
         let resumed: usize = self.slots.iter().map(|s| s.backlog.len()).sum();
         if let Some(window) = self.window {
@@ -88,41 +135,47 @@ impl PluginSupervisor {
     }
 
     /// A delivery for an instance no longer in the config: dead, with the reason.
-    fn bury_removed(&self, row: &Unfinished) {
-        self.store.update(Update::Dead {
-            seq: row.seq,
-            reason: format!(
-                "instance removed: `{}` is no longer in the config",
-                row.instance
-            ),
-        });
+    fn bury_removed(&mut self, row: &Unfinished) {
+        self.updates.push(
+            Update::Dead {
+                seq: row.seq,
+                reason: format!(
+                    "instance removed: `{}` is no longer in the config",
+                    row.instance
+                ),
+            },
+            &self.me,
+        );
     }
 
     /// A delivery went through.
-    pub(super) fn record_delivered(&self, seq: u64, detail: Option<&str>, took: Duration) {
+    pub(super) fn record_delivered(&mut self, seq: u64, detail: Option<&str>, took: Duration) {
         // Plugins answer "200 OK, ..." : the leading status, when there is one.
         let status = detail
             .and_then(|d| d.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|s| s.parse::<u16>().ok())
             .filter(|s| (100..600).contains(s));
-        self.store.update(Update::Attempted {
-            seq: seq as Seq,
-            attempt: Attempt {
-                at: now_ms(),
-                outcome: "delivered".into(),
-                status,
-                error: detail.map(str::to_owned),
-                duration_ms: took.as_millis() as u64,
+        self.updates.push(
+            Update::Attempted {
+                seq: seq as Seq,
+                attempt: Attempt {
+                    at: now_ms(),
+                    outcome: "delivered".into(),
+                    status,
+                    error: detail.map(str::to_owned),
+                    duration_ms: took.as_millis() as u64,
+                },
+                state: State::Delivered,
+                reason: None,
+                next_attempt_at: None,
             },
-            state: State::Delivered,
-            reason: None,
-            next_attempt_at: None,
-        });
+            &self.me,
+        );
     }
 
     /// An attempt failed; the delivery is now in `state`.
     pub(super) fn record_attempt(
-        &self,
+        &mut self,
         seq: u64,
         err: &PluginError,
         took: Duration,
@@ -130,19 +183,22 @@ impl PluginSupervisor {
         reason: Option<String>,
         next_attempt_at: Option<i64>,
     ) {
-        self.store.update(Update::Attempted {
-            seq: seq as Seq,
-            attempt: Attempt {
-                at: now_ms(),
-                outcome: err.kind().into(),
-                status: err.status(),
-                error: Some(err.to_string()),
-                duration_ms: took.as_millis() as u64,
+        self.updates.push(
+            Update::Attempted {
+                seq: seq as Seq,
+                attempt: Attempt {
+                    at: now_ms(),
+                    outcome: err.kind().into(),
+                    status: err.status(),
+                    error: Some(err.to_string()),
+                    duration_ms: took.as_millis() as u64,
+                },
+                state,
+                reason,
+                next_attempt_at,
             },
-            state,
-            reason,
-            next_attempt_at,
-        });
+            &self.me,
+        );
     }
 
     /// Make the store show instance `idx`'s waiting deliveries as held while it is
@@ -163,7 +219,7 @@ impl PluginSupervisor {
             },
             None => Update::Release { instance },
         };
-        self.store.update(update);
+        self.updates.push(update, &self.me);
         self.slots[idx].store_hold = wanted.map(|(r, _)| r);
     }
 
@@ -194,10 +250,13 @@ impl PluginSupervisor {
             });
             if added && !retry {
                 if let Some(reason) = &slot.store_hold {
-                    self.store.update(Update::HoldOne {
-                        seq: row.seq,
-                        reason: reason.clone(),
-                    });
+                    self.updates.push(
+                        Update::HoldOne {
+                            seq: row.seq,
+                            reason: reason.clone(),
+                        },
+                        &self.me,
+                    );
                 }
             }
             touched.insert(idx);

@@ -168,6 +168,8 @@ pub struct PluginSupervisor {
     intake: Arc<Intake>,
     /// Where every delivery's life is recorded.
     store: Store,
+    /// Store updates of this mailbox turn, not handed over yet.
+    updates: durable::Updates,
     /// Waiting deliveries kept in memory per instance (`None`: all; see `window.rs`).
     window: Option<usize>,
 }
@@ -241,6 +243,7 @@ impl PluginSupervisor {
             me: None,
             window: store.memory_window(),
             store,
+            updates: durable::Updates::default(),
         };
         sup.resume(resume);
         sup
@@ -297,6 +300,8 @@ impl Actor for PluginSupervisor {
                 self.drain(idx, ctx);
             }
         }
+        // Updates made while resuming, before there was an address to ask for a flush.
+        self.flush_updates();
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

@@ -319,6 +319,7 @@ impl PluginSupervisor {
                 h.stop();
             }
         }
+        self.flush_updates();
         // Deliveries beyond the memory window are in the store, and kept too.
         r.kept = r.kept.max(self.store.pending());
         let _ = tx.send(r);

@@ -21,6 +21,8 @@ pub(super) type RequeueReply = Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>;
 pub(super) enum Op {
     Accept(Accept),
     Update(Update),
+    /// Several, from one turn of the supervisor.
+    Updates(Vec<Update>),
     Requeue(Requeue, RequeueReply),
     /// Answered once everything queued before it is committed.
     Flush(Sender<()>),
@@ -88,7 +90,7 @@ impl Writer {
                 (Op::Flush(tx), _) => {
                     let _ = tx.send(());
                 }
-                (Op::Update(_), _) => {}
+                (Op::Update(_) | Op::Updates(_), _) => {}
             }
         }
     }
@@ -98,8 +100,13 @@ impl Writer {
         // A delivery that started and ended within this batch needs only its end written.
         let ended: HashSet<Seq> = batch
             .iter()
-            .filter_map(|op| match op {
-                Op::Update(Update::Attempted { seq, .. }) => Some(*seq),
+            .flat_map(|op| match op {
+                Op::Update(u) => std::slice::from_ref(u),
+                Op::Updates(us) => us.as_slice(),
+                _ => &[],
+            })
+            .filter_map(|u| match u {
+                Update::Attempted { seq, .. } => Some(*seq),
                 _ => None,
             })
             .collect();
@@ -113,6 +120,14 @@ impl Writer {
                 Op::Update(Update::Started { seq }) if ended.contains(seq) => Outcome::Done,
                 Op::Update(u) => {
                     update(&tx, u, now)?;
+                    Outcome::Done
+                }
+                Op::Updates(us) => {
+                    for u in us {
+                        if !matches!(u, Update::Started { seq } if ended.contains(seq)) {
+                            update(&tx, u, now)?;
+                        }
+                    }
                     Outcome::Done
                 }
                 Op::Requeue(r, _) => Outcome::Requeued(requeue(&tx, r, now)?),
