@@ -23,8 +23,14 @@ fn item(handle: &Handle, s: &Summary) -> Value {
     v
 }
 
-fn store_error(e: StoreError) -> HttpResponse {
-    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+/// The store could not answer: 503, with `Retry-After` saying when to try again.
+pub(super) fn store_error(e: StoreError) -> HttpResponse {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    if let Ok(v) = e.retry_after_secs().to_string().parse() {
+        r.headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// `GET /api/v1/deliveries`: newest first, filtered, a page at a time.
@@ -151,7 +157,7 @@ fn requeue_error(e: RequeueError) -> HttpResponse {
             StatusCode::NOT_FOUND
         }
         RequeueError::NotRetryable { .. } => StatusCode::CONFLICT,
-        RequeueError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        RequeueError::Store(e) => return store_error(e.clone()),
     };
     error(status, e.to_string())
 }

@@ -113,14 +113,7 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
                 "error": r.to_string(), "id": id, "hook": r.hook, "reason": r.reason, "kind": r.kind,
             }))
         }
-        Err(EmitError::Store(e)) => {
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-            if let Ok(v) = e.retry_after_secs().to_string().parse() {
-                r.headers_mut()
-                    .insert(actix_web::http::header::RETRY_AFTER, v);
-            }
-            r
-        }
+        Err(EmitError::Store(e)) => super::deliveries::store_error(e),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

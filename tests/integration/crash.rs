@@ -66,21 +66,27 @@ async fn poster(
     }
 }
 
+/// Every request the receiver got, in arrival order: (event id, `webhook-id`).
+async fn arrivals(receiver: &MockServer) -> Vec<(String, String)> {
+    let requests = receiver.received_requests().await.unwrap_or_default();
+    requests
+        .iter()
+        .filter_map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).ok()?;
+            let hook_id = r.headers.get("webhook-id").and_then(|v| v.to_str().ok());
+            Some((
+                body["id"].as_str()?.to_owned(),
+                hook_id.unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// Event id → the `webhook-id` of every request that carried it.
 async fn received(receiver: &MockServer) -> HashMap<String, Vec<String>> {
     let mut by_event: HashMap<String, Vec<String>> = HashMap::new();
-    for r in receiver.received_requests().await.unwrap_or_default() {
-        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-        let Some(id) = body["id"].as_str() else {
-            continue;
-        };
-        let hook_id = r
-            .headers
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        by_event.entry(id.to_owned()).or_default().push(hook_id);
+    for (id, hook_id) in arrivals(receiver).await {
+        by_event.entry(id).or_default().push(hook_id);
     }
     by_event
 }
@@ -230,17 +236,10 @@ async fn sigterm_keeps_waiting_deliveries_for_the_next_start() {
         })
         .await
     );
-    let order: Vec<String> = receiver
-        .received_requests()
+    let order: Vec<String> = arrivals(&receiver)
         .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .into_iter()
+        .map(|(id, _)| id)
         .collect();
     assert_eq!(order, ids, "in the order accepted, each once");
 }

@@ -8,15 +8,35 @@ use std::time::Duration;
 use mydia_plugins::config::{Config, StorageBackend, StorageConfig};
 use mydia_plugins::event::{Event, EventName};
 use mydia_plugins::plugins::PluginError;
-use mydia_plugins::start_with;
-use mydia_plugins::store::{Query, State};
+use mydia_plugins::store::{Query, State, Summary};
 use mydia_plugins::supervisor::InstanceSpec;
+use mydia_plugins::{start_with, Handle};
 
 use crate::data;
 use crate::support::scripted::{Mode, Script};
 use crate::support::{emit_n, fast_config, state, wait_until};
 
 const LONG: Duration = Duration::from_secs(20);
+
+/// Up to 500 deliveries, newest first: of `instance` (or every one), in `state` (or any).
+async fn listed(h: &Handle, instance: Option<&str>, state: Option<State>) -> Vec<Summary> {
+    h.deliveries(Query {
+        instance: instance.map(str::to_owned),
+        state,
+        limit: 500,
+        ..Query::default()
+    })
+    .await
+    .expect("the store answers")
+    .items
+}
+
+/// The event ids of `instance`'s deliveries in the order the store accepted them.
+async fn accepted_order(h: &Handle, instance: &str) -> Vec<String> {
+    let mut rows = listed(h, Some(instance), None).await;
+    rows.sort_by_key(|r| r.seq);
+    rows.into_iter().map(|r| r.event_id).collect()
+}
 
 /// One at a time, as notification plugins send by default.
 fn one_at_a_time(spec: InstanceSpec) -> InstanceSpec {
@@ -43,24 +63,12 @@ async fn an_open_instance_holds_its_deliveries_and_sends_them_in_order_when_it_r
         "{:?}",
         state(&h, "flaky").await
     );
-    let held = h
-        .deliveries(Query {
-            instance: Some("flaky".into()),
-            state: Some(State::Held),
-            limit: 50,
-            ..Query::default()
-        })
-        .await
-        .unwrap();
-    assert!(!held.items.is_empty());
+    let held = listed(&h, Some("flaky"), Some(State::Held)).await;
+    assert!(!held.is_empty());
     assert!(
-        held.items[0]
-            .reason
-            .as_deref()
-            .unwrap_or("")
-            .starts_with("open"),
+        held[0].reason.as_deref().unwrap_or("").starts_with("open"),
         "{:?}",
-        held.items[0]
+        held[0]
     );
     flaky.set(Mode::Ok);
     assert!(wait_until(LONG, || async { flaky.delivered_count() == 10 }).await);
@@ -83,26 +91,14 @@ async fn dead_letters_are_listed_and_replayed_in_their_original_order() {
     let h = start_with(&fast_config(), vec![one_at_a_time(picky.spec("picky"))]).expect("start");
     let ids = emit_n(&h, 3).await;
     assert!(wait_until(LONG, || async { state(&h, "picky").await.dead == 3 }).await);
-    let dead = h
-        .deliveries(Query {
-            state: Some(State::Dead),
-            limit: 10,
-            ..Query::default()
-        })
-        .await
-        .unwrap();
-    let listed: Vec<&str> = dead
-        .items
-        .iter()
-        .rev()
-        .map(|d| d.event_id.as_str())
-        .collect();
-    assert_eq!(listed, ids, "newest first");
-    assert!(dead.items[0]
+    let dead = listed(&h, None, Some(State::Dead)).await;
+    let newest_first: Vec<&str> = dead.iter().rev().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(newest_first, ids, "newest first");
+    assert!(dead[0]
         .reason
         .as_deref()
         .is_some_and(|r| r.contains("400 Bad Request")));
-    let one = h.store().public_id(dead.items[0].seq);
+    let one = h.store().public_id(dead[0].seq);
     let detail = h.delivery(&one).await.unwrap().expect("found");
     assert_eq!(detail.attempts.len(), 1);
     assert_eq!(detail.attempts[0].status, Some(400));
@@ -240,33 +236,13 @@ async fn a_restart_resumes_pending_deliveries_in_order() {
     h.shutdown().await;
     let other = Script::new(Mode::Ok);
     let h = start_with(&config, vec![other.spec("slack")]).expect("restart");
-    let dead = h
-        .deliveries(Query {
-            state: Some(State::Dead),
-            limit: 10,
-            ..Query::default()
-        })
-        .await;
     let ok = wait_until(LONG, || async {
-        h.deliveries(Query {
-            state: Some(State::Dead),
-            limit: 10,
-            ..Query::default()
-        })
-        .await
-        .is_ok_and(|p| p.items.len() == 2)
+        listed(&h, None, Some(State::Dead)).await.len() == 2
     })
     .await;
+    let dead = listed(&h, None, Some(State::Dead)).await;
     assert!(ok, "{dead:?}");
-    let page = h
-        .deliveries(Query {
-            state: Some(State::Dead),
-            limit: 10,
-            ..Query::default()
-        })
-        .await
-        .unwrap();
-    assert!(page.items[0]
+    assert!(dead[0]
         .reason
         .as_deref()
         .is_some_and(|r| r.contains("instance removed")));
@@ -490,19 +466,7 @@ async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_or
         up.delivered_count()
     );
     let got = up.delivered_ids();
-    let expected: Vec<String> = {
-        let mut rows = h
-            .deliveries(Query {
-                instance: Some("ntfy".into()),
-                limit: 500,
-                ..Query::default()
-            })
-            .await
-            .unwrap()
-            .items;
-        rows.sort_by_key(|r| r.seq);
-        rows.into_iter().map(|r| r.event_id).collect()
-    };
+    let expected = accepted_order(&h, "ntfy").await;
     assert_eq!(got, expected, "each once, in the order accepted");
     assert_eq!(got.len(), ids.len());
 
@@ -527,17 +491,6 @@ async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_or
         "{}",
         up.delivered_count()
     );
-    let mut rows = h
-        .deliveries(Query {
-            instance: Some("ntfy".into()),
-            limit: 500,
-            ..Query::default()
-        })
-        .await
-        .unwrap()
-        .items;
-    rows.sort_by_key(|r| r.seq);
-    let expected: Vec<String> = rows.into_iter().map(|r| r.event_id).collect();
-    assert_eq!(up.delivered_ids(), expected);
+    assert_eq!(up.delivered_ids(), accepted_order(&h, "ntfy").await);
     h.shutdown().await;
 }
