@@ -3,6 +3,7 @@
 //! [`routes`] holds the one table of endpoints; [`guard`] bounds what a request may take
 //! (body size, time to send it) and turns every error into `{"error": ...}`.
 
+mod auth;
 mod deliveries;
 mod events;
 mod guard;
@@ -15,9 +16,10 @@ use std::net::SocketAddr;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
+pub use auth::Access;
 pub use guard::Limits;
 pub use health::Readiness;
-pub use routes::{routes, routes_with};
+pub use routes::{routes, routes_secured, routes_with};
 
 use crate::app::Handle;
 use crate::config::{ListenAddr, ServerConfig};
@@ -62,6 +64,7 @@ pub fn serve(
 ) -> Result<(actix_web::dev::Server, Vec<SocketAddr>), BindError> {
     let data = web::Data::new(handle);
     let limits = Limits::from(config);
+    let access = Access::new(config.api_token.clone());
     let workers = WORKERS.min(config.max_connections).max(1);
     let fail = |source| BindError {
         addr: config.listen.clone(),
@@ -71,7 +74,7 @@ pub fn serve(
         App::new()
             .app_data(data.clone())
             .app_data(readiness.clone())
-            .configure(|cfg| routes_with(cfg, limits))
+            .configure(|cfg| routes_secured(cfg, limits, access.clone()))
     })
     .workers(workers)
     // actix counts per worker; round up so the total is at least what was asked for.

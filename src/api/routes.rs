@@ -2,10 +2,13 @@
 //! list of routes a `404` names, so none of them can go stale. Adding an endpoint is one
 //! line in [`table`].
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{guard as method, web, HttpRequest, HttpResponse, Route};
 
+use super::auth::{Access, OPEN_PATHS};
 use super::guard::{guard, Limits};
 use super::{deliveries, error, events, health, plugins};
 
@@ -68,9 +71,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     routes_with(cfg, Limits::default());
 }
 
-/// The routes with these limits. Every endpoint is wrapped in the request guard, so the
-/// body limit and the body timeout hold on each, and every error answer is JSON.
+/// The routes with these limits and no token. Every endpoint is wrapped in the request
+/// guard, so the body limit and the body timeout hold on each, and every error answer is JSON.
 pub fn routes_with(cfg: &mut web::ServiceConfig, limits: Limits) {
+    routes_secured(cfg, limits, Access::default());
+}
+
+/// [`routes_with`], and every endpoint but the health probes needs `access`'s token (the
+/// check runs before the body is read).
+pub fn routes_secured(cfg: &mut web::ServiceConfig, limits: Limits, access: Access) {
     let mut resources: Vec<(&'static str, Vec<(Method, Route)>)> = Vec::new();
     let mut listing = Vec::new();
     for e in table() {
@@ -95,19 +104,46 @@ pub fn routes_with(cfg: &mut web::ServiceConfig, limits: Limits) {
             };
         }
         let allow = allow.join(", ");
+        let open = OPEN_PATHS.contains(&path) || !access.is_required();
+        let gate = access.clone();
         let resource = resource
             .default_service(web::to(move |req: HttpRequest| {
                 let allow = allow.clone();
                 async move { not_allowed(&req, &allow) }
             }))
-            .wrap(from_fn(move |req, next| guard(limits, req, next)));
+            .wrap(from_fn(move |req, next| guard(limits, req, next)))
+            .wrap(from_fn(move |req, next| {
+                let gate = gate.clone();
+                async move { authorized(open, &gate, req, next).await }
+            }));
         cfg.service(resource);
     }
     let listing = listing.join(", ");
     cfg.default_service(web::to(move |req: HttpRequest| {
         let listing = listing.clone();
-        async move { not_found(&req, &listing) }
+        let access = access.clone();
+        // Without the token, not even the list of routes is told.
+        async move {
+            access
+                .denial(&req)
+                .unwrap_or_else(|| not_found(&req, &listing))
+        }
     }));
+}
+
+/// The token check around one resource; `open` resources skip it.
+async fn authorized(
+    open: bool,
+    access: &Access,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse, actix_web::Error> {
+    if !open {
+        if let Some(denied) = access.denial(req.request()) {
+            return Ok(req.into_response(denied));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 fn not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {

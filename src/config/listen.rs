@@ -33,6 +33,15 @@ impl ListenAddr {
         self.port
     }
 
+    /// Whether only this machine can connect: a loopback IP (127.0.0.0/8, ::1) or
+    /// `localhost`. Any other name may resolve to an address the network can reach.
+    pub fn is_loopback(&self) -> bool {
+        match self.host.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => self.host.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
     /// The address itself when the host is an IP literal (no resolving needed).
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         let ip: IpAddr = self.host.parse().ok()?;

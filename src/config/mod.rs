@@ -16,6 +16,7 @@ mod parse; // the pipeline
 mod plugins; // `plugins:`: common fields, the type's own settings, planned types
 mod sections; // `server:`, `hooks:`, `supervision:`
 mod storage; // `storage:`
+mod token; // `server.api_token`
 pub mod validate; // shared pure checks (URLs)
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use error::{ConfigError, Problem, Problems};
 pub use listen::{BadListen, ListenAddr};
 pub use storage::{StorageBackend, StorageConfig, Synchronous};
+pub use token::{ApiToken, BadToken, MIN_TOKEN_CHARS};
 
 use crate::event::EventName;
 use crate::plugins::PluginConfig;
@@ -63,6 +65,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Connections served at once (default 256); more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// When set, every API call but `/healthz` and `/readyz` needs
+    /// `Authorization: Bearer <token>`. Required when `listen` is not a loopback address.
+    pub api_token: Option<ApiToken>,
 }
 
 /// `hooks:`: where the Lua hooks live and what each call may use.
@@ -134,6 +139,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             max_connections: 256,
+            api_token: None,
         }
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::{HooksConfig, ListenAddr, Problems, ServerConfig, SupervisionConfig};
+use super::{
+    ApiToken, HooksConfig, ListenAddr, Problems, ServerConfig, SupervisionConfig, MIN_TOKEN_CHARS,
+};
 use crate::event::EventName;
 
 /// `server:` as written.
@@ -26,6 +28,8 @@ pub struct RawServer {
     request_timeout_secs: Option<u64>,
     #[serde(default)]
     max_connections: Option<u64>,
+    #[serde(default)]
+    api_token: Option<String>,
 }
 
 /// `hooks:` as written. Numbers are read signed, so `-5` and `0` get the same
@@ -128,6 +132,24 @@ impl RawServer {
         let max = at_least(problems, "server.max_connections", self.max_connections, 1);
         if let Some(n) = max {
             out.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        let token_given = self.api_token.is_some();
+        if let Some(text) = self.api_token {
+            match ApiToken::new(&text) {
+                Ok(token) => out.api_token = Some(token),
+                Err(e) => problems.push("server.api_token", e.to_string()),
+            }
+        }
+        if !token_given && !out.listen.is_loopback() {
+            problems.push(
+                "server.listen",
+                format!(
+                    "{} can be reached from other machines, so the API needs a token: set \
+                     `server.api_token: ${{MYDIA_PLUGINS_TOKEN}}` (at least {MIN_TOKEN_CHARS} \
+                     characters, e.g. from `openssl rand -hex 32`), or listen on 127.0.0.1",
+                    out.listen
+                ),
+            );
         }
         out
     }
@@ -404,9 +426,58 @@ mod tests {
     }
 
     #[test]
+    fn listening_beyond_loopback_needs_a_usable_token() {
+        for listen in [
+            "0.0.0.0:8787",
+            "[::]:8787",
+            "192.168.1.5:8787",
+            "media-box:8787",
+        ] {
+            let mut p = Problems::default();
+            let s = raw::<RawServer>(&format!("listen: '{listen}'")).validate(&mut p);
+            assert!(s.api_token.is_none());
+            let got: Vec<_> = p
+                .items()
+                .iter()
+                .map(|x| (x.path.clone(), x.message.clone()))
+                .collect();
+            assert!(
+                got.len() == 1
+                    && got[0].0 == "server.listen"
+                    && got[0]
+                        .1
+                        .contains("server.api_token: ${MYDIA_PLUGINS_TOKEN}")
+                    && got[0].1.contains("or listen on 127.0.0.1"),
+                "{listen}: {got:?}"
+            );
+        }
+        for listen in [
+            "127.0.0.1:8787",
+            "127.0.0.2:1",
+            "[::1]:8787",
+            "LocalHost:8787",
+        ] {
+            let mut p = Problems::default();
+            raw::<RawServer>(&format!("listen: '{listen}'")).validate(&mut p);
+            assert!(p.is_empty(), "{listen}: {p:?}");
+        }
+        let mut p = Problems::default();
+        let s =
+            raw::<RawServer>("listen: 0.0.0.0:8787\napi_token: 0123456789abcdef").validate(&mut p);
+        assert!(p.is_empty(), "{p:?}");
+        assert!(s.api_token.unwrap().matches(b"0123456789abcdef"));
+        // A weak token is its own problem, not a second "needs a token".
+        let mut p = Problems::default();
+        raw::<RawServer>("listen: 0.0.0.0:8787\napi_token: abc").validate(&mut p);
+        let got: Vec<_> = p.items().iter().map(|x| x.path.clone()).collect();
+        assert_eq!(got, ["server.api_token"]);
+    }
+
+    #[test]
     fn listen_must_be_host_and_port() {
         let mut p = Problems::default();
-        let s = raw::<RawServer>("listen: 0.0.0.0:9000").validate(&mut p);
+        let s =
+            raw::<RawServer>("listen: 0.0.0.0:9000\napi_token: 0123456789abcdef").validate(&mut p);
         assert_eq!(s.listen, "0.0.0.0:9000".parse().unwrap());
         let s = raw::<RawServer>("listen: localhost:8795").validate(&mut p);
         assert_eq!(

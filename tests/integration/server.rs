@@ -261,3 +261,81 @@ fn check_reports_config_and_hook_problems_in_one_run() {
     assert!(stderr.contains("server.listen"), "{stderr}");
     assert!(stderr.contains("10_broken.lua"), "{stderr}");
 }
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A GET with an `Authorization` header.
+fn get_with(path: &str, authorization: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+#[test]
+fn with_an_api_token_every_call_but_the_probes_needs_it() {
+    let service = Service::start_with(
+        &console_config(", api_token: \"${MYDIA_TEST_API_TOKEN}\""),
+        |mut c| {
+            c.env("MYDIA_TEST_API_TOKEN", TOKEN);
+            c
+        },
+    );
+    for path in [
+        "/api/v1/plugins",
+        "/api/v1/events",
+        "/api/v1/deliveries",
+        "/nowhere",
+    ] {
+        for answer in [
+            service.request(&get(path)),
+            service.request(&get_with(path, "Bearer wrong-token-0123456789abc")),
+            service.request(&get_with(path, &format!("Basic {TOKEN}"))),
+        ] {
+            assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+            assert!(
+                answer.contains("www-authenticate: Bearer")
+                    && answer.contains("Authorization: Bearer <token>"),
+                "{path}: {answer}"
+            );
+            assert!(
+                !answer.contains("routes:"),
+                "the 401 lists no routes: {answer}"
+            );
+        }
+    }
+    // An event sent without the token is not accepted.
+    let post = format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        30, r#"{"event": "after_media_added"}"#
+    );
+    assert!(service.request(&post).starts_with("HTTP/1.1 401"));
+    let ok = service.request(&get_with("/api/v1/plugins", &format!("Bearer {TOKEN}")));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("\"console\""), "{ok}");
+    for probe in ["/healthz", "/readyz"] {
+        let answer = service.request(&get(probe));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{probe}: {answer}");
+    }
+    assert!(!service.log().contains(TOKEN), "the token is never logged");
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_token_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "server:\n  listen: 0.0.0.0:0\nplugins:\n  console: {type: log, enabled: true}\n",
+    )
+    .unwrap();
+    let out = crate::support::service::command(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config.yaml:2:")
+            && stderr.contains("server.listen")
+            && stderr.contains("server.api_token: ${MYDIA_PLUGINS_TOKEN}"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is running"), "{stderr}");
+}
