@@ -39,6 +39,7 @@ struct Inner {
     grace: Duration,
     core: Arbiter,
     store: Store,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Start everything `config` describes, opening its delivery store. Call from inside a
@@ -116,6 +117,7 @@ pub fn start_with_store(
             grace: config.supervision.shutdown_grace,
             core,
             store,
+            metrics: Arc::default(),
         }),
     }
 }
@@ -138,6 +140,16 @@ impl Handle {
 
     /// Emit a fully formed event (with the caller's id); `wait` as in [`Handle::emit_sync`].
     pub async fn emit_event(&self, event: Event, wait: bool) -> Result<Emitted, EmitError> {
+        let emitted = self.emit_inner(event, wait).await;
+        if let Ok(e) = &emitted {
+            if !e.duplicate {
+                self.inner.metrics.event_accepted(e.event.name);
+            }
+        }
+        emitted
+    }
+
+    async fn emit_inner(&self, event: Event, wait: bool) -> Result<Emitted, EmitError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(EmitError::ShuttingDown);
         }
@@ -201,6 +213,17 @@ impl Handle {
             }
         }
         status
+    }
+
+    /// Everything `/metrics` shows, as OpenMetrics text.
+    pub async fn metrics(&self) -> String {
+        let scrape = crate::metrics::Scrape {
+            events: self.inner.metrics.events(),
+            plugins: self.status().await,
+            hooks: self.inner.hooks.stats(),
+            store_commits: self.inner.store.commit_timings(),
+        };
+        crate::metrics::render(scrape)
     }
 
     /// The hook chain this handle runs.

@@ -16,23 +16,35 @@ use crate::config::ApiToken;
 /// Paths answered without a token: liveness and readiness probes carry no data.
 pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz"];
 
+/// `/metrics`, open too with `metrics.public: true`.
+pub const METRICS_PATH: &str = "/metrics";
+
 /// Who may call the API: anyone (no token configured) or holders of the token.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     token: Option<Arc<ApiToken>>,
+    public_metrics: bool,
 }
 
 impl Access {
-    /// Access for the configured token, if any.
-    pub fn new(token: Option<ApiToken>) -> Self {
+    /// Access for the configured token, if any; `public_metrics` opens `/metrics` too.
+    pub fn new(token: Option<ApiToken>, public_metrics: bool) -> Self {
         Access {
             token: token.map(Arc::new),
+            public_metrics,
         }
     }
 
     /// Whether a token is required at all.
     pub fn is_required(&self) -> bool {
         self.token.is_some()
+    }
+
+    /// Whether `path` (a route pattern) is served without a token.
+    pub fn is_open(&self, path: &str) -> bool {
+        !self.is_required()
+            || OPEN_PATHS.contains(&path)
+            || (self.public_metrics && path == METRICS_PATH)
     }
 
     /// `None` when `req` may go on; else the 401 to answer.
@@ -81,7 +93,7 @@ mod tests {
     const TOKEN: &str = "s3cret-token-0123456789";
 
     fn access() -> Access {
-        Access::new(Some(ApiToken::new(TOKEN).unwrap()))
+        Access::new(Some(ApiToken::new(TOKEN).unwrap()), false)
     }
 
     #[test]
@@ -112,5 +124,14 @@ mod tests {
         let req = TestRequest::default().to_http_request();
         assert!(Access::default().denial(&req).is_none());
         assert!(!Access::default().is_required());
+        assert!(Access::default().is_open("/api/v1/plugins"));
+    }
+
+    #[test]
+    fn probes_are_open_and_metrics_only_when_public() {
+        assert!(access().is_open("/healthz") && access().is_open("/readyz"));
+        assert!(!access().is_open("/metrics") && !access().is_open("/api/v1/events"));
+        let public = Access::new(Some(ApiToken::new(TOKEN).unwrap()), true);
+        assert!(public.is_open("/metrics") && !public.is_open("/api/v1/events"));
     }
 }

@@ -8,6 +8,7 @@ mod deliveries;
 mod events;
 mod guard;
 mod health;
+mod metrics;
 mod plugins;
 mod routes;
 
@@ -64,7 +65,8 @@ pub fn serve(
 ) -> Result<(actix_web::dev::Server, Vec<SocketAddr>), BindError> {
     let data = web::Data::new(handle);
     let limits = Limits::from(config);
-    let access = Access::new(config.api_token.clone());
+    let access = Access::new(config.api_token.clone(), config.metrics.public);
+    let metrics = web::Data::new(config.metrics);
     let workers = WORKERS.min(config.max_connections).max(1);
     let fail = |source| BindError {
         addr: config.listen.clone(),
@@ -74,6 +76,7 @@ pub fn serve(
         App::new()
             .app_data(data.clone())
             .app_data(readiness.clone())
+            .app_data(metrics.clone())
             .configure(|cfg| routes_secured(cfg, limits, access.clone()))
     })
     .workers(workers)

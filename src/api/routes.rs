@@ -8,9 +8,9 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{guard as method, web, HttpRequest, HttpResponse, Route};
 
-use super::auth::{Access, OPEN_PATHS};
+use super::auth::Access;
 use super::guard::{guard, Limits};
-use super::{deliveries, error, events, health, plugins};
+use super::{deliveries, error, events, health, metrics, plugins};
 
 /// One endpoint: a method, a path pattern and its handler.
 struct Endpoint {
@@ -26,6 +26,7 @@ fn table() -> Vec<Endpoint> {
     vec![
         at(M::GET, "/healthz", web::to(health::healthz)),
         at(M::GET, "/readyz", web::to(health::readyz)),
+        at(M::GET, "/metrics", web::to(metrics::scrape)),
         at(M::GET, "/api/v1/events", web::to(events::catalog)),
         at(M::POST, "/api/v1/events", web::to(events::post_event)),
         at(M::GET, "/api/v1/hooks", web::to(plugins::hooks)),
@@ -104,7 +105,7 @@ pub fn routes_secured(cfg: &mut web::ServiceConfig, limits: Limits, access: Acce
             };
         }
         let allow = allow.join(", ");
-        let open = OPEN_PATHS.contains(&path) || !access.is_required();
+        let open = access.is_open(path);
         let gate = access.clone();
         let resource = resource
             .default_service(web::to(move |req: HttpRequest| {

@@ -68,6 +68,26 @@ pub struct ServerConfig {
     /// When set, every API call but `/healthz` and `/readyz` needs
     /// `Authorization: Bearer <token>`. Required when `listen` is not a loopback address.
     pub api_token: Option<ApiToken>,
+    /// `/metrics`, from the `metrics:` section.
+    pub metrics: MetricsConfig,
+}
+
+/// `metrics:`: the Prometheus endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all (default true).
+    pub enabled: bool,
+    /// Serve it without the API token (default false), for a scraper that cannot send one.
+    pub public: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            public: false,
+        }
+    }
 }
 
 /// `hooks:`: where the Lua hooks live and what each call may use.
@@ -140,6 +160,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_connections: 256,
             api_token: None,
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -8,11 +8,18 @@ use serde_yaml::{Mapping, Value};
 
 use super::env::expand_tree;
 use super::fields::{closest, Collector};
-use super::sections::{RawHooks, RawServer, RawSupervision};
+use super::sections::{RawHooks, RawMetrics, RawServer, RawSupervision};
 use super::storage::RawStorage;
 use super::{key_label, locate, plugins, Config, ConfigError, Problem, Problems};
 
-const SECTIONS: &[&str] = &["server", "hooks", "supervision", "storage", "plugins"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "hooks",
+    "supervision",
+    "storage",
+    "metrics",
+    "plugins",
+];
 
 /// Parse and validate `text`; `env` answers `${VAR}` lookups.
 pub fn parse(
@@ -35,13 +42,15 @@ pub fn parse(
     let hooks: RawHooks = section(&mut cx, &mut top, "hooks");
     let supervision: RawSupervision = section(&mut cx, &mut top, "supervision");
     let storage: RawStorage = section(&mut cx, &mut top, "storage");
+    let metrics: RawMetrics = section(&mut cx, &mut top, "metrics");
     let plugin_section = top.shift_remove("plugins").unwrap_or(Value::Null);
     unknown_sections(&mut cx, top);
 
-    let server = server.validate(&mut cx.problems);
+    let mut server = server.validate(&mut cx.problems);
     let hooks = hooks.validate(source, &mut cx.problems);
     let supervision = supervision.validate(&mut cx.problems, &mut cx.warnings);
     let storage = storage.validate(source, &mut cx.problems);
+    server.metrics = metrics.validate();
     let plugins = plugins::parse(plugin_section, &mut cx);
 
     let problems = with_lines(text, without_echoes(env_problems, cx.problems));
@@ -75,7 +84,7 @@ fn top_level(text: &str, root: Value) -> Result<Mapping, Problem> {
             path: String::new(),
             line: text.lines().position(is_content).map(|i| i + 1),
             message: "the file must be a mapping with the sections server, hooks, supervision, \
-                      storage and plugins (each optional), e.g. `plugins:` on the first line"
+                      storage, metrics and plugins (each optional), e.g. `plugins:` on the first line"
                 .to_owned(),
         }),
     }

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::{
-    ApiToken, HooksConfig, ListenAddr, Problems, ServerConfig, SupervisionConfig, MIN_TOKEN_CHARS,
+    ApiToken, HooksConfig, ListenAddr, MetricsConfig, Problems, ServerConfig, SupervisionConfig,
+    MIN_TOKEN_CHARS,
 };
 use crate::event::EventName;
 
@@ -58,6 +59,27 @@ pub struct RawHooks {
 
 /// More hook VMs than this is a typo, not a plan: each is a thread and a VM of its own.
 const MAX_WORKERS: i64 = 64;
+
+/// `metrics:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    public: Option<bool>,
+}
+
+impl RawMetrics {
+    /// Defaults for what is absent (both fields are plain booleans, checked by serde).
+    pub fn validate(self) -> MetricsConfig {
+        let d = MetricsConfig::default();
+        MetricsConfig {
+            enabled: self.enabled.unwrap_or(d.enabled),
+            public: self.public.unwrap_or(d.public),
+        }
+    }
+}
 
 /// `supervision:` as written.
 #[derive(Debug, Default, Deserialize)]

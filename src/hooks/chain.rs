@@ -122,7 +122,10 @@ impl Chain {
             };
             stat.ran(self.worker);
             let data = changed.as_ref().unwrap_or(&event.data);
-            match self.sandbox.call(hook, &header, data) {
+            let started = std::time::Instant::now();
+            let outcome = self.sandbox.call(hook, &header, data);
+            stat.took(self.worker, started.elapsed());
+            match outcome {
                 Ok(Outcome::Unchanged) => stat.succeeded(),
                 Ok(Outcome::Changed(new)) => {
                     stat.succeeded();

@@ -179,6 +179,41 @@ pub(super) fn message(err: &mlua::Error) -> String {
 }
 
 impl HookError {
+    /// Every [`HookError::kind`], in the order of the variants.
+    pub const KINDS: [&'static str; 10] = [
+        "compile",
+        "no_hook_function",
+        "runtime",
+        "timeout",
+        "memory",
+        "bad_return",
+        "input_too_large",
+        "output_too_large",
+        "bad_input",
+        "vm",
+    ];
+
+    /// A short name for the kind of failure, for metrics labels (never the message).
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// The index of [`HookError::kind`] in [`HookError::KINDS`].
+    pub fn kind_index(&self) -> usize {
+        match self {
+            HookError::Compile(_) => 0,
+            HookError::NoHookFunction => 1,
+            HookError::Runtime(_) => 2,
+            HookError::Timeout(_) => 3,
+            HookError::Memory { .. } => 4,
+            HookError::BadReturn(_) => 5,
+            HookError::InputTooLarge { .. } => 6,
+            HookError::OutputTooLarge { .. } => 7,
+            HookError::BadInput(_) => 8,
+            HookError::Vm(_) => 9,
+        }
+    }
+
     /// Whether this failure says something about the hook, so it counts towards its
     /// quarantine; data it cannot even be given is the event's doing, not the hook's.
     pub fn counts_against_hook(&self) -> bool {

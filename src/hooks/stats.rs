@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::event::EventName;
+use crate::metrics::{Timings, TimingsSnapshot};
 
 use super::discover::HookFile;
 use super::error::HookError;
 
 /// A snapshot of what the hooks have done since start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HookStats {
     /// One entry per discovered script, in run order.
     pub hooks: Vec<HookStat>,
@@ -30,7 +31,7 @@ pub struct HookStats {
 }
 
 /// What one hook has done.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HookStat {
     /// `<event_dir>/<file>`, as in logs and rejections.
     pub file: String,
@@ -52,6 +53,10 @@ pub struct HookStat {
     pub quarantined: Option<String>,
     /// The latest load or call error.
     pub last_error: Option<String>,
+    /// Failed calls by kind ([`HookError::kind`]), only kinds seen.
+    pub failure_kinds: Vec<(&'static str, u64)>,
+    /// How long its calls took (those that ran: not skipped ones).
+    pub durations: TimingsSnapshot,
 }
 
 /// The live counters; index `i` belongs to the `i`-th discovered file.
@@ -75,7 +80,11 @@ pub struct Counters {
     /// One per worker, each on a cache line of its own: counted on every call, a shared
     /// counter would bounce between the workers' cores (the rest change only on failure).
     runs: Box<[PerWorker]>,
+    /// Call durations, per worker like `runs`.
+    durations: Box<[Timings]>,
     failures: AtomicU64,
+    /// Failures by [`HookError::kind_index`].
+    kinds: [AtomicU64; HookError::KINDS.len()],
     rejections: AtomicU64,
     skipped: AtomicU64,
     streak: AtomicU32,
@@ -118,6 +127,7 @@ impl SharedStats {
     pub fn failed(&self, i: usize, err: &HookError) -> Option<String> {
         let hook = &self.hooks[i];
         hook.failures.fetch_add(1, Ordering::Relaxed);
+        hook.kinds[err.kind_index()].fetch_add(1, Ordering::Relaxed);
         hook.set_error(err);
         if !err.counts_against_hook() || self.quarantine_after == 0 {
             return None;
@@ -147,7 +157,9 @@ impl Counters {
             event: file.event,
             loaded: AtomicBool::new(false),
             runs: (0..workers.max(1)).map(|_| PerWorker::default()).collect(),
+            durations: (0..workers.max(1)).map(|_| Timings::default()).collect(),
             failures: AtomicU64::new(0),
+            kinds: Default::default(),
             rejections: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             streak: AtomicU32::new(0),
@@ -178,6 +190,13 @@ impl Counters {
     pub fn ran(&self, worker: usize) {
         if let Some(runs) = self.runs.get(worker) {
             runs.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A call on `worker` took `took` (whatever its outcome).
+    pub fn took(&self, worker: usize, took: std::time::Duration) {
+        if let Some(t) = self.durations.get(worker) {
+            t.observe(took);
         }
     }
 
@@ -245,6 +264,19 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
+            failure_kinds: HookError::KINDS
+                .iter()
+                .zip(&self.kinds)
+                .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            durations: self
+                .durations
+                .iter()
+                .fold(TimingsSnapshot::default(), |mut all, t| {
+                    all.add(t);
+                    all
+                }),
         }
     }
 }
@@ -303,5 +335,6 @@ mod tests {
             assert_eq!(never.failed(0, &HookError::Runtime("x".into())), None);
         }
         assert_eq!(never.snapshot().hooks[0].failures, 10);
+        assert_eq!(never.snapshot().hooks[0].failure_kinds, [("runtime", 10)]);
     }
 }

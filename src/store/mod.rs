@@ -55,6 +55,10 @@ pub trait DeliveryStore: Send + Sync + 'static {
     fn tag(&self) -> u32;
     /// Let the writer finish what is queued (called at shutdown).
     fn flush(&self);
+    /// How long its commits took, for a backend that commits (SQLite).
+    fn commit_timings(&self) -> Option<crate::metrics::TimingsSnapshot> {
+        None
+    }
 }
 
 /// A store and its admission limit. Cheap to clone.
@@ -234,6 +238,11 @@ impl Store {
     /// This store's tag (the first part of every public delivery id).
     pub fn tag(&self) -> u32 {
         self.inner.backend.tag()
+    }
+
+    /// How long the backend's commits took (`None` for the memory store, which has none).
+    pub fn commit_timings(&self) -> Option<crate::metrics::TimingsSnapshot> {
+        self.inner.backend.commit_timings()
     }
 
     /// The public id of delivery `seq`: the store's tag and the sequence number.

@@ -6,7 +6,7 @@ mod schema;
 mod writer;
 
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -16,12 +16,14 @@ use super::{
     Unfinished, Update,
 };
 use crate::config::StorageConfig;
+use crate::metrics::{Timings, TimingsSnapshot};
 use writer::{Op, Writer};
 
 /// The SQLite delivery store.
 pub struct SqliteStore {
     tx: Mutex<Option<Sender<Op>>>,
     reader: Mutex<Connection>,
+    commits: Arc<Timings>,
     tag: u32,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -49,8 +51,10 @@ impl SqliteStore {
             .map_err(|e| StoreError::Read(e.to_string()))?;
         let reader = schema::open(path, config.synchronous)?;
         let (tx, rx) = mpsc::channel();
+        let commits = Arc::new(Timings::default());
         let writer = Writer {
             conn,
+            commits: Arc::clone(&commits),
             next_seq,
             retention_ms: config.retention.as_millis().min(i64::MAX as u128) as i64,
         };
@@ -61,6 +65,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             tx: Mutex::new(Some(tx)),
             reader: Mutex::new(reader),
+            commits,
             tag,
             writer: Mutex::new(Some(thread)),
         })
@@ -136,6 +141,10 @@ impl DeliveryStore for SqliteStore {
 
     fn tag(&self) -> u32 {
         self.tag
+    }
+
+    fn commit_timings(&self) -> Option<TimingsSnapshot> {
+        Some(self.commits.snapshot())
     }
 
     fn flush(&self) {

@@ -16,6 +16,7 @@ mod fanart;
 mod fanout;
 mod hooks;
 mod hooks_service;
+mod metrics;
 mod ntfy;
 mod outbound;
 mod pushover;

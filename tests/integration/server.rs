@@ -284,6 +284,7 @@ fn with_an_api_token_every_call_but_the_probes_needs_it() {
         "/api/v1/plugins",
         "/api/v1/events",
         "/api/v1/deliveries",
+        "/metrics",
         "/nowhere",
     ] {
         for answer in [

@@ -13,6 +13,7 @@ use super::super::{
     now_ms, Accept, Accepted, Requeue, Result, Seq, State, StoreError, Unfinished, Update,
 };
 use super::read::{event_from_row, EVENT_COLUMNS};
+use crate::metrics::Timings;
 
 /// Requeue replies run after the commit that made the rows pending.
 pub(super) type RequeueReply = Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>;
@@ -35,6 +36,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub(super) struct Writer {
     pub conn: Connection,
+    /// How long each batch's transaction took, commit (and its fsync) included.
+    pub commits: Arc<Timings>,
     pub next_seq: Seq,
     pub retention_ms: i64,
 }
@@ -71,7 +74,10 @@ impl Writer {
 
     fn commit(&mut self, batch: Vec<Op>) {
         let first_seq = self.next_seq;
-        let (mut results, failure) = match self.apply(&batch) {
+        let started = Instant::now();
+        let applied = self.apply(&batch);
+        self.commits.observe(started.elapsed());
+        let (mut results, failure) = match applied {
             Ok(r) => (r.into_iter(), None),
             Err(e) => {
                 self.next_seq = first_seq;
