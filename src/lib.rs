@@ -21,6 +21,7 @@ pub mod store;
 mod suggest;
 pub mod supervisor;
 pub mod telemetry;
+pub mod ui;
 
 pub use app::{start, start_with, start_with_store, Handle};
 pub use config::Config;

@@ -15,7 +15,7 @@ const QUERY_FIELDS: &str = "plugin, state, event_id, limit, before";
 const DEFAULT_LIMIT: usize = 50;
 
 /// A delivery as the API shows it: the summary with its public id first.
-fn item(handle: &Handle, s: &Summary) -> Value {
+pub(crate) fn item(handle: &Handle, s: &Summary) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), Value::String(handle.store().public_id(s.seq)));

@@ -4,13 +4,14 @@
 //! (body size, time to send it) and turns every error into `{"error": ...}`.
 
 mod auth;
-mod deliveries;
+pub(crate) mod deliveries;
 mod events;
 mod guard;
 mod health;
 mod metrics;
 mod plugins;
 mod routes;
+pub(crate) mod session;
 
 use std::net::SocketAddr;
 
@@ -67,6 +68,7 @@ pub fn serve(
     let limits = Limits::from(config);
     let access = Access::new(config.api_token.clone(), config.metrics.public);
     let metrics = web::Data::new(config.metrics);
+    let page_access = web::Data::new(access.clone());
     let workers = WORKERS.min(config.max_connections).max(1);
     let fail = |source| BindError {
         addr: config.listen.clone(),
@@ -77,6 +79,7 @@ pub fn serve(
             .app_data(data.clone())
             .app_data(readiness.clone())
             .app_data(metrics.clone())
+            .app_data(page_access.clone())
             .configure(|cfg| routes_secured(cfg, limits, access.clone()))
     })
     .workers(workers)

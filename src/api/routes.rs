@@ -11,6 +11,7 @@ use actix_web::{guard as method, web, HttpRequest, HttpResponse, Route};
 use super::auth::Access;
 use super::guard::{guard, Limits};
 use super::{deliveries, error, events, health, metrics, plugins};
+use crate::ui;
 
 /// One endpoint: a method, a path pattern and its handler.
 struct Endpoint {
@@ -27,6 +28,16 @@ fn table() -> Vec<Endpoint> {
         at(M::GET, "/healthz", web::to(health::healthz)),
         at(M::GET, "/readyz", web::to(health::readyz)),
         at(M::GET, "/metrics", web::to(metrics::scrape)),
+        // The operator's page: pages ask for the token themselves (a sign-in form).
+        at(M::GET, "/", web::to(ui::plugins_page)),
+        at(M::GET, "/activity", web::to(ui::activity_page)),
+        at(M::GET, "/hooks", web::to(ui::hooks_page)),
+        at(M::POST, "/ui/login", web::to(ui::login)),
+        at(M::GET, "/ui/plugins", web::to(ui::plugins_fragment)),
+        at(M::GET, "/ui/activity", web::to(ui::activity_fragment)),
+        at(M::GET, "/ui/hooks", web::to(ui::hooks_fragment)),
+        at(M::GET, "/ui/delivery/{id}", web::to(ui::delivery_fragment)),
+        at(M::GET, "/assets/{file}", web::to(ui::asset)),
         at(M::GET, "/api/v1/events", web::to(events::catalog)),
         at(M::POST, "/api/v1/events", web::to(events::post_event)),
         at(M::GET, "/api/v1/hooks", web::to(plugins::hooks)),

@@ -124,6 +124,11 @@ impl Hooks {
         Hooks { inner: None }
     }
 
+    /// Whether hooks run at all (false for [`Hooks::disabled`]).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Whether any script exists for `event` (false for a disabled handle).
     pub fn has_hooks(&self, event: EventName) -> bool {
         self.inner

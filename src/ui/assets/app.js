@@ -1,0 +1,88 @@
+// The operator's page: refresh server-rendered parts, send the buttons' requests, show
+// times in the browser's own time zone. No build step, no dependencies.
+"use strict";
+
+const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content;
+
+function localTimes(root) {
+  for (const t of root.querySelectorAll("time[datetime]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (!isNaN(d)) {
+      t.textContent = d.toLocaleString([], { dateStyle: "short", timeStyle: "medium" });
+      t.title = t.getAttribute("datetime");
+    }
+  }
+}
+
+async function refresh(el) {
+  // Leave a part alone while one of its requests runs or a detail is open.
+  if (el.querySelector("button[disabled], details[open]")) return;
+  try {
+    const r = await fetch(el.dataset.refresh, { headers: { Accept: "text/html" } });
+    if (r.ok) {
+      el.innerHTML = await r.text();
+      localTimes(el);
+    }
+  } catch (_) { /* the next round tries again */ }
+}
+
+function startRefreshing() {
+  for (const el of document.querySelectorAll("[data-refresh]")) {
+    const every = Number(el.dataset.every || 3000);
+    setInterval(() => { if (!document.hidden) refresh(el); }, every);
+  }
+}
+
+function say(out, text, ok) {
+  if (!out) return;
+  out.textContent = text;
+  out.className = "result " + (ok ? "ok" : "fail");
+}
+
+// What an API answer says, in one line.
+function summary(status, body) {
+  if (body && typeof body === "object") {
+    if (body.error) return body.error;
+    if (body.detail) return (body.ok === false ? "failed: " : "ok: ") + body.detail;
+    if (typeof body.requeued === "number") return `${body.requeued} requeued`;
+    if (body.state) return "now " + body.state;
+    if (body.released !== undefined) return body.was_quarantined ? "released" : "was not quarantined";
+  }
+  return status < 300 ? "done" : `failed (${status})`;
+}
+
+document.addEventListener("click", async (e) => {
+  const b = e.target.closest("button[data-post]");
+  if (!b) return;
+  const out = document.getElementById(b.dataset.result);
+  b.disabled = true;
+  say(out, "working…", true);
+  try {
+    const headers = { "Content-Type": "application/json", Accept: "application/json" };
+    if (csrf()) headers["X-CSRF-Token"] = csrf();
+    const r = await fetch(b.dataset.post, { method: "POST", headers, body: b.dataset.body || "{}" });
+    let body = null;
+    try { body = await r.json(); } catch (_) { /* not JSON */ }
+    say(out, summary(r.status, body), r.ok);
+  } catch (err) {
+    say(out, "the service did not answer: " + err, false);
+  } finally {
+    b.disabled = false;
+  }
+});
+
+document.addEventListener("toggle", async (e) => {
+  const d = e.target;
+  if (!(d instanceof HTMLDetailsElement) || !d.open || !d.dataset.load) return;
+  const box = d.querySelector(".detail");
+  try {
+    const r = await fetch(d.dataset.load, { headers: { Accept: "text/html" } });
+    box.innerHTML = r.ok ? await r.text() : `could not load (${r.status})`;
+    localTimes(box);
+  } catch (err) {
+    box.textContent = "could not load: " + err;
+  }
+}, true);
+
+localTimes(document);
+startRefreshing();
