@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 mod deliveries;
+mod preview;
 pub use deliveries::RequeueError;
 
 use crate::bus::{Emit, EmitError, Emitted, EventBus, Subscriptions};
@@ -39,6 +40,10 @@ struct Inner {
     grace: Duration,
     core: Arbiter,
     store: Store,
+    /// The configured instances and the default delivery timeout, for previews (which
+    /// build each instance fresh from its config).
+    plugins: Arc<[crate::plugins::PluginConfig]>,
+    delivery_timeout: Duration,
 }
 
 /// Start everything `config` describes, opening its delivery store. Call from inside a
@@ -116,6 +121,8 @@ pub fn start_with_store(
             grace: config.supervision.shutdown_grace,
             core,
             store,
+            plugins: config.plugins.clone().into(),
+            delivery_timeout: config.supervision.delivery_timeout,
         }),
     }
 }

@@ -16,6 +16,7 @@ pub mod event;
 pub mod hooks;
 pub mod http;
 pub mod plugins;
+pub mod preview;
 pub mod store;
 mod suggest;
 pub mod supervisor;

@@ -8,6 +8,7 @@ mod events;
 mod guard;
 mod health;
 mod plugins;
+mod preview;
 mod routes;
 
 use std::net::SocketAddr;

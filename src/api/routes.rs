@@ -7,7 +7,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{guard as method, web, HttpRequest, HttpResponse, Route};
 
 use super::guard::{guard, Limits};
-use super::{deliveries, error, events, health, plugins};
+use super::{deliveries, error, events, health, plugins, preview};
 
 /// One endpoint: a method, a path pattern and its handler.
 struct Endpoint {
@@ -25,6 +25,7 @@ fn table() -> Vec<Endpoint> {
         at(M::GET, "/readyz", web::to(health::readyz)),
         at(M::GET, "/api/v1/events", web::to(events::catalog)),
         at(M::POST, "/api/v1/events", web::to(events::post_event)),
+        at(M::POST, "/api/v1/preview", web::to(preview::preview)),
         at(M::GET, "/api/v1/hooks", web::to(plugins::hooks)),
         // A hook's name holds a slash (`event_dir/file.lua`), so the segment may too.
         at(
