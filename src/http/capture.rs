@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use reqwest::header::{HeaderName, CONTENT_TYPE};
+use reqwest::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use reqwest::{Request, Url};
 
 use super::{Redactor, REDACTED};
@@ -60,7 +60,7 @@ impl Capture {
 }
 
 fn captured(request: &Request, redactor: &Redactor) -> Captured {
-    let headers: Vec<(String, String)> = request
+    let mut headers: Vec<(String, String)> = request
         .headers()
         .iter()
         .map(|(name, value)| {
@@ -77,6 +77,16 @@ fn captured(request: &Request, redactor: &Redactor) -> Captured {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let bytes = request.body().and_then(|b| b.as_bytes());
+    // Added when the request goes out, so not in `request` yet; shown for the whole picture.
+    if !request.headers().contains_key(USER_AGENT) {
+        headers.push((
+            USER_AGENT.as_str().to_owned(),
+            super::client::USER_AGENT.to_owned(),
+        ));
+    }
+    if let Some(b) = bytes.filter(|b| !b.is_empty()) {
+        headers.push((CONTENT_LENGTH.as_str().to_owned(), b.len().to_string()));
+    }
     Captured {
         method: request.method().to_string(),
         url: url(request.url(), redactor),

@@ -19,6 +19,9 @@ use super::resolve::{FilteringResolver, SystemResolver};
 use super::{classify, map_reqwest_error, retry, Redactor, Reply, RetryPolicy, MAX_BODY_BYTES};
 use crate::plugins::PluginError;
 
+/// What every request says it is.
+pub(super) const USER_AGENT: &str = concat!("mydia-plugins/", env!("CARGO_PKG_VERSION"));
+
 /// A client for one arbiter and one plugin instance: no redirects followed, bounded
 /// connect time, our user agent, and the instance's address policy.
 #[derive(Debug, Clone)]
@@ -39,7 +42,7 @@ pub fn new_client_with_resolver(policy: AddressPolicy, resolver: Arc<dyn Resolve
     let inner = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("mydia-plugins/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .dns_resolver(Arc::new(FilteringResolver::new(resolver, policy)))
         .build()
         .expect("a client with static settings builds");
