@@ -291,6 +291,16 @@ async fn instance(
         .map(RequestView::from)
         .collect();
     preview.warnings.extend(ran.notes);
+    if preview
+        .requests
+        .iter()
+        .any(|r| r.headers.contains_key("webhook-id"))
+    {
+        preview.warnings.push(Note::new(
+            "per_delivery",
+            "webhook-id is derived from the event id here; a real delivery carries its own delivery id, and webhook-timestamp and webhook-signature are made when it is sent",
+        ));
+    }
     preview.error = match ran.result {
         Ok(_) | Err(PluginError::DryRun) => None,
         Err(e) => Some(match e {

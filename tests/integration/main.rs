@@ -18,6 +18,7 @@ mod hooks;
 mod hooks_service;
 mod ntfy;
 mod outbound;
+mod preview;
 mod pushover;
 mod server;
 mod shipped;
