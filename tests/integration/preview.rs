@@ -468,3 +468,65 @@ async fn the_cli_prints_a_report_sends_nothing_and_writes_no_store() {
         assert!(err.contains(says), "{file:?} {extra:?}: {err}");
     }
 }
+
+#[actix_rt::test]
+async fn enrichment_runs_only_when_asked_and_its_fields_are_previewed() {
+    const COVER: &str = "https://s4.anilist.co/cover/199.jpg";
+    let server = mock_server().await;
+    let anilist = MockServer::start().await;
+    let page = json!({"data": {"Page": {"media": [{
+        "id": 199, "idMal": 199, "title": {"romaji": "Sen to Chihiro no Kamikakushi", "english": "Spirited Away", "native": "千と千尋の神隠し"},
+        "synonyms": [], "format": "MOVIE", "episodes": 1, "seasonYear": 2001, "startDate": {"year": 2001},
+        "coverImage": {"large": COVER}, "bannerImage": null, "genres": ["Adventure"],
+        "averageScore": 86, "siteUrl": "https://anilist.co/anime/199", "description": "A girl."
+    }]}}});
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(page))
+        .mount(&anilist)
+        .await;
+    let yaml = format!(
+        "{}  anilist: {{enabled: true, api_url: \"{}/anilist\", allow_insecure_http: true, allow_private_network: true, events: [after_media_added]}}\n",
+        plugins_yaml(&server.uri()),
+        anilist.uri()
+    );
+    let s = serve(&yaml).await;
+    let mut body = json!({"event": "after_media_added", "data": {"media_item": {"title": "Spirited Away", "year": 2001,
+        "type": "movie", "tmdb_id": 129, "genres": ["Animation"], "original_language": "ja"}}, "plugins": ["discord"]});
+
+    let (status, v) = s.post("/api/v1/preview", &body).await;
+    assert_eq!(status, 200, "{v:#}");
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("enrichment not run: anilist"),
+        "{v:#}"
+    );
+    assert!(anilist.received_requests().await.unwrap().is_empty());
+
+    body["enrich"] = json!(true);
+    let (status, v) = s.post("/api/v1/preview", &body).await;
+    assert_eq!(status, 200, "{v:#}");
+    assert_eq!(v["enrichment"][0]["plugin"], "anilist", "{v:#}");
+    assert_eq!(
+        v["event"]["data"]["media_item"]["poster_url"], COVER,
+        "{v:#}"
+    );
+    let embed = &instance(&v, "discord")["requests"][0]["body"]["embeds"][0];
+    assert_eq!(embed["thumbnail"]["url"], COVER, "{embed:#}");
+    assert!(!anilist.received_requests().await.unwrap().is_empty());
+
+    let (status, v) = s
+        .post(
+            "/api/v1/preview",
+            &json!({"event": "after_media_added", "plugins": ["anilist"]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"].as_str().unwrap().contains("enrichment plugin"),
+        "{v:#}"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+    s.handle.shutdown().await;
+}
