@@ -6,14 +6,10 @@ use futures::future::join_all;
 use serde_json::Value;
 
 use super::instance::{self, Mode};
-use super::{
-    EnrichmentOutcome, HooksOutcome, InstancePreview, Note, Preview, PreviewError, Rejection,
-    RequestView,
-};
-use crate::event::{Event, EventData, EventName};
+use super::{EnrichmentOutcome, HooksOutcome, Preview, PreviewError, Rejection};
+use crate::event::{Event, EventData};
 use crate::hooks::Hooks;
-use crate::http::Capture;
-use crate::plugins::{Outcome, PluginConfig, PluginError};
+use crate::plugins::{Outcome, PluginConfig};
 use crate::supervisor::PluginStatus;
 
 /// What a preview runs against: the configured instances and the hooks, plus, in a running
@@ -76,7 +72,7 @@ pub async fn run(
         let event = &event;
         async move {
             let status = setup.status.iter().find(|s| s.name == cfg.name);
-            instance(setup, cfg, event, rejected, explicit, status).await
+            instance::delivery(setup, cfg, event, rejected, explicit, status).await
         }
     }))
     .await;
@@ -223,111 +219,4 @@ fn merge(data: &mut EventData, patch: EventData) {
             }
         }
     }
-}
-
-/// One delivery instance: whether it would get the event, and the request its code builds.
-/// An instance that would not get it is run only when it was named.
-async fn instance(
-    setup: &Setup<'_>,
-    cfg: &PluginConfig,
-    event: &Event,
-    rejected: bool,
-    explicit: bool,
-    status: Option<&PluginStatus>,
-) -> InstancePreview {
-    let mut warnings = Vec::new();
-    let subscribed = cfg.common.events.contains(&event.name);
-    if !cfg.common.enabled {
-        warnings.push(Note::new(
-            "disabled",
-            "disabled in the config (`enabled: false`): it gets no events",
-        ));
-    } else if !subscribed {
-        let events: Vec<&str> = cfg.common.events.iter().map(|e| e.as_str()).collect();
-        let events = if events.is_empty() {
-            "none".to_owned()
-        } else {
-            events.join(", ")
-        };
-        warnings.push(Note::new(
-            "not_subscribed",
-            format!(
-                "not subscribed to {}: its `events` are {events}",
-                event.name
-            ),
-        ));
-    }
-    // A health notice about an instance goes to the others only.
-    let about_itself = event.name == EventName::OnPluginHealthChanged
-        && event.str_at("plugin") == Some(cfg.name.as_str());
-    if about_itself && cfg.wants(event.name) {
-        warnings.push(Note::new(
-            "not_subscribed",
-            "this health notice is about the instance itself, so it goes to the others only",
-        ));
-    }
-    let would_receive = cfg.wants(event.name) && !about_itself && !rejected;
-    if let Some(s) = status.filter(|_| would_receive) {
-        warnings.extend(state_warning(s));
-    }
-    let mut preview = InstancePreview {
-        plugin: cfg.name.clone(),
-        kind: cfg.kind.as_str(),
-        role: cfg.kind.role(),
-        would_receive,
-        requests: Vec::new(),
-        error: None,
-        warnings,
-    };
-    if !(would_receive || explicit || rejected) {
-        return preview;
-    }
-    let capture = Capture::new();
-    let timeout = cfg.common.timeout.unwrap_or(setup.delivery_timeout);
-    let ran = instance::run(cfg, event, Mode::Capture(capture.clone()), timeout).await;
-    preview.requests = capture
-        .requests()
-        .into_iter()
-        .map(RequestView::from)
-        .collect();
-    preview.warnings.extend(ran.notes);
-    if preview
-        .requests
-        .iter()
-        .any(|r| r.headers.contains_key("webhook-id"))
-    {
-        preview.warnings.push(Note::new(
-            "per_delivery",
-            "webhook-id is derived from the event id here; a real delivery carries its own delivery id, and webhook-timestamp and webhook-signature are made when it is sent",
-        ));
-    }
-    preview.error = match ran.result {
-        Ok(_) | Err(PluginError::DryRun) => None,
-        Err(e) => Some(match e {
-            PluginError::Misconfigured { .. } if preview.requests.is_empty() => {
-                format!("cannot be built from its config: {e}")
-            }
-            e => format!("would fail: {e}"),
-        }),
-    };
-    preview
-}
-
-/// What the running instance's state means for this delivery, if anything.
-fn state_warning(s: &PluginStatus) -> Option<Note> {
-    let note = match s.state {
-        "misconfigured" => format!(
-            "misconfigured now: {}; deliveries to it are held until the config is fixed or a connection test passes",
-            s.misconfigured_reason.as_deref().unwrap_or("no reason recorded")
-        ),
-        "open" | "half_open" => format!(
-            "its circuit breaker is {} after repeated failures: this delivery would wait until it closes",
-            s.state.replace('_', "-")
-        ),
-        _ => match s.paused {
-            Some(why) => format!("sending is paused now ({why}): this delivery would wait its turn"),
-            None => return None,
-        },
-    };
-    Some(Note::new("state", note))
 }
