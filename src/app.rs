@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 mod deliveries;
+mod preview;
 pub use deliveries::RequeueError;
 
 use crate::bus::{Emit, EmitError, Emitted, EventBus, Subscriptions};
@@ -40,6 +41,10 @@ struct Inner {
     core: Arbiter,
     store: Store,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The configured instances and the default delivery timeout, for previews (which
+    /// build each instance fresh from its config).
+    plugins: Arc<[crate::plugins::PluginConfig]>,
+    delivery_timeout: Duration,
 }
 
 /// Start everything `config` describes, opening its delivery store. Call from inside a
@@ -118,6 +123,8 @@ pub fn start_with_store(
             core,
             store,
             metrics: Arc::default(),
+            plugins: config.plugins.clone().into(),
+            delivery_timeout: config.supervision.delivery_timeout,
         }),
     }
 }

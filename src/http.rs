@@ -10,6 +10,7 @@
 //! full URLs, and Telegram, Discord and Slack put their tokens in them).
 
 pub mod address;
+pub mod capture;
 mod classify;
 mod client;
 mod redact;
@@ -22,8 +23,9 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
 pub use address::{AddressPolicy, AddressRefused};
+pub use capture::{Capture, Captured};
 pub use classify::{classify, parse_retry_after, service_error_text, MAX_RETRY_AFTER};
-pub use client::{new_client, new_client_with_resolver, Client};
+pub use client::{new_capture_client, new_client, new_client_with_resolver, Client};
 pub use redact::{Redactor, REDACTED};
 pub use resolve::{FilteringResolver, SystemResolver};
 pub use retry::{retry, RetryPolicy};

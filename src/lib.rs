@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod http;
 pub mod metrics;
 pub mod plugins;
+pub mod preview;
 pub mod store;
 mod suggest;
 pub mod supervisor;

@@ -1,7 +1,8 @@
-//! The `mydia-plugins` command: parse the CLI, start logging, run the service or check the config.
+//! The `mydia-plugins` command: parse the CLI, start logging, run the service, check the
+//! config or preview an event.
 //!
 //! Exit codes: 0 fine, 1 a runtime failure (cannot listen, a connection test failed),
-//! 2 the config or a hook is invalid.
+//! 2 the config or a hook is invalid, or (`preview`) the event file or a plugin name is.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use mydia_plugins::{api, Config};
 
 mod cli;
 
-use cli::{check, signals};
+use cli::{check, preview, signals};
 
 /// See the `mimalloc` entry in Cargo.toml for why.
 #[cfg(feature = "mimalloc")]
@@ -56,6 +57,22 @@ enum Command {
         #[arg(long)]
         test: bool,
     },
+    /// Show what each plugin would send for an event, sending and storing nothing.
+    Preview {
+        /// A JSON file with the event, as `POST /api/v1/events` takes it:
+        /// {"event": "after_media_added", "data": {...}}.
+        #[arg(long, value_name = "FILE.json")]
+        event: PathBuf,
+        /// Preview only this instance (repeatable); default: every delivery instance.
+        #[arg(long = "plugin", value_name = "NAME")]
+        plugins: Vec<String>,
+        /// Run the enrichment plugins first (they make their real, read-only lookups).
+        #[arg(long)]
+        enrich: bool,
+        /// Print the JSON `POST /api/v1/preview` answers instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +93,20 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { test } => check::run(loaded, test),
+        Command::Preview {
+            event,
+            plugins,
+            enrich,
+            json,
+        } => preview::run(
+            loaded,
+            preview::Args {
+                event: &event,
+                plugins,
+                enrich,
+                json,
+            },
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ mod guard;
 mod health;
 mod metrics;
 mod plugins;
+mod preview;
 mod routes;
 pub(crate) mod session;
 

@@ -1,4 +1,6 @@
-//! The command's own pieces (not part of the library): `check`'s report and signal handling.
+//! The command's own pieces (not part of the library): `check`'s report, `preview`'s report
+//! and signal handling.
 
 pub mod check;
+pub mod preview;
 pub mod signals;

@@ -97,7 +97,7 @@ impl HookActor {
     }
 
     /// The hook chain for one event; panics caught, the VM rebuilt when needed.
-    fn run(&mut self, event: Event) -> Result<Event, HookRejected> {
+    fn run(&mut self, event: Event, dry_run: bool) -> Result<Event, HookRejected> {
         let closed = self.shared.config.fails_closed(event.name);
         let Some(chain) = self.chain.as_ref() else {
             if closed {
@@ -114,7 +114,7 @@ impl HookActor {
             if inject {
                 panic!("injected fault");
             }
-            chain.run(&event)
+            chain.run(&event, dry_run)
         }));
         let exhausted = chain.exhausted();
         let answer = match outcome {
@@ -182,7 +182,7 @@ impl Handler<Drain> for HookActor {
         // One job at a time, so the other workers take those behind a slow one.
         while let Some(mut job) = self.shared.queue.next(self.index) {
             if let Some(event) = job.take_event() {
-                let answer = self.run(event);
+                let answer = self.run(event, job.is_dry_run());
                 self.outbox.borrow_mut().push(job.answered(answer));
             }
         }

@@ -85,13 +85,14 @@ impl Chain {
     }
 
     /// Run the event's hooks. `Ok(None)`: the data is unchanged (or there are no hooks).
-    pub fn run(&self, event: &Event) -> Result<Option<EventData>, HookRejected> {
+    /// A `dry_run` (a preview) counts nothing: no stats, no step towards a quarantine.
+    pub fn run(&self, event: &Event, dry_run: bool) -> Result<Option<EventData>, HookRejected> {
         let Some(hooks) = self.by_event.get(&event.name) else {
             return Ok(None);
         };
         let closed = self.fail_closed.contains(&event.name);
         if !fits(&event.data, self.max_input_bytes) {
-            return self.too_large(event, &hooks[0].name, closed);
+            return self.too_large(event, &hooks[0].name, closed, dry_run);
         }
         let header = Header::of(event);
         let mut changed: Option<EventData> = None;
@@ -120,24 +121,37 @@ impl Chain {
                     ))
                 }
             };
-            stat.ran(self.worker);
+            let count = !dry_run;
+            if count {
+                stat.ran(self.worker);
+            }
             let data = changed.as_ref().unwrap_or(&event.data);
             let started = std::time::Instant::now();
             let outcome = self.sandbox.call(hook, &header, data);
-            stat.took(self.worker, started.elapsed());
+            if count {
+                stat.took(self.worker, started.elapsed());
+            }
             match outcome {
-                Ok(Outcome::Unchanged) => stat.succeeded(),
+                Ok(Outcome::Unchanged) => {
+                    if count {
+                        stat.succeeded();
+                    }
+                }
                 Ok(Outcome::Changed(new)) => {
-                    stat.succeeded();
+                    if count {
+                        stat.succeeded();
+                    }
                     changed = Some(new);
                 }
                 Ok(Outcome::Rejected(reason)) => {
-                    stat.rejected();
+                    if count {
+                        stat.rejected();
+                    }
                     tracing::debug!(target: "hooks", hook = %loaded.name, event = %event.name, id = %event.id, reason = %reason, "event rejected");
                     return Err(HookRejected::rejected(&loaded.name, reason));
                 }
                 Err(err) => {
-                    self.failed(loaded, event, &err, closed);
+                    self.failed(loaded, event, &err, closed, dry_run);
                     if closed {
                         return Err(HookRejected::failed(&loaded.name, err.to_string()));
                     }
@@ -168,6 +182,7 @@ impl Chain {
         event: &Event,
         first: &str,
         closed: bool,
+        dry_run: bool,
     ) -> Result<Option<EventData>, HookRejected> {
         let err = HookError::InputTooLarge {
             max: self.max_input_bytes,
@@ -179,7 +194,9 @@ impl Chain {
             tracing::warn!(target: "hooks", event = %event.name, id = %event.id, error = %err, "skipping hooks for this event");
             &self.stats.skipped_too_large
         };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !dry_run {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if closed {
             return Err(HookRejected::too_large(first, self.max_input_bytes));
         }
@@ -187,14 +204,21 @@ impl Chain {
     }
 
     /// Count and log a failed call; quarantine the hook when that was one too many.
-    fn failed(&self, loaded: &Loaded, event: &Event, err: &HookError, closed: bool) {
+    fn failed(&self, loaded: &Loaded, event: &Event, err: &HookError, closed: bool, dry_run: bool) {
         let outcome = if closed {
             "event refused (this event fails closed)"
         } else {
             "data left as it was before it"
         };
-        tracing::warn!(target: "hooks", hook = %loaded.name, event = %event.name, id = %event.id, error = %err, "hook failed; {outcome}");
-        if let Some(reason) = self.stats.failed(loaded.stat, err) {
+        if dry_run {
+            tracing::info!(target: "hooks", hook = %loaded.name, event = %event.name, id = %event.id, error = %err, "hook failed in a preview (not counted); {outcome}");
+        } else {
+            tracing::warn!(target: "hooks", hook = %loaded.name, event = %event.name, id = %event.id, error = %err, "hook failed; {outcome}");
+        }
+        if dry_run {
+            // Not counted, so a preview never quarantines a hook; the VM is still rebuilt
+            // below if the failure left it without memory.
+        } else if let Some(reason) = self.stats.failed(loaded.stat, err) {
             tracing::warn!(target: "hooks", hook = %loaded.name, reason = %reason, "hook quarantined: skipped until released (POST /api/v1/hooks/{}/release) or restart", loaded.name);
         }
         if matches!(err, HookError::Memory { .. }) && self.sandbox.memory_exhausted() {

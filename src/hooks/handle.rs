@@ -140,6 +140,16 @@ impl Hooks {
     /// again once, and if that fails too the event passes through unchanged (or, at a
     /// fail-closed event, is refused).
     pub async fn apply(&self, event: Event) -> Result<Event, HookRejected> {
+        self.run(event, false).await
+    }
+
+    /// [`Hooks::apply`] for a preview: the same hooks on the same workers with the same
+    /// answer, but nothing is counted (no stats, no step towards a quarantine).
+    pub async fn dry_run(&self, event: Event) -> Result<Event, HookRejected> {
+        self.run(event, true).await
+    }
+
+    async fn run(&self, event: Event, dry_run: bool) -> Result<Event, HookRejected> {
         let Some(inner) = self
             .inner
             .as_ref()
@@ -150,6 +160,7 @@ impl Hooks {
         let queue = &inner.shared.queue;
         let closed = inner.shared.config.fails_closed(event.name);
         let (job, answer) = Job::new(event, closed);
+        let job = if dry_run { job.dry_run() } else { job };
         // Answered or given up, this caller passes on the answers a worker left with it.
         let _pass_on = PassOn(queue, std::thread::current().id());
         let answer = match queue.push(job) {

@@ -41,6 +41,8 @@ pub(crate) struct Job {
     /// The thread the caller queued it from: answers are relayed among its callers.
     caller: ThreadId,
     fail_closed: bool,
+    /// A preview's: run the hooks without counting (no stats, no quarantine).
+    dry_run: bool,
 }
 
 impl Job {
@@ -52,9 +54,21 @@ impl Job {
                 reply: Some(tx),
                 caller: thread::current().id(),
                 fail_closed,
+                dry_run: false,
             },
             rx,
         )
+    }
+
+    /// The same job for a preview: its hooks run, nothing is counted.
+    pub fn dry_run(mut self) -> Job {
+        self.dry_run = true;
+        self
+    }
+
+    /// Whether this is a preview's job.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
     }
 
     /// The event to run hooks on; answer with [`Job::answered`].

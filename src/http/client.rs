@@ -4,6 +4,8 @@
 //! Two checks, both at connect time: the resolver drops refused addresses from every DNS
 //! answer, and [`Client::fetch`] checks a URL whose host is an address literal, because
 //! reqwest dials those without asking the resolver.
+//!
+//! A client in capture mode ([`new_capture_client`]) sends nothing: see [`super::capture`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +14,13 @@ use reqwest::dns::Resolve;
 use reqwest::{IntoUrl, Method, RequestBuilder};
 
 use super::address::{self, AddressPolicy};
+use super::capture::Capture;
 use super::resolve::{FilteringResolver, SystemResolver};
 use super::{classify, map_reqwest_error, retry, Redactor, Reply, RetryPolicy, MAX_BODY_BYTES};
 use crate::plugins::PluginError;
+
+/// What every request says it is.
+pub(super) const USER_AGENT: &str = concat!("mydia-plugins/", env!("CARGO_PKG_VERSION"));
 
 /// A client for one arbiter and one plugin instance: no redirects followed, bounded
 /// connect time, our user agent, and the instance's address policy.
@@ -22,6 +28,8 @@ use crate::plugins::PluginError;
 pub struct Client {
     inner: reqwest::Client,
     policy: AddressPolicy,
+    /// Set in capture mode: requests are recorded here, never sent.
+    capture: Option<Capture>,
 }
 
 /// A client that resolves names with the system resolver and dials only what `policy` allows.
@@ -34,11 +42,25 @@ pub fn new_client_with_resolver(policy: AddressPolicy, resolver: Arc<dyn Resolve
     let inner = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("mydia-plugins/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .dns_resolver(Arc::new(FilteringResolver::new(resolver, policy)))
         .build()
         .expect("a client with static settings builds");
-    Client { inner, policy }
+    Client {
+        inner,
+        policy,
+        capture: None,
+    }
+}
+
+/// A client that sends nothing: [`Client::fetch`] records each request in `capture`
+/// (redacted) and fails with [`PluginError::DryRun`], or with the misconfiguration a real
+/// send would meet when the URL names an address `policy` refuses.
+pub fn new_capture_client(policy: AddressPolicy, capture: Capture) -> Client {
+    Client {
+        capture: Some(capture),
+        ..new_client_with_resolver(policy, Arc::new(SystemResolver))
+    }
 }
 
 impl Client {
@@ -75,12 +97,18 @@ impl Client {
         let fail = |e| redactor.redact_error(map_reqwest_error(e));
         let (client, request) = request.build_split();
         let request = request.map_err(fail)?;
+        if let Some(capture) = &self.capture {
+            capture.record(&request, redactor);
+        }
         address::check_url(request.url(), self.policy).map_err(|refused| {
             redactor.redact_error(PluginError::Misconfigured {
                 status: None,
                 reason: refused.to_string(),
             })
         })?;
+        if self.capture.is_some() {
+            return Err(PluginError::DryRun);
+        }
         let mut response = client.execute(request).await.map_err(fail)?;
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
@@ -235,6 +263,40 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(reply.status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_capture_client_records_the_request_and_sends_nothing() {
+        let server = server().await;
+        let capture = Capture::new();
+        let client = new_capture_client(AddressPolicy::AllowPrivate, capture.clone());
+        let redactor = Redactor::new().with("tk_SECRET");
+        let url = format!("{}/topic?auth=tk_SECRET", server.uri());
+        let err = client
+            .send_with_retry(&RetryPolicy::default(), &redactor, || {
+                client.post(&url).body("hello tk_SECRET")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err, PluginError::DryRun, "not retried, not sent");
+        let captured = capture.requests();
+        assert_eq!(captured.len(), 1, "{captured:?}");
+        assert_eq!(captured[0].body.as_deref(), Some("hello [redacted]"));
+        assert!(
+            captured[0].url.ends_with("/topic?auth=[redacted]"),
+            "{captured:?}"
+        );
+        assert!(server.received_requests().await.unwrap().is_empty());
+
+        // A refused address is what a real send would meet: the request is still shown.
+        let public = new_capture_client(AddressPolicy::PublicOnly, capture.clone());
+        let err = public
+            .fetch(public.get(server.uri()), &redactor)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PluginError::Misconfigured { .. }), "{err:?}");
+        assert_eq!(capture.requests().len(), 2);
+        assert!(server.received_requests().await.unwrap().is_empty());
     }
 
     #[tokio::test]

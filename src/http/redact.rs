@@ -119,7 +119,7 @@ impl Redactor {
             Unavailable { state } => Unavailable {
                 state: self.redact(&state),
             },
-            other @ (Timeout { .. } | RateLimited { .. } | Unresponsive) => other,
+            other @ (Timeout { .. } | RateLimited { .. } | Unresponsive | DryRun) => other,
         }
     }
 }

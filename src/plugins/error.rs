@@ -58,6 +58,9 @@ pub enum PluginError {
         /// The state that refused it (`open`, `misconfigured`, `disabled`, `paused`).
         state: String,
     },
+    /// A dry run (preview) recorded the request instead of sending it. Not retried.
+    #[error("not sent: a dry run records the request instead of sending it")]
+    DryRun,
 }
 
 fn retry_hint(d: &Option<Duration>) -> String {
@@ -107,6 +110,7 @@ impl PluginError {
             PluginError::Panicked { .. } => "panicked",
             PluginError::Unresponsive => "unresponsive",
             PluginError::Unavailable { .. } => "unavailable",
+            PluginError::DryRun => "dry_run",
         }
     }
 }

@@ -264,7 +264,8 @@ impl PluginSupervisor {
                         self.mark_misconfigured(idx, reason);
                         reply(waiter, || failed(&name, &err, took));
                     }
-                    PluginError::Rejected { .. } => {
+                    // A capturing client (a preview's) never runs under the supervisor.
+                    PluginError::Rejected { .. } | PluginError::DryRun => {
                         slot.breaker.record_neutral();
                         if !pending.enrich {
                             let reason = err.to_string();

@@ -19,6 +19,7 @@ mod hooks_service;
 mod metrics;
 mod ntfy;
 mod outbound;
+mod preview;
 mod pushover;
 mod server;
 mod shipped;

@@ -78,6 +78,12 @@ impl NotificationPlugin for Log {
         let n = notice(event);
         let link = n.link.as_deref().unwrap_or("");
         let message = n.message.replace('\n', " | ");
+        let level = if self.warn { "warn" } else { "info" };
+        if crate::preview::notes::log_line(|| format!("{level} {}: {message} {link}", n.title)) {
+            return Ok(Delivered {
+                detail: format!("previewed: {}", n.title),
+            });
+        }
         if self.warn {
             tracing::warn!(target: "notifications", plugin = %cx.instance, event = %event.name, event_id = %event.id, title = %n.title, link, "{message}");
         } else {

@@ -132,8 +132,10 @@ impl Ntfy {
         let title = text::into_one_line(title);
         Publish {
             topic: &self.topic,
-            title: fit(title, |t| text::truncate_chars(t, MAX_TITLE_CHARS)),
-            message: fit(message, |m| text::truncate_bytes(m, MAX_MESSAGE_BYTES)),
+            title: fit(title, |t| text::cut_chars("title", t, MAX_TITLE_CHARS)),
+            message: fit(message, |m| {
+                text::cut_bytes("message", m, MAX_MESSAGE_BYTES)
+            }),
             priority: self.config.priority,
             tags,
             click,

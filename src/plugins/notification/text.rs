@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use crate::preview::notes;
+
 /// Marks text that was shortened to fit a limit.
 pub const ELLIPSIS: char = '…';
 
@@ -67,6 +69,24 @@ pub fn truncate_chars(s: &str, max_chars: usize) -> Cow<'_, str> {
             Cow::Owned(format!("{}{ELLIPSIS}", s[..cut].trim_end()))
         }
     }
+}
+
+/// [`truncate_chars`] that tells a preview when `field` (as named in the request) was cut.
+pub fn cut_chars<'a>(field: &str, s: &'a str, max_chars: usize) -> Cow<'a, str> {
+    let out = truncate_chars(s, max_chars);
+    if let Cow::Owned(cut) = &out {
+        notes::truncated(field, s.chars().count(), cut.chars().count(), "characters");
+    }
+    out
+}
+
+/// [`truncate_bytes`] that tells a preview when `field` (as named in the request) was cut.
+pub fn cut_bytes<'a>(field: &str, s: &'a str, max_bytes: usize) -> Cow<'a, str> {
+    let out = truncate_bytes(s, max_bytes);
+    if let Cow::Owned(cut) = &out {
+        notes::truncated(field, s.len(), cut.len(), "bytes");
+    }
+    out
 }
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {
@@ -143,6 +163,27 @@ mod tests {
         assert_eq!(truncate_chars("ab cd", 4), "ab…");
         assert_eq!(truncate_chars("abc", 0), "");
         assert_eq!(truncate_chars(&"千".repeat(300), 250).chars().count(), 250);
+    }
+
+    #[test]
+    fn cuts_are_noted_in_a_preview_only() {
+        let long = "é".repeat(300);
+        let ((), notes) = crate::preview::notes::collect_sync(|| {
+            assert_eq!(cut_chars("title", &long, 250).chars().count(), 250);
+            assert_eq!(cut_bytes("message", "short", 10), "short");
+            assert!(cut_bytes("message", &long, 100).len() <= 100);
+        });
+        let seen: Vec<_> = notes
+            .iter()
+            .map(|n| (n.field.as_deref(), n.from, n.to, n.unit))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Some("title"), Some(300), Some(250), Some("characters")),
+                (Some("message"), Some(600), Some(99), Some("bytes")),
+            ]
+        );
     }
 
     #[test]

@@ -68,6 +68,8 @@ impl Publish<'_> {
 
     fn with_message_within(mut self, budget: usize) -> Self {
         if let Cow::Owned(cut) = truncate_escaped(&self.message, budget) {
+            let (from, to) = (escaped_len(&self.message), escaped_len(&cut));
+            crate::preview::notes::truncated("message", from, to, "bytes once JSON-escaped");
             self.message = cut;
         }
         self

@@ -23,17 +23,29 @@ pub fn form(config: &PushoverConfig, event: &Event) -> Vec<(&'static str, String
     let mut form = vec![
         (
             "title",
-            text::truncate_chars(&title, MAX_TITLE_CHARS).into_owned(),
+            text::cut_chars("title", &title, MAX_TITLE_CHARS).into_owned(),
         ),
         (
             "message",
-            text::truncate_chars(&notice.message, MAX_MESSAGE_CHARS).into_owned(),
+            text::cut_chars("message", &notice.message, MAX_MESSAGE_CHARS).into_owned(),
         ),
         ("priority", config.priority.to_string()),
         ("timestamp", event.timestamp.timestamp().to_string()),
     ];
+    if let Some(link) = notice
+        .link
+        .as_deref()
+        .filter(|l| l.chars().count() > MAX_URL_CHARS)
+    {
+        let why = format!(
+            "the link has {} characters, over Pushover's {MAX_URL_CHARS}",
+            link.chars().count()
+        );
+        crate::preview::notes::omitted("url", &why);
+    }
     if let Some(link) = notice.link.filter(|l| l.chars().count() <= MAX_URL_CHARS) {
-        let label = text::truncate_chars(link_label(&link), MAX_URL_TITLE_CHARS).into_owned();
+        let label =
+            text::cut_chars("url_title", link_label(&link), MAX_URL_TITLE_CHARS).into_owned();
         form.push(("url", link));
         form.push(("url_title", label));
     }

@@ -29,11 +29,15 @@ pub fn html(event: &Event) -> (String, Option<String>) {
 /// visible UTF-16 units.
 pub fn compose(emoji: &str, notice: &Notice) -> String {
     let title = text::one_line(&notice.title);
-    let title = text::truncate_chars(&title, MAX_TITLE_CHARS);
+    let title = text::cut_chars("text (its title line)", &title, MAX_TITLE_CHARS);
     let head = format!("{emoji} {title}");
     let label = notice.link.as_deref().map(link_label);
     let used = utf16_len(&head) + 1 + label.map_or(0, |l| 1 + utf16_len(l));
     let message = fit_utf16(&notice.message, MAX_TEXT.saturating_sub(used));
+    if let Cow::Owned(cut) = &message {
+        let (from, to) = (utf16_len(&notice.message), utf16_len(cut));
+        crate::preview::notes::truncated("text (its message)", from, to, "UTF-16 units");
+    }
     let mut out = format!("{emoji} <b>{}</b>\n{}", escape(&title), escape(&message));
     if let (Some(link), Some(label)) = (&notice.link, label) {
         out.push_str(&format!(
@@ -66,6 +70,10 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             c => out.push(c),
         }
+    }
+    if out.len() != s.len() {
+        let special = s.chars().filter(|c| matches!(c, '&' | '<' | '>'));
+        crate::preview::notes::escaped("Telegram HTML", special);
     }
     out
 }

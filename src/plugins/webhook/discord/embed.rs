@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::event::{Event, EventName};
 use crate::plugins::notification::format::{self, MediaKind, Tone};
-use crate::plugins::notification::text::{one_line, truncate_chars};
+use crate::plugins::notification::text::{cut_chars, one_line};
 
 /// Longest embed title.
 pub const MAX_TITLE_CHARS: usize = 256;
@@ -38,7 +38,8 @@ pub fn colour(tone: Tone) -> u32 {
 /// http(s) URL, the TMDB/IMDb page as link, and the event's time. Never fails.
 pub fn embed(event: &Event) -> Value {
     let notice = format::notice(event);
-    let title = truncate_chars(&one_line(&notice.title), MAX_TITLE_CHARS).into_owned();
+    let title =
+        cut_chars("embeds[0].title", &one_line(&notice.title), MAX_TITLE_CHARS).into_owned();
 
     let mut fields = Vec::new();
     if let Some(year) = text_at(event, "media_item.year") {
@@ -53,7 +54,7 @@ pub fn embed(event: &Event) -> Value {
             let value = escape_markdown(&value);
             (
                 name,
-                truncate_chars(&value, MAX_FIELD_VALUE_CHARS).into_owned(),
+                cut_chars("embeds[0].fields[].value", &value, MAX_FIELD_VALUE_CHARS).into_owned(),
             )
         })
         .collect();
@@ -70,7 +71,7 @@ pub fn embed(event: &Event) -> Value {
             .map(|(n, v)| n.chars().count() + v.chars().count())
             .sum::<usize>();
     let room = MAX_DESCRIPTION_CHARS.min(MAX_EMBEDS_TOTAL_CHARS.saturating_sub(used));
-    let description = truncate_chars(&description, room).into_owned();
+    let description = cut_chars("embeds[0].description", &description, room).into_owned();
 
     let mut embed = Map::new();
     embed.insert("title".into(), json!(title));
@@ -130,6 +131,17 @@ pub fn escape_markdown(s: &str) -> String {
         }
         out.push(c);
         line_start = c == '\n';
+    }
+    if out.len() != s.len() && crate::preview::notes::active() {
+        // The character after each added backslash (an escaped `\\` is a pair).
+        let mut special = Vec::new();
+        let mut chars = out.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                special.extend(chars.next());
+            }
+        }
+        crate::preview::notes::escaped("Discord markdown", special);
     }
     out
 }

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::event::Event;
 use crate::plugins::notification::format::{self, Notice};
-use crate::plugins::notification::text::{one_line, truncate_chars, ELLIPSIS};
+use crate::plugins::notification::text::{cut_chars, one_line, truncate_chars, ELLIPSIS};
 use crate::plugins::webhook::discord::overview;
 
 /// Longest section text (Slack's limit for a text object in a section).
@@ -26,7 +26,7 @@ pub fn message(event: &Event, poster: Option<&str>) -> Value {
     }
     let mut section = json!({
         "type": "section",
-        "text": {"type": "mrkdwn", "text": fit(&section_text, MAX_SECTION_CHARS), "verbatim": true},
+        "text": {"type": "mrkdwn", "text": fit("blocks[1].text.text", &section_text, MAX_SECTION_CHARS), "verbatim": true},
     });
     if let Some(url) = poster {
         section["accessory"] = json!({"type": "image", "image_url": url, "alt_text": "Poster"});
@@ -58,12 +58,12 @@ fn preview(notice: &Notice) -> String {
         one_line(&notice.title),
         lines.join(" · ")
     ));
-    fit(&text, MAX_TEXT_CHARS)
+    fit("text", &text, MAX_TEXT_CHARS)
 }
 
 /// A header block (plain text: shown as written, no escaping).
 pub(super) fn header(title: &str) -> Value {
-    let title = truncate_chars(&one_line(title), MAX_HEADER_CHARS).into_owned();
+    let title = cut_chars("blocks[0].text.text", &one_line(title), MAX_HEADER_CHARS).into_owned();
     json!({"type": "header", "text": {"type": "plain_text", "text": title, "emoji": true}})
 }
 
@@ -79,14 +79,21 @@ fn slack_date(event: &Event) -> String {
 /// `&`, `<` and `>` as Slack's entities: the only escaping mrkdwn has, and what stops
 /// data from writing `<!channel>`, `<@U123>` or `<https://evil|a link>`.
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
+    let out = s
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
-        .replace('>', "&gt;")
+        .replace('>', "&gt;");
+    if out.len() != s.len() {
+        let special = s.chars().filter(|c| matches!(c, '&' | '<' | '>'));
+        crate::preview::notes::escaped("Slack mrkdwn", special);
+    }
+    out
 }
 
 /// Escaped text cut to `max` characters with `…`, never inside an entity (`&am…`).
-fn fit(escaped: &str, max: usize) -> String {
-    if escaped.chars().count() <= max {
+fn fit(field: &str, escaped: &str, max: usize) -> String {
+    let chars = escaped.chars().count();
+    if chars <= max {
         return escaped.to_owned();
     }
     let mut out = truncate_chars(escaped, max).into_owned();
@@ -98,6 +105,7 @@ fn fit(escaped: &str, max: usize) -> String {
     }
     let mut out = out.trim_end().to_owned();
     out.push(ELLIPSIS);
+    crate::preview::notes::truncated(field, chars, out.chars().count(), "characters");
     out
 }
 
@@ -202,9 +210,9 @@ mod tests {
             "Import failed: &lt;!channel&gt; &amp; &lt;@U123&gt; · Error: &lt;https://e.vil|click&gt;"
         );
         assert_eq!(escape("a<b>c&d"), "a&lt;b&gt;c&amp;d");
-        assert_eq!(fit("abc&amp;", 6), "abc…");
-        assert_eq!(fit("abc&amp;", 8), "abc&amp;");
-        assert_eq!(fit("ab&lt;cdef", 9), "ab&lt;cd…");
+        assert_eq!(fit("t", "abc&amp;", 6), "abc…");
+        assert_eq!(fit("t", "abc&amp;", 8), "abc&amp;");
+        assert_eq!(fit("t", "ab&lt;cdef", 9), "ab&lt;cd…");
     }
 
     #[test]
