@@ -4,6 +4,7 @@ mod support;
 
 mod anilist;
 mod api;
+mod browser;
 mod canary;
 mod config;
 mod contract;

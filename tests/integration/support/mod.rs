@@ -1,5 +1,6 @@
 //! Shared test helpers: scripted plugins, a polling wait, small supervision settings.
 
+pub mod browser;
 pub mod daemon;
 pub mod hook_service;
 pub mod logs;

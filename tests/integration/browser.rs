@@ -1,0 +1,162 @@
+//! The operator's page in a real headless browser (chromium through chromedriver): sign in
+//! with the API token, see the plugins and their states, press Test against a mock
+//! server, retry a dead letter, and look at the hooks. A screenshot of each page is saved
+//! under `target/screenshots/`.
+
+use std::net::SocketAddr;
+
+use mydia_plugins::api::{self, Readiness};
+use mydia_plugins::config::Config;
+use mydia_plugins::event::EventName;
+use mydia_plugins::plugins::PluginError;
+use mydia_plugins::supervisor::InstanceSpec;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::data;
+use crate::support::browser::{Browser, PAGE_WAIT};
+use crate::support::scripted::{Mode, Script};
+use crate::support::{fast_supervision, state, wait_until};
+
+const TOKEN: &str = "browser-test-token-0123456789";
+
+#[actix_rt::test]
+async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let ntfy = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/health"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"healthy": true})),
+        )
+        .mount(&ntfy)
+        .await;
+    let yaml = format!(
+        "server: {{listen: 127.0.0.1:0, api_token: {TOKEN}}}\nhooks: {{enabled: false}}\nplugins:\n  ntfy: {{enabled: true, server_url: '{}', topic: mydia, allow_insecure_http: true, allow_private_network: true, events: [on_download_failed]}}\n",
+        ntfy.uri()
+    );
+    let mut config = Config::parse(&yaml, None).expect("the test config");
+    config.supervision = fast_supervision();
+    let picky = Script::new(Mode::Fail(PluginError::Rejected {
+        status: Some(400),
+        reason: "400 Bad Request: message too long".into(),
+    }));
+    let sink = Script::new(Mode::Ok);
+    let only = || vec![EventName::AfterMediaAdded];
+    let specs = vec![
+        InstanceSpec::from_config(&config.plugins[0]),
+        sink.spec("sink").with_events(only()),
+        picky.spec("picky").with_events(only()),
+    ];
+    let handle = mydia_plugins::start_with(&config, specs).expect("start");
+    let readiness = Readiness::default();
+    readiness.set_ready();
+    let (server, addrs): (_, Vec<SocketAddr>) =
+        api::serve(&config.server, handle.clone(), readiness).unwrap();
+    actix_rt::spawn(server);
+    let base = format!("http://{}", addrs[0]);
+    handle
+        .emit(
+            EventName::AfterMediaAdded,
+            data!({"media_item": {"title": "Dune", "year": 2021}}),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_until(PAGE_WAIT, || async {
+            state(&handle, "picky").await.dead == 1
+        })
+        .await
+    );
+
+    // Without the session the page asks for the token; a wrong one is refused.
+    let b = &browser;
+    b.client.goto(&format!("{base}/")).await.unwrap();
+    b.text_when("h1", |t| t == "Sign in").await;
+    b.screenshot("sign-in").await;
+    let token_field = b
+        .client
+        .find(fantoccini::Locator::Css("input[name=token]"))
+        .await
+        .unwrap();
+    token_field.send_keys("not-the-token-at-all").await.unwrap();
+    b.click("form.login button[type=submit]").await;
+    b.text_when("p.error", |t| t.contains("not the token"))
+        .await;
+    let token_field = b
+        .client
+        .find(fantoccini::Locator::Css("input[name=token]"))
+        .await
+        .unwrap();
+    token_field.send_keys(TOKEN).await.unwrap();
+    b.click("form.login button[type=submit]").await;
+
+    // The plugins, each with its state in words.
+    b.text_when("h1", |t| t == "Plugins").await;
+    let sink_row = b
+        .text_when("tr[data-plugin=sink]", |t| t.contains("healthy"))
+        .await;
+    assert!(sink_row.contains("sink"), "{sink_row}");
+    let picky_row = b
+        .text_when("tr[data-plugin=picky]", |t| t.contains("picky"))
+        .await;
+    assert!(
+        picky_row.contains("healthy"),
+        "a 400 is the message's fault, not the plugin's: {picky_row}"
+    );
+    b.text_when("tr[data-plugin=picky] td.dead", |t| t == "1")
+        .await;
+    b.text_when("tr[data-plugin=ntfy]", |t| t.contains("healthy"))
+        .await;
+
+    // Test proves the connection against the mock server, and says what it proved.
+    b.click("tr[data-plugin=ntfy] button[data-post]").await;
+    let said = b
+        .text_when("#test-ntfy", |t| {
+            t.starts_with("ok:") || t.starts_with("failed")
+        })
+        .await;
+    assert!(said.starts_with("ok:"), "{said}");
+    let health_checks = ntfy.received_requests().await.unwrap();
+    assert!(
+        health_checks.iter().any(|r| r.url.path() == "/v1/health"),
+        "{health_checks:?}"
+    );
+    b.screenshot("plugins").await;
+
+    // The dead letter, retried from the activity page once the plugin would take it.
+    b.click("tr[data-plugin=picky] a[href^='/activity']").await;
+    b.text_when("h1", |t| t == "Activity: picky").await;
+    let row = b.text_when("tbody tr", |t| t.contains("dead")).await;
+    assert!(
+        row.contains("400 Bad Request"),
+        "the reason is shown: {row}"
+    );
+    picky.set(Mode::Ok);
+    b.click("tbody tr button[data-post$='/retry']").await;
+    // The retry went through the page's session and its CSRF token.
+    let said = b
+        .text_when("tbody tr output", |t| !t.is_empty() && t != "working…")
+        .await;
+    assert_eq!(said, "now pending");
+    assert!(wait_until(PAGE_WAIT, || async { picky.delivered_count() == 1 }).await);
+    b.text_when("tbody tr", |t| t.contains("delivered")).await;
+    b.screenshot("activity").await;
+
+    b.click("nav a[href='/hooks']").await;
+    b.text_when("main", |t| t.contains("No hooks are loaded"))
+        .await;
+    b.screenshot("hooks").await;
+
+    // A phone-sized window still shows every plugin.
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.client.goto(&format!("{base}/")).await.unwrap();
+    b.text_when("tr[data-plugin=ntfy]", |t| t.contains("healthy"))
+        .await;
+    b.screenshot("plugins-phone").await;
+
+    browser.close().await;
+    handle.shutdown().await;
+}
