@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::text::{human_size, one_line};
 use crate::event::{Event, EventName};
+use crate::message::{Part, Rendered, Templates};
 
 /// What kind of media an event is about, from `media_item.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +224,37 @@ pub fn notice(event: &Event) -> Notice {
         media,
         tone,
     }
+}
+
+/// [`notice`] with the title and message the instance's template gives for `event` in
+/// place of the built-in ones (each part falls back on its own), and what else the
+/// template rendered (tags, links, fields) for the plugin to use. Without templates, or
+/// with none for this event, exactly [`notice`].
+pub fn templated(event: &Event, templates: Option<&Templates>) -> (Notice, Option<Rendered>) {
+    let mut notice = notice(event);
+    let rendered = templates.and_then(|t| t.render(event));
+    if let Some(r) = &rendered {
+        if let Some(title) = r.get(Part::Title) {
+            title.clone_into(&mut notice.title);
+        }
+        if let Some(message) = r.get(Part::Message) {
+            message.clone_into(&mut notice.message);
+        }
+    }
+    (notice, rendered)
+}
+
+/// The URL a template rendered for `part`, when it is a whole http(s) URL of at most
+/// `max_chars` (a link that data made into `javascript:` or cut in half is left out, and
+/// the built-in link stays).
+pub fn templated_url(rendered: Option<&Rendered>, part: Part, max_chars: usize) -> Option<String> {
+    let text = rendered?.get(part)?.trim();
+    let url = reqwest::Url::parse(text).ok()?;
+    let fits = matches!(url.scheme(), "http" | "https")
+        && url.has_host()
+        && text.chars().count() <= max_chars
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+    fits.then(|| text.to_owned())
 }
 
 /// The lines present, one per line; `None` when there are none.

@@ -5,7 +5,8 @@
 
 use serde::Deserialize;
 
-use super::format::notice;
+use super::format::templated;
+use super::text::one_line;
 use crate::config::Problems;
 use crate::event::Event;
 use crate::plugins::registry::CommonSettings;
@@ -20,6 +21,10 @@ pub struct LogConfig {
     /// Log level of each notification line: `info` (default) or `warn`.
     #[serde(default = "default_level")]
     pub level: String,
+    /// The instance's compiled `templates:` (a common field, copied here when the config
+    /// is loaded); `None`: the built-in texts.
+    #[serde(skip)]
+    pub templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 fn default_level() -> String {
@@ -41,6 +46,7 @@ impl LogConfig {
 /// The log plugin.
 pub struct Log {
     warn: bool,
+    templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 impl Log {
@@ -48,6 +54,7 @@ impl Log {
     pub fn new(config: LogConfig) -> Self {
         Log {
             warn: config.level == "warn",
+            templates: config.templates,
         }
     }
 }
@@ -75,16 +82,17 @@ impl Plugin for Log {
 
 impl NotificationPlugin for Log {
     async fn notify(&self, cx: &PluginContext, event: &Event) -> Result<Delivered, PluginError> {
-        let n = notice(event);
+        let (n, _) = templated(event, self.templates.as_deref());
+        let title = one_line(&n.title);
         let link = n.link.as_deref().unwrap_or("");
         let message = n.message.replace('\n', " | ");
         if self.warn {
-            tracing::warn!(target: "notifications", plugin = %cx.instance, event = %event.name, event_id = %event.id, title = %n.title, link, "{message}");
+            tracing::warn!(target: "notifications", plugin = %cx.instance, event = %event.name, event_id = %event.id, title = %title, link, "{message}");
         } else {
-            tracing::info!(target: "notifications", plugin = %cx.instance, event = %event.name, event_id = %event.id, title = %n.title, link, "{message}");
+            tracing::info!(target: "notifications", plugin = %cx.instance, event = %event.name, event_id = %event.id, title = %title, link, "{message}");
         }
         Ok(Delivered {
-            detail: format!("logged: {}", n.title),
+            detail: format!("logged: {title}"),
         })
     }
 }
@@ -103,16 +111,19 @@ mod tests {
             timeout: None,
             rate_limit: None,
             max_in_flight: None,
+            templates: None,
         };
         let mut p = Problems::default();
         LogConfig {
             level: "debug".into(),
+            templates: None,
         }
         .validate("plugins.console", &common, &mut p);
         assert_eq!(p.items()[0].path, "plugins.console.level");
         let mut ok = Problems::default();
         LogConfig {
             level: "warn".into(),
+            templates: None,
         }
         .validate("plugins.console", &common, &mut ok);
         assert!(ok.is_empty());
