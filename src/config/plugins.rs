@@ -396,6 +396,48 @@ mod tests {
     }
 
     #[test]
+    fn templates_are_compiled_per_instance_and_reach_its_settings() {
+        let (plugins, cx) = run("a: {type: ntfy, templates: {default: {title: A}}}\nb: {type: ntfy, templates: {default: {title: B}}}\nc: {type: telegram}");
+        assert!(cx.problems.is_empty(), "{:?}", cx.problems);
+        let title = |p: &PluginConfig| {
+            let crate::plugins::registry::PluginSettings::Ntfy(c) = &p.settings else {
+                panic!("ntfy")
+            };
+            let t = c.templates.as_ref().expect("in the settings");
+            assert_eq!(Some(t), p.common.templates.as_ref());
+            assert_eq!(t.instance(), p.name);
+            let r = t.render(&crate::event::Event::new(
+                EventName::OnImportFailed,
+                Default::default(),
+            ));
+            r.unwrap()
+                .get(crate::message::Part::Title)
+                .map(str::to_owned)
+        };
+        assert_eq!(title(&plugins[0]).as_deref(), Some("A"));
+        assert_eq!(title(&plugins[1]).as_deref(), Some("B"));
+        assert!(plugins[2].common.templates.is_none());
+    }
+
+    #[test]
+    fn templates_are_refused_where_there_is_no_message() {
+        let (_, cx) = run("hook: {type: webhook, templates: {default: {title: x}}}\nanilist: {templates: {}}\nntfy: {templates: [x]}");
+        assert_eq!(
+            paths(&cx.problems),
+            [
+                "plugins.hook.templates",
+                "plugins.anilist.templates",
+                "plugins.ntfy.templates"
+            ]
+        );
+        assert!(
+            cx.problems.items()[0].message.contains("signed JSON"),
+            "{:?}",
+            cx.problems
+        );
+    }
+
+    #[test]
     fn timeout_must_be_positive() {
         let (_, cx) = run("ntfy: {timeout_ms: 0}");
         assert_eq!(paths(&cx.problems), ["plugins.ntfy.timeout_ms"]);

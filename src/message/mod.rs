@@ -39,3 +39,21 @@ pub fn describe(err: &minijinja::Error) -> String {
     }
     text
 }
+
+/// Templates compiled from `yaml` (the value of `templates:`) for an instance `test`
+/// receiving every event, for the plugins' unit tests.
+#[cfg(test)]
+pub(crate) fn for_tests(parts: &[Part], yaml: &str) -> std::sync::Arc<Templates> {
+    let value = serde_yaml::from_str(yaml).expect("YAML");
+    let target = Target {
+        instance: "test",
+        kind: "test",
+        parts,
+        events: crate::event::EventName::ALL,
+    };
+    let mut problems = crate::config::Problems::default();
+    let mut warnings = crate::config::Problems::default();
+    let t = compile(&target, "templates", value, &mut problems, &mut warnings);
+    assert!(problems.is_empty(), "{problems:?}");
+    std::sync::Arc::new(t.expect("compiled"))
+}

@@ -666,6 +666,49 @@ mod tests {
     }
 
     #[test]
+    fn templated_urls_must_be_whole_web_urls() {
+        use crate::message::{for_tests, Part};
+        let url = |source: &str| {
+            let t = for_tests(&[Part::Url], &format!("default: {{url: {source:?}}}"));
+            let r = t.render(&event(EventName::AfterMediaAdded, json!({"id": "a b"})));
+            templated_url(r.as_ref(), Part::Url, 40)
+        };
+        assert_eq!(
+            url("https://example.org/x").as_deref(),
+            Some("https://example.org/x")
+        );
+        assert_eq!(url("javascript:alert(1)"), None);
+        assert_eq!(
+            url("https://example.org/{{ id }}"),
+            None,
+            "a space from the data"
+        );
+        assert_eq!(
+            url("https://example.org/{{ 'x' * 40 }}"),
+            None,
+            "too long to send whole"
+        );
+        assert_eq!(url("{{ nothing }}"), None);
+    }
+
+    #[test]
+    fn templated_title_and_message_replace_the_built_in_ones_part_by_part() {
+        use crate::message::{for_tests, Part};
+        let t = for_tests(
+            &[Part::Title, Part::Message],
+            "default: {title: 'New: {{ media_item.title }}'}",
+        );
+        let ev = event(EventName::AfterMediaAdded, json!({"media_item": dune()}));
+        let (n, rendered) = templated(&ev, Some(&t));
+        assert_eq!(
+            (n.title.as_str(), n.message.as_str()),
+            ("New: Dune", "Dune (2021)")
+        );
+        assert!(rendered.is_some());
+        assert_eq!(templated(&ev, None), (notice(&ev), None));
+    }
+
+    #[test]
     fn data_cannot_inject_lines_or_links() {
         let data = json!({"media_item": {"title": "Evil\r\nTitle\u{7}", "type": "movie", "tmdb_id": "1/../x", "imdb_id": "tt12 javascript:"}});
         let n = notice(&event(EventName::AfterMediaAdded, data));

@@ -100,6 +100,31 @@ impl NotificationPlugin for Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventName;
+    use crate::message::{for_tests, Part};
+
+    #[actix_rt::test]
+    async fn a_templated_title_is_logged_on_one_line() {
+        let templates = for_tests(
+            &[Part::Title, Part::Message],
+            "default: {title: \"{{ media_item.title }}\\nforged line\", message: '{{ event.name }}'}",
+        );
+        let log = Log::new(LogConfig {
+            level: "info".into(),
+            templates: Some(templates),
+        });
+        let cx = PluginContext {
+            instance: "console".into(),
+            http: crate::http::new_client(crate::http::AddressPolicy::PublicOnly),
+        };
+        let data = serde_json::json!({"media_item": {"title": "Dune\r\nINFO fake"}});
+        let event = Event::new(
+            EventName::AfterMediaAdded,
+            data.as_object().cloned().unwrap(),
+        );
+        let done = log.notify(&cx, &event).await.unwrap();
+        assert_eq!(done.detail, "logged: Dune INFO fake forged line");
+    }
 
     #[test]
     fn level_is_checked() {
