@@ -3,61 +3,16 @@
 
 use std::collections::BTreeSet;
 
-use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+use minijinja::{Environment, UndefinedBehavior};
 use serde_yaml::Value as Yaml;
 
-use super::filters::environment;
+use super::filters::{self, environment};
 use super::scan::filters_used;
-use super::templates::{FieldPiece, MessageTemplate, Part, Piece, Templates};
+use super::templates::{MessageTemplate, Part, Piece, Templates};
 use super::{check, describe};
 use crate::config::Problems;
 use crate::event::EventName;
 use crate::suggest::closest;
-
-/// Builtin filters offered as "did you mean" (only those this minijinja has are offered).
-const BUILTIN_FILTERS: &[&str] = &[
-    "abs",
-    "attr",
-    "batch",
-    "bool",
-    "capitalize",
-    "default",
-    "dictsort",
-    "escape",
-    "first",
-    "float",
-    "groupby",
-    "indent",
-    "int",
-    "items",
-    "join",
-    "last",
-    "length",
-    "lines",
-    "list",
-    "lower",
-    "map",
-    "max",
-    "min",
-    "reject",
-    "rejectattr",
-    "replace",
-    "reverse",
-    "round",
-    "safe",
-    "select",
-    "selectattr",
-    "slice",
-    "sort",
-    "split",
-    "string",
-    "sum",
-    "title",
-    "trim",
-    "unique",
-    "upper",
-    "wordcount",
-];
 
 /// Who the templates are for.
 pub struct Target<'a> {
@@ -170,16 +125,17 @@ pub fn compile(
     Some(templates)
 }
 
-struct Compiler<'a, 'p> {
-    target: &'a Target<'a>,
-    env: Environment<'static>,
+/// The state of one instance's compile; [`super::fields`] adds the `fields` part.
+pub(super) struct Compiler<'a, 'p> {
+    pub(super) target: &'a Target<'a>,
+    pub(super) env: Environment<'static>,
     problems: &'p mut Problems,
     sources: Vec<(String, String)>,
     ok: bool,
 }
 
 impl Compiler<'_, '_> {
-    fn problem(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(path, message);
         self.ok = false;
     }
@@ -238,79 +194,8 @@ impl Compiler<'_, '_> {
         Some(t)
     }
 
-    /// `fields: [{name, value, inline}]`.
-    fn fields(
-        &mut self,
-        key: &str,
-        at: &str,
-        value: Yaml,
-        roots: &mut BTreeSet<String>,
-    ) -> Vec<FieldPiece> {
-        const SHAPE: &str = "must be a list of `{name: \"...\", value: \"...\", inline: true}`";
-        let Yaml::Sequence(items) = value else {
-            self.problem(at, SHAPE);
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (i, item) in items.into_iter().enumerate() {
-            let item_at = format!("{at}[{i}]");
-            let Yaml::Mapping(mut m) = item else {
-                self.problem(&item_at, SHAPE);
-                continue;
-            };
-            let name = m.shift_remove("name");
-            let value = m.shift_remove("value");
-            let inline = match m.shift_remove("inline") {
-                None | Some(Yaml::Null) => false,
-                Some(Yaml::Bool(b)) => b,
-                Some(_) => {
-                    self.problem(&format!("{item_at}.inline"), "must be true or false");
-                    false
-                }
-            };
-            for (k, _) in m {
-                let k = match &k {
-                    Yaml::String(s) => s.clone(),
-                    other => format!("{other:?}"),
-                };
-                let hint = closest(&k, ["name", "value", "inline"])
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                self.problem(
-                    &format!("{item_at}.{k}"),
-                    format!("unknown field `{k}`{hint}; known fields: name, value, inline"),
-                );
-            }
-            let (Some(name), Some(value)) = (name, value) else {
-                self.problem(&item_at, "needs both `name` and `value`");
-                continue;
-            };
-            let base = format!("{key}.fields[{i}]");
-            let name = self.piece(
-                &format!("{base}.name"),
-                &format!("{item_at}.name"),
-                name,
-                roots,
-            );
-            let value = self.piece(
-                &format!("{base}.value"),
-                &format!("{item_at}.value"),
-                value,
-                roots,
-            );
-            if let (Some(name), Some(value)) = (name, value) {
-                out.push(FieldPiece {
-                    name,
-                    value,
-                    inline,
-                });
-            }
-        }
-        out
-    }
-
     /// Compile one template string as `name`; its problems go to `at`.
-    fn piece(
+    pub(super) fn piece(
         &mut self,
         name: &str,
         at: &str,
@@ -334,8 +219,8 @@ impl Compiler<'_, '_> {
             return None;
         }
         for (filter, line) in filters_used(&source) {
-            if !self.filter_exists(&filter) {
-                let known = self.known_filters();
+            if !filters::exists(&self.env, &filter) {
+                let known = filters::known(&self.env);
                 let hint = closest(&filter, known.iter().copied())
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
@@ -354,28 +239,6 @@ impl Compiler<'_, '_> {
         roots.extend(template.undeclared_variables(false));
         self.sources.push((name.to_owned(), source));
         Some(Piece::new(name.to_owned()))
-    }
-
-    /// Whether the environment has a filter `name`: a one-filter expression that fails
-    /// with anything but "unknown filter" found it.
-    fn filter_exists(&self, name: &str) -> bool {
-        let Ok(expr) = self.env.compile_expression_owned(format!("__probe|{name}")) else {
-            return false;
-        };
-        let ctx = Value::from_pairs([("__probe", Value::from(""))]);
-        !matches!(expr.eval(ctx), Err(e) if e.kind() == ErrorKind::UnknownFilter)
-    }
-
-    fn known_filters(&self) -> Vec<&'static str> {
-        ["filesize", "duration", "truncate"]
-            .into_iter()
-            .chain(
-                BUILTIN_FILTERS
-                    .iter()
-                    .copied()
-                    .filter(|f| self.filter_exists(f)),
-            )
-            .collect()
     }
 
     fn part_names(&self) -> String {

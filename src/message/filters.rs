@@ -4,7 +4,7 @@
 //! been changed by hooks, so a value of the wrong type is shown as it is (an undefined
 //! value as nothing) instead of failing the message.
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
 use crate::plugins::notification::text::{human_size, truncate_chars};
 
@@ -30,6 +30,70 @@ pub fn environment(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("truncate", truncate);
     env
 }
+
+/// Whether `env` has a filter `name`: minijinja looks filters up only when it runs them,
+/// so a one-filter expression is run, and any failure but "unknown filter" found it.
+pub fn exists(env: &Environment<'_>, name: &str) -> bool {
+    let Ok(expr) = env.compile_expression_owned(format!("__probe|{name}")) else {
+        return false;
+    };
+    let ctx = Value::from_pairs([("__probe", Value::from(""))]);
+    !matches!(expr.eval(ctx), Err(e) if e.kind() == ErrorKind::UnknownFilter)
+}
+
+/// Ours, then the builtins of [`BUILTIN_FILTERS`] that `env` has: the names offered when
+/// a template names an unknown one.
+pub fn known(env: &Environment<'_>) -> Vec<&'static str> {
+    ["filesize", "duration", "truncate"]
+        .into_iter()
+        .chain(BUILTIN_FILTERS.iter().copied().filter(|f| exists(env, f)))
+        .collect()
+}
+
+/// Jinja's usual filters, offered as "did you mean" (only those this minijinja has).
+const BUILTIN_FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "default",
+    "dictsort",
+    "escape",
+    "first",
+    "float",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "trim",
+    "unique",
+    "upper",
+    "wordcount",
+];
 
 /// Bytes as the built-in texts show them: `15032385536|filesize` → "14.0 GiB". A
 /// numeric string works too; anything else is shown as it is.

@@ -7,6 +7,7 @@
 //! template can never break a message or ping `@everyone`.
 //!
 //! - [`compile`]: `templates:` YAML → [`Templates`], with problems at their field paths
+//!   (`fields` parses the `fields` part)
 //! - [`templates`]: the compiled templates and rendering, with the fall-back to built-in text
 //! - [`context`]: what a template sees (`media_item`, `event`, `plugin`, `data`, ...)
 //! - [`filters`]: the environment and the `filesize`, `duration`, `truncate` filters
@@ -16,6 +17,7 @@
 pub mod check;
 pub mod compile;
 pub mod context;
+mod fields;
 pub mod filters;
 pub mod sample;
 mod scan;

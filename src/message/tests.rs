@@ -385,3 +385,42 @@ fn equal_sources_make_equal_templates() {
         compiled("default: {title: b}")
     );
 }
+
+#[test]
+fn the_readme_example_compiles_and_reads_well_on_its_sample() {
+    let yaml = r#"
+after_import_completed:
+  title: "{{ media_item.title }} {{ episode.season_number }}x{{ episode.episode_number }} is ready"
+  message: |
+    {{ episode.title }}{% if media_file.resolution %} · {{ media_file.resolution }}{% endif %} · {{ media_file.size|filesize }}
+    {{ media_item.overview|truncate(120) }}
+  tags: "tv, {{ media_file.resolution }}"
+  click: "https://www.themoviedb.org/tv/{{ media_item.tmdb_id }}"
+on_download_failed:
+  title: "Download failed: {{ media_item.title }}"
+  message: "{{ release_name }}: {{ error_message }}"
+default:
+  title: "{{ event.name }}"
+"#;
+    let c = compile_for(yaml, ALL_PARTS, EventName::ALL);
+    assert!(
+        c.problems.is_empty() && c.warnings.is_empty(),
+        "{:?} {:?}",
+        c.problems,
+        c.warnings
+    );
+    let t = c.templates.unwrap();
+    let r = t
+        .render(&sample::event(EventName::AfterImportCompleted))
+        .unwrap();
+    assert_eq!(r.get(Part::Title), Some("The Office 2x3 is ready"));
+    assert_eq!(
+        r.get(Part::Message),
+        Some("The Dundies · 1080p · 1.2 GiB\nA mockumentary on a group of typical office workers.")
+    );
+    assert_eq!(r.get(Part::Tags), Some("tv, 1080p"));
+    assert_eq!(
+        r.get(Part::Click),
+        Some("https://www.themoviedb.org/tv/2316")
+    );
+}
