@@ -135,6 +135,9 @@ pub struct Rendered {
     /// template gives no `fields`, or when every one of them failed: then the plugin's
     /// built-in fields stay.
     pub fields: Vec<RenderedField>,
+    /// Templates that failed in this render (their built-in text is used), by name
+    /// (`after_media_added.title`), with the error: for a dry run to show.
+    pub failed: Vec<(String, String)>,
 }
 
 impl Rendered {
@@ -198,27 +201,38 @@ impl Templates {
 
     /// Render every part of `template` with `ctx` (any value: a digest passes its own).
     pub fn render_with(&self, template: &MessageTemplate, ctx: Value) -> Rendered {
+        let mut failed = Vec::new();
         let texts = template
             .pieces
             .iter()
-            .filter_map(|(part, piece)| Some((*part, self.piece(piece, &ctx)?)))
+            .filter_map(|(part, piece)| Some((*part, self.piece(piece, &ctx, &mut failed)?)))
             .collect();
         let fields = template
             .fields
             .iter()
             .filter_map(|f| {
                 Some(RenderedField {
-                    name: self.piece(&f.name, &ctx).unwrap_or_default(),
-                    value: self.piece(&f.value, &ctx)?,
+                    name: self.piece(&f.name, &ctx, &mut failed).unwrap_or_default(),
+                    value: self.piece(&f.value, &ctx, &mut failed)?,
                     inline: f.inline,
                 })
             })
             .collect();
-        Rendered { texts, fields }
+        Rendered {
+            texts,
+            fields,
+            failed,
+        }
     }
 
-    /// One piece rendered and trimmed; `None` when it failed (logged once) or is empty.
-    fn piece(&self, piece: &Piece, ctx: &Value) -> Option<String> {
+    /// One piece rendered and trimmed; `None` when it failed (logged once, and noted in
+    /// `failed`) or is empty.
+    fn piece(
+        &self,
+        piece: &Piece,
+        ctx: &Value,
+        failed: &mut Vec<(String, String)>,
+    ) -> Option<String> {
         let result = self
             .env
             .get_template(&piece.name)
@@ -235,15 +249,17 @@ impl Templates {
                 }
             }
             Err(err) => {
+                let error = super::describe(&err);
                 if !piece.warned.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         plugin = %self.instance,
                         template = %piece.name,
-                        error = %super::describe(&err),
+                        error = %error,
                         "message template failed, so the built-in text is sent instead; \
                          logged once per template until the config is reloaded"
                     );
                 }
+                failed.push((piece.name.clone(), error));
                 None
             }
         }

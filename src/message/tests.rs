@@ -171,6 +171,12 @@ after_media_added:
             let r = t.render(&failed).unwrap();
             assert_eq!(r.get(Part::Title), None, "out of fuel: built-in title");
             assert_eq!(r.get(Part::Message), None, "a type error: built-in message");
+            let failed: Vec<&str> = r.failed.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(
+                failed,
+                ["default.title", "default.message"],
+                "every render says so"
+            );
             assert_eq!(
                 t.render(&dune()).unwrap().get(Part::Title),
                 Some("fine Dune")
