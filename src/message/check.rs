@@ -14,6 +14,9 @@ use crate::config::Problems;
 use crate::event::{Event, EventName};
 use crate::suggest::closest;
 
+/// Marks a message about a render that failed (not a variable that is missing).
+const FAILS: &str = "\u{0}fails";
+
 /// Warnings (at `path.<piece>`) for variables of `templates` missing from the sample of
 /// each event they would render for: an event's own template against that event,
 /// `default` against every received event without its own. `digest` is not checked:
@@ -69,7 +72,7 @@ pub fn against_samples(
                             ErrorKind::UndefinedError => {
                                 format!("uses an undefined value: {}", describe(&err))
                             }
-                            _ => format!("fails: {}", describe(&err)),
+                            _ => format!("fails: {}", describe(&err)) + FAILS,
                         });
                     }
                 }
@@ -86,11 +89,18 @@ pub fn against_samples(
             let s = if events.len() == 1 { "" } else { "s" };
             warnings.push(
                 format!("{path}.{piece}"),
-                format!(
-                    "{message}, in the sample {} event{s}; it renders empty (or the built-in \
-                     text is used) when an event lacks it",
-                    events.join(", ")
-                ),
+                match message.split_once(FAILS) {
+                    Some((message, _)) => format!(
+                        "{message}, with the sample {} event{s}; the built-in text is sent \
+                         whenever it fails",
+                        events.join(", ")
+                    ),
+                    None => format!(
+                        "{message}, in the sample {} event{s}; it renders empty (or the \
+                         built-in text is used) when an event lacks it",
+                        events.join(", ")
+                    ),
+                },
             );
         }
     }

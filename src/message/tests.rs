@@ -146,6 +146,10 @@ fn logged(f: impl FnOnce()) -> String {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
+    // A second live dispatcher, so a callsite another test hit first (with no subscriber
+    // on its thread) is not cached as "never" (see tests/integration/support/logs.rs).
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    tracing::callsite::rebuild_interest_cache();
     tracing::subscriber::with_default(subscriber, f);
     let bytes = buf.0.lock().unwrap().clone();
     String::from_utf8(bytes).unwrap()
@@ -428,5 +432,22 @@ default:
     assert_eq!(
         r.get(Part::Click),
         Some("https://www.themoviedb.org/tv/2316")
+    );
+}
+
+#[test]
+fn check_warns_about_a_template_that_fails_on_its_sample() {
+    let c = compile_for(
+        "after_media_added: {title: \"{{ media_item.title + 1 }}\"}",
+        ALL_PARTS,
+        &[EventName::AfterMediaAdded],
+    );
+    assert!(c.problems.is_empty() && c.templates.is_some());
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("plugins.ntfy_home.templates.after_media_added.title: fails: ")
+            && c.warnings[0].ends_with("with the sample after_media_added event; the built-in text is sent whenever it fails"),
+        "{}",
+        c.warnings[0]
     );
 }

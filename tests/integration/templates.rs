@@ -31,12 +31,14 @@ async fn deliver(instance: &str, answer: ResponseTemplate) -> Request {
         "hooks: {{enabled: false}}\nplugins:\n  chat:\n{indented}    enabled: true\n    allow_insecure_http: true\n    allow_private_network: true\n    events: [after_media_added]\n"
     );
     let config = Config::parse(&yaml, None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    // `size` is not in the sample event `check` renders against: a warning, not a problem.
+    // `size` is not in the sample event `check` renders against, and a runaway loop runs
+    // out of fuel there too: warnings, not problems.
     assert!(
         config
             .warnings
             .iter()
-            .all(|w| w.message.contains("`size` is undefined")),
+            .all(|w| w.message.contains("`size` is undefined")
+                || w.message.contains("fails: engine ran out of fuel")),
         "{:?}",
         config.warnings
     );
@@ -218,6 +220,21 @@ async fn without_templates_the_built_in_text_is_sent() {
     assert_eq!(body["title"], "Movie added");
     assert_eq!(body["message"], format!("{EVIL} (2021)"));
     assert_eq!(body["tags"], serde_json::json!(["movie_camera"]));
+}
+
+#[actix_rt::test]
+async fn a_template_that_fails_at_run_time_sends_the_built_in_text() {
+    let yaml = "type: ntfy\nserver_url: {url}\ntopic: t\ntemplates:\n  after_media_added:\n    title: \"{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}\"\n    message: \"{{ media_item.title|upper }}\"\n";
+    let body = json(&deliver(yaml, ResponseTemplate::new(200).set_body_string("{}")).await);
+    assert_eq!(
+        body["title"], "Movie added",
+        "out of fuel: the built-in title"
+    );
+    assert_eq!(
+        body["message"],
+        EVIL.to_uppercase(),
+        "the part that worked is kept"
+    );
 }
 
 fn check(config: &str) -> (Option<i32>, String) {
