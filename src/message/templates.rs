@@ -172,6 +172,16 @@ impl Templates {
         &self.instance
     }
 
+    /// The keys given, in config order (events, then `default` and `digest`), as written.
+    pub fn keys(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .map(|(_, t)| t.key())
+            .chain(self.default.iter().map(MessageTemplate::key))
+            .chain(self.digest.iter().map(MessageTemplate::key))
+            .collect()
+    }
+
     /// The template for events named `name`: its own, else `default`.
     pub fn for_event(&self, name: EventName) -> Option<&MessageTemplate> {
         self.events

@@ -238,6 +238,11 @@ async fn a_template_that_fails_at_run_time_sends_the_built_in_text() {
 }
 
 fn check(config: &str) -> (Option<i32>, String) {
+    let (code, _, stderr) = check_output(config);
+    (code, stderr)
+}
+
+fn check_output(config: &str) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).unwrap();
@@ -249,7 +254,8 @@ fn check(config: &str) -> (Option<i32>, String) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
-    (out.status.code(), stderr)
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), stdout, stderr)
 }
 
 #[test]
@@ -272,12 +278,16 @@ fn check_reports_template_errors_with_the_file_line_and_the_template_line() {
 
 #[test]
 fn check_warns_about_undefined_variables_and_passes() {
-    let (code, stderr) = check(
+    let (code, stdout, stderr) = check_output(
         "hooks: {enabled: false}\nplugins:\n  ntfy:\n    topic: t\n    events: [after_media_added]\n    templates:\n      after_media_added:\n        title: \"{{ media_item.titel }} added\"\n",
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(":8: plugins.ntfy.templates.after_media_added.title: `media_item.titel` is undefined (did you mean `title`?)"),
         "{stderr}"
+    );
+    assert!(
+        stdout.contains("  plugin ntfy (type ntfy, disabled): after_media_added\n    message templates: after_media_added\n"),
+        "{stdout}"
     );
 }
