@@ -7,7 +7,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde_yaml::Value as Yaml;
 
 use super::filters::{self, environment};
-use super::scan::filters_used;
+use super::scan::{names_used, Kind};
 use super::templates::{MessageTemplate, Part, Piece, Templates};
 use super::{check, describe};
 use crate::config::Problems;
@@ -218,22 +218,30 @@ impl Compiler<'_, '_> {
             self.problem(at, format!("template does not compile: {}", describe(&err)));
             return None;
         }
-        for (filter, line) in filters_used(&source) {
-            if !filters::exists(&self.env, &filter) {
-                let known = filters::known(&self.env);
-                let hint = closest(&filter, known.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                self.problem(
-                    at,
-                    format!(
-                        "unknown filter `{filter}`{hint} (line {line} of the template); filters: {}",
-                        known.join(", ")
-                    ),
-                );
-                self.env.remove_template(name);
-                return None;
+        for (kind, used, line) in names_used(&source) {
+            let (exists, noun): (fn(&Environment<'_>, &str) -> bool, _) = match kind {
+                Kind::Filter => (filters::exists, "filter"),
+                Kind::Test => (filters::test_exists, "test"),
+            };
+            if exists(&self.env, &used) {
+                continue;
             }
+            let known = match kind {
+                Kind::Filter => filters::known(&self.env),
+                Kind::Test => filters::known_tests(&self.env),
+            };
+            let hint = closest(&used, known.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            self.problem(
+                at,
+                format!(
+                    "unknown {noun} `{used}`{hint} (line {line} of the template); {noun}s: {}",
+                    known.join(", ")
+                ),
+            );
+            self.env.remove_template(name);
+            return None;
         }
         let template = self.env.get_template(name).ok()?;
         roots.extend(template.undeclared_variables(false));

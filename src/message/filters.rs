@@ -41,6 +41,52 @@ pub fn exists(env: &Environment<'_>, name: &str) -> bool {
     !matches!(expr.eval(ctx), Err(e) if e.kind() == ErrorKind::UnknownFilter)
 }
 
+/// Whether `env` has a test `name` (as [`exists`] does for filters).
+pub fn test_exists(env: &Environment<'_>, name: &str) -> bool {
+    let Ok(expr) = env.compile_expression_owned(format!("__probe is {name}")) else {
+        return false;
+    };
+    let ctx = Value::from_pairs([("__probe", Value::from(""))]);
+    !matches!(expr.eval(ctx), Err(e) if e.kind() == ErrorKind::UnknownTest)
+}
+
+/// Jinja's usual tests that `env` has, for "did you mean".
+pub fn known_tests(env: &Environment<'_>) -> Vec<&'static str> {
+    const TESTS: &[&str] = &[
+        "defined",
+        "undefined",
+        "none",
+        "true",
+        "false",
+        "number",
+        "integer",
+        "float",
+        "string",
+        "sequence",
+        "mapping",
+        "iterable",
+        "odd",
+        "even",
+        "divisibleby",
+        "in",
+        "startingwith",
+        "endingwith",
+        "lower",
+        "upper",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+    ];
+    TESTS
+        .iter()
+        .copied()
+        .filter(|t| test_exists(env, t))
+        .collect()
+}
+
 /// Ours, then the builtins of [`BUILTIN_FILTERS`] that `env` has: the names offered when
 /// a template names an unknown one.
 pub fn known(env: &Environment<'_>) -> Vec<&'static str> {

@@ -1,11 +1,20 @@
-//! The filters a template names, found in its source: minijinja looks filters up only
-//! when it runs them, so an unknown one in a branch not taken would otherwise surface
-//! on some later event instead of when the config loads.
+//! The filters and tests a template names, found in its source: minijinja looks them up
+//! only when it runs them, so an unknown one in a branch not taken would otherwise
+//! surface on some later event instead of when the config loads.
 
-/// Each filter name applied in `source` (`x|name`, `{% filter name %}`), with its 1-based
-/// line in the template. Text outside `{{ }}` / `{% %}`, comments, string literals and
-/// `{% raw %}` blocks are skipped.
-pub fn filters_used(source: &str) -> Vec<(String, usize)> {
+/// A filter or a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `x|name`, `{% filter name %}`.
+    Filter,
+    /// `x is name`, `x is not name`.
+    Test,
+}
+
+/// Each filter and test named in `source`, with its 1-based line in the template. Text
+/// outside `{{ }}` / `{% %}`, comments, string literals and `{% raw %}` blocks are
+/// skipped.
+pub fn names_used(source: &str) -> Vec<(Kind, String, usize)> {
     let bytes = source.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -38,7 +47,7 @@ pub fn filters_used(source: &str) -> Vec<(String, usize)> {
                 let start = skip_space(bytes, after);
                 let (name, _) = ident(bytes, start);
                 if !name.is_empty() {
-                    out.push((name.to_owned(), line_at(source, start)));
+                    out.push((Kind::Filter, name.to_owned(), line_at(source, start)));
                 }
             }
         }
@@ -56,9 +65,25 @@ pub fn filters_used(source: &str) -> Vec<(String, usize)> {
                     let start = skip_space(bytes, j + 1);
                     let (name, after) = ident(bytes, start);
                     if !name.is_empty() {
-                        out.push((name.to_owned(), line_at(source, start)));
+                        out.push((Kind::Filter, name.to_owned(), line_at(source, start)));
                     }
                     j = after.max(j + 1);
+                }
+                b if is_ident_start(b) && (j == 0 || !is_ident(bytes[j - 1])) => {
+                    let (word, after) = ident(bytes, j);
+                    j = after;
+                    if word == "is" {
+                        let mut start = skip_space(bytes, after);
+                        let (mut name, mut end) = ident(bytes, start);
+                        if name == "not" {
+                            start = skip_space(bytes, end);
+                            (name, end) = ident(bytes, start);
+                        }
+                        if !name.is_empty() {
+                            out.push((Kind::Test, name.to_owned(), line_at(source, start)));
+                        }
+                        j = end.max(j);
+                    }
                 }
                 _ if bytes[j..].starts_with(close) => break,
                 _ => j += 1,
@@ -73,6 +98,14 @@ fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     (from..bytes.len()).find(|&k| bytes[k..].starts_with(needle))
 }
 
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
 fn skip_space(bytes: &[u8], mut i: usize) -> usize {
     while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
         i += 1;
@@ -83,10 +116,7 @@ fn skip_space(bytes: &[u8], mut i: usize) -> usize {
 /// The identifier at `i` (empty when there is none) and the index after it.
 fn ident(bytes: &[u8], i: usize) -> (&str, usize) {
     let mut end = i;
-    while bytes
-        .get(end)
-        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
-    {
+    while bytes.get(end).copied().is_some_and(is_ident) {
         end += 1;
     }
     let word = std::str::from_utf8(&bytes[i..end]).unwrap_or_default();
@@ -109,7 +139,25 @@ mod tests {
     use super::*;
 
     fn names(source: &str) -> Vec<(String, usize)> {
-        filters_used(source)
+        names_used(source)
+            .into_iter()
+            .filter(|(k, _, _)| *k == Kind::Filter)
+            .map(|(_, n, l)| (n, l))
+            .collect()
+    }
+
+    #[test]
+    fn finds_tests_after_is_and_is_not() {
+        let tests: Vec<(Kind, String, usize)> =
+            names_used("{% if x is defined and this is not nmber %}{{ 'is odd' }}{% endif %}\n{{ y is\n  even }}");
+        assert_eq!(
+            tests,
+            [
+                (Kind::Test, "defined".into(), 1),
+                (Kind::Test, "nmber".into(), 1),
+                (Kind::Test, "even".into(), 3)
+            ]
+        );
     }
 
     #[test]

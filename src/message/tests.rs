@@ -201,12 +201,17 @@ after_media_added:
 #[test]
 fn syntax_errors_and_unknown_filters_are_problems_at_their_path_with_the_template_line() {
     let c = compile_for(
-        "after_media_added:\n  title: \"{{ media_item.title \"\n  message: \"a\\nb {{ x|filesise }}\"\ndefault: {message: '{% if a|lenght %}{% endif %}'}",
+        "after_media_added:\n  title: \"{{ media_item.title \"\n  message: \"a\\nb {{ x|filesise }}\"\ndefault: {message: '{% if a|lenght %}{% endif %}', title: '{% if a is not defnied %}{% endif %}'}",
         ALL_PARTS,
         EventName::ALL,
     );
     assert!(c.templates.is_none());
-    assert_eq!(c.problems.len(), 3, "{:?}", c.problems);
+    assert_eq!(c.problems.len(), 4, "{:?}", c.problems);
+    assert!(
+        c.problems[3].contains("default.title: unknown test `defnied` (did you mean `defined`?)"),
+        "{}",
+        c.problems[3]
+    );
     assert!(
         c.problems[0].starts_with("plugins.ntfy_home.templates.after_media_added.title: template does not compile: syntax error")
             && c.problems[0].contains("(line 1 of the template)"),
