@@ -3,7 +3,8 @@
 //! Criterion measures one function at a time; these targets are ratios between the
 //! service and a bare baseline on the same (shared, noisy) machine, so both sides run
 //! interleaved in one process, best of several rounds each, and the ratio is printed.
-//! Run with `cargo bench --bench pipeline`, or `-- hooks`, `-- fanout`, `-- ntfy` for one.
+//! Run with `cargo bench --bench pipeline`, or `-- hooks`, `-- fanout`, `-- ntfy`, `-- store`,
+//! `-- template` for one.
 
 /// The allocator the service binary uses (see `mimalloc` in Cargo.toml), so "the service"
 /// measured here is the one that ships; the bare loops run with it too.
@@ -28,6 +29,8 @@ use mydia_plugins::supervisor::InstanceSpec;
 mod metrics;
 #[path = "pipeline/store.rs"]
 mod store;
+#[path = "pipeline/template.rs"]
+mod template;
 
 const ROUNDS: usize = 5;
 
@@ -392,6 +395,8 @@ struct NtfyRates {
     service: Vec<f64>,
     /// The same ntfy instance with the SQLite store (`synchronous: full`).
     durable: Vec<f64>,
+    /// The same ntfy instance with a template for the event (title and message from the data).
+    templated: Vec<f64>,
     bare_plugin: Vec<f64>,
     bare: Vec<f64>,
 }
@@ -436,6 +441,10 @@ async fn ntfy_vs_bare() -> NtfyRates {
     );
     let durable = mydia_plugins::start(&Config::parse(&durable_yaml, None).expect("bench config"))
         .expect("start");
+    let templated_yaml = format!("{supervision}{plugins}{}", template::TEMPLATES);
+    let templated =
+        mydia_plugins::start(&Config::parse(&templated_yaml, None).expect("bench config"))
+            .expect("start");
     let url = format!("http://{addr}/");
     let plain = {
         let url = url.clone();
@@ -465,6 +474,11 @@ async fn ntfy_vs_bare() -> NtfyRates {
                 .durable
                 .push(through_service(&durable, &hits, n).await);
         }
+        if run("templated") {
+            rates
+                .templated
+                .push(through_service(&templated, &hits, n).await);
+        }
         if run("plugin") {
             rates
                 .bare_plugin
@@ -482,7 +496,7 @@ async fn ntfy_vs_bare() -> NtfyRates {
             rates.bare.push(n as f64 / start.elapsed().as_secs_f64());
         }
     }
-    for handle in [ntfy, durable, plain] {
+    for handle in [ntfy, durable, templated, plain] {
         let status = handle.status().await;
         assert!(
             status.iter().all(|p| p.failed == 0),
@@ -551,7 +565,7 @@ fn main() {
         if run("metrics") {
             let (took, bytes) = metrics::scrape_cost().await;
             println!(
-                "(6) one /metrics scrape with {} instances (SQLite store): {:.3} ms, {} bytes of text   (target < 1 ms)",
+                "(7) one /metrics scrape with {} instances (SQLite store): {:.3} ms, {} bytes of text   (target < 1 ms)",
                 metrics::INSTANCES,
                 took.as_secs_f64() * 1000.0,
                 bytes
@@ -578,11 +592,24 @@ fn main() {
                 durable / bare,
                 NtfyRates::paired(&r.durable, &r.bare)
             );
+            let templated = NtfyRates::best(&r.templated);
+            println!(
+                "    with a template for the event (title and message from the data): {:>8.0}/s, ratio {:.2}; median of paired rounds {:.2}   (target >= 0.75)",
+                templated,
+                templated / bare,
+                NtfyRates::paired(&r.templated, &r.bare)
+            );
             println!(
                 "    the bare request as a plugin through the service: {:>8.0}/s, ratio {:.2}; median of paired rounds {:.2}   (the pipeline's share of the gap)",
                 plugin,
                 plugin / bare,
                 NtfyRates::paired(&r.bare_plugin, &r.bare)
+            );
+        }
+        if run("template") {
+            let (template, builtin) = template::render_cost(ROUNDS);
+            println!(
+                "(6) one message template (title and message from the data): {template:>6.0} ns per render; the built-in text {builtin:>6.0} ns   (target <= 2000 ns)"
             );
         }
     });

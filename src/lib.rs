@@ -15,6 +15,7 @@ pub mod config;
 pub mod event;
 pub mod hooks;
 pub mod http;
+pub mod message;
 pub mod metrics;
 pub mod plugins;
 pub mod preview;

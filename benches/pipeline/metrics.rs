@@ -1,4 +1,4 @@
-//! (6) One `/metrics` scrape with 50 plugin instances: the whole `Handle::metrics` call
+//! (7) One `/metrics` scrape with 50 plugin instances: the whole `Handle::metrics` call
 //! (each instance's status from the supervisor, held and dead counts from the SQLite
 //! store, the hook counters, and the encoding).
 

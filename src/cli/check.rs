@@ -68,6 +68,9 @@ fn report(config: &Config, hooks: &[HookSummary]) {
             p.kind.as_str(),
             events.join(", ")
         );
+        if let Some(templates) = &p.common.templates {
+            println!("    message templates: {}", templates.keys().join(", "));
+        }
     }
     if config.enabled_plugins().next().is_none() {
         println!("  note: no plugin is enabled, so nothing will be delivered");

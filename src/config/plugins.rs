@@ -1,13 +1,14 @@
 //! The `plugins:` section: one entry per instance, keyed by instance name.
 //!
 //! Each entry is split in two: the fields every instance has (`type`, `enabled`,
-//! `events`, `allow_insecure_http`, `allow_private_network`, `timeout_ms`, `rate_limit`)
-//! are read here; the rest goes to the
+//! `events`, `allow_insecure_http`, `allow_private_network`, `timeout_ms`, `rate_limit`,
+//! `max_in_flight`, `templates`) are read here; the rest goes to the
 //! type's own struct through [`PluginKind::parse_settings`], which rejects unknown fields.
 //!
 //! Types the seed design describes but that are not built yet ([`PLANNED`]) are skipped
 //! with a warning, so the seed's YAML loads verbatim; any other unknown type is an error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_yaml::{Mapping, Value};
@@ -15,6 +16,7 @@ use serde_yaml::{Mapping, Value};
 use super::fields::{closest, Collector};
 use super::{join, key_label};
 use crate::event::EventName;
+use crate::message::{self, Templates};
 use crate::plugins::registry::{CommonSettings, RateLimit};
 use crate::plugins::{PluginConfig, PluginKind};
 
@@ -28,6 +30,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "timeout_ms",
     "rate_limit",
     "max_in_flight",
+    "templates",
 ];
 
 /// Plugin types named by the seed design that are not built yet. An instance of one is
@@ -86,6 +89,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
     let timeout_ms = rest.shift_remove("timeout_ms");
     let rate_limit = rest.shift_remove("rate_limit");
     let max_in_flight = rest.shift_remove("max_in_flight");
+    let templates = rest.shift_remove("templates");
 
     let type_given = type_field.is_some();
     let type_name: Option<String> = match type_field {
@@ -137,14 +141,17 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         return None;
     };
 
+    let events = events.unwrap_or_else(|| kind.default_events());
+    let templates = templates_of(cx, name, path, kind, &events, templates);
     let common = CommonSettings {
         enabled: enabled.unwrap_or(false),
-        events: events.unwrap_or_else(|| kind.default_events()),
+        events,
         allow_insecure_http: allow_insecure_http.unwrap_or(false),
         allow_private_network: allow_private_network.unwrap_or(false),
         timeout,
         rate_limit,
         max_in_flight,
+        templates,
     };
     if common.enabled && common.events.is_empty() {
         cx.warnings.push(
@@ -154,6 +161,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
     }
     let mut settings = cx.mapping(path, rest, COMMON_FIELDS, |v| kind.parse_settings(v))?;
     settings.set_allow_private_network(common.allow_private_network);
+    settings.set_templates(common.templates.clone());
     settings.validate(path, &common, &mut cx.problems);
     Some(PluginConfig {
         name: name.to_owned(),
@@ -161,6 +169,34 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         common,
         settings,
     })
+}
+
+/// `templates:` compiled for the instance; `None` when absent or wrong (with problems).
+fn templates_of(
+    cx: &mut Collector,
+    name: &str,
+    path: &str,
+    kind: PluginKind,
+    events: &[EventName],
+    value: Option<Value>,
+) -> Option<Arc<Templates>> {
+    let value = value.filter(|v| !v.is_null())?;
+    let at = join(path, "templates");
+    let parts = match kind.template_parts() {
+        Ok(parts) => parts,
+        Err(why) => {
+            cx.problems
+                .push(at, format!("is not taken by `{}`: {why}", kind.as_str()));
+            return None;
+        }
+    };
+    let target = message::Target {
+        instance: name,
+        kind: kind.as_str(),
+        parts,
+        events,
+    };
+    message::compile(&target, &at, value, &mut cx.problems, &mut cx.warnings).map(Arc::new)
 }
 
 /// A common field's value; `None` when absent, null, or wrong (with a problem).
@@ -357,6 +393,48 @@ mod tests {
         );
         assert_eq!(plugins.len(), 1);
         assert_eq!(cx.problems.items().len(), 3, "{:?}", cx.problems);
+    }
+
+    #[test]
+    fn templates_are_compiled_per_instance_and_reach_its_settings() {
+        let (plugins, cx) = run("a: {type: ntfy, templates: {default: {title: A}}}\nb: {type: ntfy, templates: {default: {title: B}}}\nc: {type: telegram}");
+        assert!(cx.problems.is_empty(), "{:?}", cx.problems);
+        let title = |p: &PluginConfig| {
+            let crate::plugins::registry::PluginSettings::Ntfy(c) = &p.settings else {
+                panic!("ntfy")
+            };
+            let t = c.templates.as_ref().expect("in the settings");
+            assert_eq!(Some(t), p.common.templates.as_ref());
+            assert_eq!(t.instance(), p.name);
+            let r = t.render(&crate::event::Event::new(
+                EventName::OnImportFailed,
+                Default::default(),
+            ));
+            r.unwrap()
+                .get(crate::message::Part::Title)
+                .map(str::to_owned)
+        };
+        assert_eq!(title(&plugins[0]).as_deref(), Some("A"));
+        assert_eq!(title(&plugins[1]).as_deref(), Some("B"));
+        assert!(plugins[2].common.templates.is_none());
+    }
+
+    #[test]
+    fn templates_are_refused_where_there_is_no_message() {
+        let (_, cx) = run("hook: {type: webhook, templates: {default: {title: x}}}\nanilist: {templates: {}}\nntfy: {templates: [x]}");
+        assert_eq!(
+            paths(&cx.problems),
+            [
+                "plugins.hook.templates",
+                "plugins.anilist.templates",
+                "plugins.ntfy.templates"
+            ]
+        );
+        assert!(
+            cx.problems.items()[0].message.contains("signed JSON"),
+            "{:?}",
+            cx.problems
+        );
     }
 
     #[test]

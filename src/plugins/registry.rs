@@ -4,10 +4,12 @@
 //! and one arm in each `match` below and in [`crate::supervisor::InstanceSpec::from_config`]; the compiler
 //! points at any arm that is missed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Problems;
 use crate::event::EventName;
+use crate::message::{Part, Templates};
 use crate::plugins::enrichment::anilist::AniListConfig;
 use crate::plugins::enrichment::fanart::FanartConfig;
 use crate::plugins::notification::log::LogConfig;
@@ -131,6 +133,27 @@ impl PluginKind {
         }
     }
 
+    /// The parts a message template may give for this type (`templates:`), or `Err` with
+    /// why the type takes no templates.
+    pub fn template_parts(self) -> Result<&'static [Part], &'static str> {
+        use Part::*;
+        match self {
+            PluginKind::Ntfy => Ok(&[Title, Message, Tags, Click]),
+            PluginKind::Pushover => Ok(&[Title, Message, Url, UrlTitle]),
+            PluginKind::Telegram | PluginKind::Log => Ok(&[Title, Message]),
+            PluginKind::Discord => Ok(&[Title, Message, Color, Fields]),
+            PluginKind::Slack => Ok(&[Title, Message, Fields]),
+            PluginKind::Webhook => Err(
+                "the generic webhook sends the event itself as signed JSON (its receivers parse \
+                 it), so it has no message to template; use a notification or chat plugin, or \
+                 a hook to change the data",
+            ),
+            PluginKind::AniList | PluginKind::Fanart => {
+                Err("enrichment plugins send no message, so they take no templates")
+            }
+        }
+    }
+
     /// Parse this type's own settings (`deny_unknown_fields` on each struct).
     pub fn parse_settings(
         self,
@@ -178,6 +201,8 @@ pub struct CommonSettings {
     pub max_in_flight: Option<u32>,
     /// Deliveries allowed per minute, with a burst (none: only the service's own signals).
     pub rate_limit: Option<RateLimit>,
+    /// The instance's message templates, compiled (none: the built-in texts).
+    pub templates: Option<Arc<Templates>>,
 }
 
 /// `rate_limit: {per_minute: N, burst: M}` on a plugin instance: deliveries beyond it
@@ -237,6 +262,21 @@ impl PluginSettings {
         }
     }
 
+    /// Copies the instance's compiled templates into the type's settings (notification and
+    /// chat types; the others refuse `templates` when the config loads).
+    pub fn set_templates(&mut self, templates: Option<Arc<Templates>>) {
+        match self {
+            PluginSettings::Ntfy(c) => c.templates = templates,
+            PluginSettings::Log(c) => c.templates = templates,
+            PluginSettings::Telegram(c) => c.templates = templates,
+            PluginSettings::Pushover(c) => c.templates = templates,
+            PluginSettings::Discord(c) => c.templates = templates,
+            PluginSettings::Slack(c) => c.templates = templates,
+            PluginSettings::Webhook(_) | PluginSettings::AniList(_) | PluginSettings::Fanart(_) => {
+            }
+        }
+    }
+
     /// Pure checks of the type's own fields; `path` is e.g. `plugins.ntfy`.
     pub fn validate(&self, path: &str, common: &CommonSettings, problems: &mut Problems) {
         match self {
@@ -289,6 +329,7 @@ pub(crate) mod testing {
             timeout: None,
             rate_limit: None,
             max_in_flight: None,
+            templates: None,
         }
     }
 

@@ -27,4 +27,5 @@ mod shipped;
 mod slack;
 mod supervision;
 mod telegram;
+mod templates;
 mod webhook;

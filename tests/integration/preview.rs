@@ -530,3 +530,50 @@ async fn enrichment_runs_only_when_asked_and_its_fields_are_previewed() {
     assert!(server.received_requests().await.unwrap().is_empty());
     s.handle.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_template_that_fails_is_shown_falling_back_to_the_built_in_text() {
+    let server = mock_server().await;
+    let yaml = format!(
+        r#"
+plugins:
+  ntfy:
+    enabled: true
+    server_url: "{}/ntfy"
+    allow_insecure_http: true
+    allow_private_network: true
+    topic: media
+    events: [after_media_added]
+    templates:
+      after_media_added:
+        title: "{{% for i in range(100000) %}}{{% for j in range(100000) %}}x{{% endfor %}}{{% endfor %}}"
+        message: "{{{{ media_item.title }}}} is in"
+"#,
+        server.uri()
+    );
+    let s = serve(&yaml).await;
+    let (status, v) = s.post("/api/v1/preview", &added("Dune")).await;
+    assert_eq!(status, 200, "{v:#}");
+    let ntfy = instance(&v, "ntfy");
+    let fell_back = ntfy["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["kind"] == "template_fallback")
+        .unwrap_or_else(|| panic!("{ntfy:#}"));
+    assert!(
+        fell_back["message"]
+            .as_str()
+            .unwrap()
+            .contains("after_media_added.title"),
+        "{fell_back:#}"
+    );
+    let body = &ntfy["requests"][0]["body"];
+    assert_eq!(body["title"], "Movie added", "the built-in title: {body:#}");
+    assert_eq!(
+        body["message"], "Dune is in",
+        "the part that worked: {body:#}"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+    s.handle.shutdown().await;
+}

@@ -488,6 +488,7 @@ fn problems(yaml: &str, allow_insecure_http: bool) -> Vec<String> {
         timeout: None,
         rate_limit: None,
         max_in_flight: None,
+        templates: None,
     };
     let mut p = Problems::default();
     config.validate("plugins.hook", &common, &mut p);

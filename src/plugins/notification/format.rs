@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::text::{human_size, one_line};
 use crate::event::{Event, EventName};
+use crate::message::{Part, Rendered, Templates};
 
 /// What kind of media an event is about, from `media_item.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +224,40 @@ pub fn notice(event: &Event) -> Notice {
         media,
         tone,
     }
+}
+
+/// [`notice`] with the title and message the instance's template gives for `event` in
+/// place of the built-in ones (each part falls back on its own), and what else the
+/// template rendered (tags, links, fields) for the plugin to use. Without templates, or
+/// with none for this event, exactly [`notice`].
+pub fn templated(event: &Event, templates: Option<&Templates>) -> (Notice, Option<Rendered>) {
+    let mut notice = notice(event);
+    let rendered = templates.and_then(|t| t.render(event));
+    if let Some(r) = &rendered {
+        for (template, reason) in &r.failed {
+            crate::preview::notes::template_fell_back(template, reason);
+        }
+        if let Some(title) = r.get(Part::Title) {
+            title.clone_into(&mut notice.title);
+        }
+        if let Some(message) = r.get(Part::Message) {
+            message.clone_into(&mut notice.message);
+        }
+    }
+    (notice, rendered)
+}
+
+/// The URL a template rendered for `part`, when it is a whole http(s) URL of at most
+/// `max_chars` (a link that data made into `javascript:` or cut in half is left out, and
+/// the built-in link stays).
+pub fn templated_url(rendered: Option<&Rendered>, part: Part, max_chars: usize) -> Option<String> {
+    let text = rendered?.get(part)?.trim();
+    let url = reqwest::Url::parse(text).ok()?;
+    let fits = matches!(url.scheme(), "http" | "https")
+        && url.has_host()
+        && text.chars().count() <= max_chars
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+    fits.then(|| text.to_owned())
 }
 
 /// The lines present, one per line; `None` when there are none.
@@ -631,6 +666,49 @@ mod tests {
             notice(&event(EventName::OnDownloadCompleted, on_item)).message,
             "Severance S01E08"
         );
+    }
+
+    #[test]
+    fn templated_urls_must_be_whole_web_urls() {
+        use crate::message::{for_tests, Part};
+        let url = |source: &str| {
+            let t = for_tests(&[Part::Url], &format!("default: {{url: {source:?}}}"));
+            let r = t.render(&event(EventName::AfterMediaAdded, json!({"id": "a b"})));
+            templated_url(r.as_ref(), Part::Url, 40)
+        };
+        assert_eq!(
+            url("https://example.org/x").as_deref(),
+            Some("https://example.org/x")
+        );
+        assert_eq!(url("javascript:alert(1)"), None);
+        assert_eq!(
+            url("https://example.org/{{ id }}"),
+            None,
+            "a space from the data"
+        );
+        assert_eq!(
+            url("https://example.org/{{ 'x' * 40 }}"),
+            None,
+            "too long to send whole"
+        );
+        assert_eq!(url("{{ nothing }}"), None);
+    }
+
+    #[test]
+    fn templated_title_and_message_replace_the_built_in_ones_part_by_part() {
+        use crate::message::{for_tests, Part};
+        let t = for_tests(
+            &[Part::Title, Part::Message],
+            "default: {title: 'New: {{ media_item.title }}'}",
+        );
+        let ev = event(EventName::AfterMediaAdded, json!({"media_item": dune()}));
+        let (n, rendered) = templated(&ev, Some(&t));
+        assert_eq!(
+            (n.title.as_str(), n.message.as_str()),
+            ("New: Dune", "Dune (2021)")
+        );
+        assert!(rendered.is_some());
+        assert_eq!(templated(&ev, None), (notice(&ev), None));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use serde::Deserialize;
 
-use super::format::notice;
+use super::format::templated;
+use super::text::one_line;
 use crate::config::Problems;
 use crate::event::Event;
 use crate::plugins::registry::CommonSettings;
@@ -20,6 +21,10 @@ pub struct LogConfig {
     /// Log level of each notification line: `info` (default) or `warn`.
     #[serde(default = "default_level")]
     pub level: String,
+    /// The instance's compiled `templates:` (a common field, copied here when the config
+    /// is loaded); `None`: the built-in texts.
+    #[serde(skip)]
+    pub templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 fn default_level() -> String {
@@ -41,6 +46,7 @@ impl LogConfig {
 /// The log plugin.
 pub struct Log {
     warn: bool,
+    templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 impl Log {
@@ -48,6 +54,7 @@ impl Log {
     pub fn new(config: LogConfig) -> Self {
         Log {
             warn: config.level == "warn",
+            templates: config.templates,
         }
     }
 }
@@ -75,7 +82,8 @@ impl Plugin for Log {
 
 impl NotificationPlugin for Log {
     async fn notify(&self, cx: &PluginContext, event: &Event) -> Result<Delivered, PluginError> {
-        let n = notice(event);
+        let (n, _) = templated(event, self.templates.as_deref());
+        let title = one_line(&n.title);
         let link = n.link.as_deref().unwrap_or("");
         let message = n.message.replace('\n', " | ");
         let level = if self.warn { "warn" } else { "info" };
@@ -85,12 +93,12 @@ impl NotificationPlugin for Log {
             });
         }
         if self.warn {
-            tracing::warn!(target: "notifications", plugin = %cx.instance, event = %event.name, event_id = %event.id, title = %n.title, link, "{message}");
+            tracing::warn!(target: "notifications", plugin = %cx.instance, event = %event.name, event_id = %event.id, title = %title, link, "{message}");
         } else {
-            tracing::info!(target: "notifications", plugin = %cx.instance, event = %event.name, event_id = %event.id, title = %n.title, link, "{message}");
+            tracing::info!(target: "notifications", plugin = %cx.instance, event = %event.name, event_id = %event.id, title = %title, link, "{message}");
         }
         Ok(Delivered {
-            detail: format!("logged: {}", n.title),
+            detail: format!("logged: {title}"),
         })
     }
 }
@@ -98,6 +106,31 @@ impl NotificationPlugin for Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventName;
+    use crate::message::{for_tests, Part};
+
+    #[actix_rt::test]
+    async fn a_templated_title_is_logged_on_one_line() {
+        let templates = for_tests(
+            &[Part::Title, Part::Message],
+            "default: {title: \"{{ media_item.title }}\\nforged line\", message: '{{ event.name }}'}",
+        );
+        let log = Log::new(LogConfig {
+            level: "info".into(),
+            templates: Some(templates),
+        });
+        let cx = PluginContext {
+            instance: "console".into(),
+            http: crate::http::new_client(crate::http::AddressPolicy::PublicOnly),
+        };
+        let data = serde_json::json!({"media_item": {"title": "Dune\r\nINFO fake"}});
+        let event = Event::new(
+            EventName::AfterMediaAdded,
+            data.as_object().cloned().unwrap(),
+        );
+        let done = log.notify(&cx, &event).await.unwrap();
+        assert_eq!(done.detail, "logged: Dune INFO fake forged line");
+    }
 
     #[test]
     fn level_is_checked() {
@@ -109,16 +142,19 @@ mod tests {
             timeout: None,
             rate_limit: None,
             max_in_flight: None,
+            templates: None,
         };
         let mut p = Problems::default();
         LogConfig {
             level: "debug".into(),
+            templates: None,
         }
         .validate("plugins.console", &common, &mut p);
         assert_eq!(p.items()[0].path, "plugins.console.level");
         let mut ok = Problems::default();
         LogConfig {
             level: "warn".into(),
+            templates: None,
         }
         .validate("plugins.console", &common, &mut ok);
         assert!(ok.is_empty());

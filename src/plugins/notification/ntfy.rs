@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::event::{Event, EventName};
 use crate::http::{self, AddressPolicy, Redactor, RetryPolicy};
+use crate::message::Part;
 use crate::plugins::notification::format::{self, MediaKind, Tone};
 use crate::plugins::notification::text;
 use crate::plugins::{
@@ -30,6 +31,11 @@ pub use config::{is_valid_topic, NtfyConfig};
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// The longest title we send, in characters (ntfy has no hard limit; phones show less).
 pub const MAX_TITLE_CHARS: usize = 250;
+/// The longest click URL a template may give; a longer one is left out, not cut.
+const MAX_CLICK_CHARS: usize = 2048;
+/// Tags a template may add, and the length of each (ntfy shows them beside the title).
+const MAX_TEMPLATE_TAGS: usize = 10;
+const MAX_TAG_CHARS: usize = 64;
 
 /// The ntfy plugin: one configured topic on one server.
 #[derive(Debug)]
@@ -111,14 +117,28 @@ impl Ntfy {
         serde_json::to_value(self.message(event)).unwrap_or_default()
     }
 
-    /// What [`Ntfy::payload`] shows, as it is sent.
+    /// What [`Ntfy::payload`] shows, as it is sent. A template's `click` and `tags` come
+    /// before the configured and built-in ones.
     fn message(&self, event: &Event) -> Publish<'_> {
-        let notice = format::notice(event);
-        let click = self.config.click.clone().or(notice.link);
-        let tags = merged_tags(
-            &self.config.tags,
-            &default_tags(event.name, notice.media, notice.tone),
-        );
+        let (notice, rendered) = format::templated(event, self.config.templates.as_deref());
+        let click = format::templated_url(rendered.as_ref(), Part::Click, MAX_CLICK_CHARS)
+            .or_else(|| self.config.click.clone())
+            .or(notice.link);
+        let templated: Vec<Cow<'_, str>> = rendered
+            .iter()
+            .flat_map(|r| r.all(Part::Tags))
+            .flat_map(|t| t.split(','))
+            .map(|t| {
+                Cow::Owned(text::truncate_chars(&text::one_line(t), MAX_TAG_CHARS).into_owned())
+            })
+            .take(MAX_TEMPLATE_TAGS)
+            .collect();
+        let tags = if templated.is_empty() {
+            let defaults = default_tags(event.name, notice.media, notice.tone);
+            merged_tags(&self.config.tags, defaults.map(Cow::Borrowed))
+        } else {
+            merged_tags(&self.config.tags, templated)
+        };
         self.body(notice.title, notice.message, tags, click)
     }
 
@@ -126,7 +146,7 @@ impl Ntfy {
         &'a self,
         title: String,
         message: String,
-        tags: Vec<&'a str>,
+        tags: Vec<Cow<'a, str>>,
         click: Option<String>,
     ) -> Publish<'a> {
         let title = text::into_one_line(title);
@@ -250,13 +270,17 @@ fn fit(s: String, cut: impl Fn(&str) -> Cow<'_, str>) -> String {
     }
 }
 
-/// Config tags first, then the event's, trimmed, without blanks or repeats.
-fn merged_tags<'a>(config: &'a [String], defaults: &[&'a str]) -> Vec<&'a str> {
-    let mut tags: Vec<&str> = Vec::with_capacity(config.len() + defaults.len());
+/// Config tags first, then the event's (built-in or templated), trimmed, without blanks
+/// or repeats.
+fn merged_tags<'a>(
+    config: &'a [String],
+    defaults: impl IntoIterator<Item = Cow<'a, str>>,
+) -> Vec<Cow<'a, str>> {
+    let mut tags: Vec<Cow<'a, str>> = Vec::with_capacity(config.len() + 1);
     for tag in config
         .iter()
-        .map(|t| t.trim())
-        .chain(defaults.iter().copied())
+        .map(|t| Cow::Borrowed(t.trim()))
+        .chain(defaults)
     {
         if !tag.is_empty() && !tags.contains(&tag) {
             tags.push(tag);
@@ -323,7 +347,7 @@ impl Plugin for Ntfy {
                 sent_message: false,
             });
         }
-        let tags = merged_tags(&self.config.tags, &["test_tube"]);
+        let tags = merged_tags(&self.config.tags, [Cow::Borrowed("test_tube")]);
         let text = "If you can read this, Mydia can publish notifications to this topic.";
         self.publish(
             cx,

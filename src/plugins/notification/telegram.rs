@@ -138,7 +138,7 @@ impl Telegram {
 
     /// The `sendMessage` JSON for `event`, to the current chat.
     pub fn payload(&self, event: &Event) -> Value {
-        let (text, link) = message::html(event);
+        let (text, link) = message::templated_html(event, self.config.templates.as_deref());
         self.body(&self.chat_id(), &text, link.as_deref())
     }
 
@@ -275,7 +275,7 @@ impl Plugin for Telegram {
 
 impl NotificationPlugin for Telegram {
     async fn notify(&self, cx: &PluginContext, event: &Event) -> Result<Delivered, PluginError> {
-        let (text, link) = message::html(event);
+        let (text, link) = message::templated_html(event, self.config.templates.as_deref());
         let (result, chat, old) = self
             .call_in_chat(cx, &self.urls.send_message, |c| {
                 self.body(c, &text, link.as_deref())

@@ -27,8 +27,8 @@ use answer::judge;
 pub use config::DiscordConfig;
 use config::{config_schema, is_snowflake, parse_webhook_url, MAX_RETRIES};
 pub use embed::{
-    counted_chars, embed, escape_markdown, overview, poster, MAX_DESCRIPTION_CHARS,
-    MAX_EMBEDS_TOTAL_CHARS, MAX_FIELD_VALUE_CHARS, MAX_TITLE_CHARS,
+    counted_chars, embed, escape_markdown, overview, poster, templated_embed,
+    MAX_DESCRIPTION_CHARS, MAX_EMBEDS_TOTAL_CHARS, MAX_FIELD_VALUE_CHARS, MAX_TITLE_CHARS,
 };
 
 /// The Discord plugin: one incoming webhook.
@@ -106,7 +106,7 @@ impl Discord {
     pub fn payload(&self, event: &Event) -> Value {
         let mut body = json!({
             "username": self.config.username,
-            "embeds": [embed(event)],
+            "embeds": [templated_embed(event, self.config.templates.as_deref())],
             "allowed_mentions": {"parse": []},
         });
         if let Some(avatar) = &self.config.avatar_url {

@@ -25,7 +25,8 @@ mod config;
 
 use blocks::header;
 pub use blocks::{
-    escape, message, MAX_BLOCKS, MAX_HEADER_CHARS, MAX_SECTION_CHARS, MAX_TEXT_CHARS,
+    escape, message, templated_message, MAX_BLOCKS, MAX_FIELDS, MAX_FIELD_CHARS, MAX_HEADER_CHARS,
+    MAX_SECTION_CHARS, MAX_TEXT_CHARS,
 };
 pub use config::SlackConfig;
 use config::{config_schema, parse_webhook_url, MAX_RETRIES};
@@ -39,6 +40,7 @@ pub struct Slack {
     retry: RetryPolicy,
     redactor: Redactor,
     allow_private_network: bool,
+    templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 impl Slack {
@@ -75,6 +77,7 @@ impl Slack {
             retry,
             redactor,
             allow_private_network: config.allow_private_network,
+            templates: config.templates,
         })
     }
 
@@ -87,7 +90,11 @@ impl Slack {
     /// The JSON body posted for `event`: `text` plus a header, a section (with the poster
     /// beside it when the event has one) and a context line with the time and link.
     pub fn payload(&self, event: &Event) -> Value {
-        message(event, poster(event).as_deref())
+        self.message(event, poster(event).as_deref())
+    }
+
+    fn message(&self, event: &Event, poster: Option<&str>) -> Value {
+        templated_message(event, poster, self.templates.as_deref())
     }
 
     /// POST `body`, retrying transient failures; Slack's answers judged by [`judge`].
@@ -228,11 +235,11 @@ impl WebhookPlugin for Slack {
         event: &Event,
     ) -> Result<Delivered, PluginError> {
         let poster = poster(event);
-        let reply = match self.post(cx, &message(event, poster.as_deref())).await {
+        let reply = match self.post(cx, &self.message(event, poster.as_deref())).await {
             Err(err) if poster.is_some() && is_block_refusal(&err) => {
                 tracing::debug!(plugin = %cx.instance, event = %event.name, error = %err,
                     "Slack refused the blocks, perhaps the poster it could not fetch; resending without it");
-                self.post(cx, &message(event, None)).await?
+                self.post(cx, &self.message(event, None)).await?
             }
             result => result?,
         };

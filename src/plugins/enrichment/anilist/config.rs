@@ -146,6 +146,7 @@ mod tests {
             timeout: None,
             rate_limit: None,
             max_in_flight: None,
+            templates: None,
         }
     }
 

@@ -18,7 +18,7 @@ pub(super) struct Publish<'a> {
     pub title: String,
     pub message: String,
     pub priority: i64,
-    pub tags: Vec<&'a str>,
+    pub tags: Vec<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub click: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,8 +60,8 @@ impl Publish<'_> {
             self.icon.unwrap_or_default(),
         ]
         .iter()
-        .chain(&self.tags)
         .map(|s| s.len())
+        .chain(self.tags.iter().map(|t| t.len()))
         .sum::<usize>();
         128 + 3 * self.tags.len() + 6 * text
     }
@@ -127,7 +127,7 @@ mod tests {
             title: "Import failed".into(),
             message,
             priority: 3,
-            tags: vec!["warning"],
+            tags: vec!["warning".into()],
             click: Some("https://www.themoviedb.org/movie/438631".into()),
             icon: None,
         }
@@ -168,7 +168,7 @@ mod tests {
     fn the_upper_bound_is_never_below_the_serialized_length() {
         for message in ["", "Dune (2021)", "\u{1}\u{2}\"", &"\u{1}".repeat(1300)] {
             let b = Publish {
-                tags: vec!["a", "movie_camera", "\u{1}"],
+                tags: vec!["a".into(), "movie_camera".into(), "\u{1}".into()],
                 icon: Some("https://x/\""),
                 ..body(message.to_owned())
             };

@@ -55,6 +55,10 @@ pub struct NtfyConfig {
     /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
     #[serde(skip)]
     pub allow_private_network: bool,
+    /// The instance's compiled `templates:` (a common field, copied here when the config
+    /// is loaded); `None`: the built-in texts.
+    #[serde(skip)]
+    pub templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 fn default_server_url() -> String {
@@ -84,6 +88,7 @@ impl Default for NtfyConfig {
             retries: default_retries(),
             test_publishes: false,
             allow_private_network: false,
+            templates: None,
         }
     }
 }

@@ -50,6 +50,10 @@ pub struct PushoverConfig {
     /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
     #[serde(skip)]
     pub allow_private_network: bool,
+    /// The instance's compiled `templates:` (a common field, copied here when the config
+    /// is loaded); `None`: the built-in texts.
+    #[serde(skip)]
+    pub templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 fn default_api_url() -> String {
@@ -68,6 +72,7 @@ impl Default for PushoverConfig {
             expire: None,
             api_url: default_api_url(),
             allow_private_network: false,
+            templates: None,
         }
     }
 }

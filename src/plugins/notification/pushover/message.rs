@@ -1,6 +1,7 @@
 //! The form fields of a Pushover message: title, message and link cut to Pushover's limits, plus the configured options.
 
 use crate::event::Event;
+use crate::message::Part;
 use crate::plugins::notification::format;
 use crate::plugins::notification::text;
 
@@ -18,7 +19,7 @@ pub const MAX_URL_TITLE_CHARS: usize = 100;
 /// The fields for `event` under `config`, credentials excepted. Plain text (no `html=1`):
 /// the message needs no markup, and plain text shows any title exactly as it is.
 pub fn form(config: &PushoverConfig, event: &Event) -> Vec<(&'static str, String)> {
-    let notice = format::notice(event);
+    let (notice, rendered) = format::templated(event, config.templates.as_deref());
     let title = text::one_line(&notice.title);
     let mut form = vec![
         (
@@ -32,10 +33,11 @@ pub fn form(config: &PushoverConfig, event: &Event) -> Vec<(&'static str, String
         ("priority", config.priority.to_string()),
         ("timestamp", event.timestamp.timestamp().to_string()),
     ];
+    let templated_url = format::templated_url(rendered.as_ref(), Part::Url, MAX_URL_CHARS);
     if let Some(link) = notice
         .link
         .as_deref()
-        .filter(|l| l.chars().count() > MAX_URL_CHARS)
+        .filter(|l| templated_url.is_none() && l.chars().count() > MAX_URL_CHARS)
     {
         let why = format!(
             "the link has {} characters, over Pushover's {MAX_URL_CHARS}",
@@ -43,9 +45,13 @@ pub fn form(config: &PushoverConfig, event: &Event) -> Vec<(&'static str, String
         );
         crate::preview::notes::omitted("url", &why);
     }
-    if let Some(link) = notice.link.filter(|l| l.chars().count() <= MAX_URL_CHARS) {
-        let label =
-            text::cut_chars("url_title", link_label(&link), MAX_URL_TITLE_CHARS).into_owned();
+    let link = templated_url.or(notice.link.filter(|l| l.chars().count() <= MAX_URL_CHARS));
+    if let Some(link) = link {
+        let label = match rendered.as_ref().and_then(|r| r.get(Part::UrlTitle)) {
+            Some(label) => text::one_line(label),
+            None => link_label(&link).to_owned(),
+        };
+        let label = text::cut_chars("url_title", &label, MAX_URL_TITLE_CHARS).into_owned();
         form.push(("url", link));
         form.push(("url_title", label));
     }

@@ -47,6 +47,10 @@ pub struct TelegramConfig {
     /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
     #[serde(skip)]
     pub allow_private_network: bool,
+    /// The instance's compiled `templates:` (a common field, copied here when the config
+    /// is loaded); `None`: the built-in texts.
+    #[serde(skip)]
+    pub templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 fn default_api_url() -> String {
@@ -72,6 +76,7 @@ impl Default for TelegramConfig {
             api_url: default_api_url(),
             retries: default_retries(),
             allow_private_network: false,
+            templates: None,
         }
     }
 }

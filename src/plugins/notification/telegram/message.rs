@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use crate::event::{Event, EventName};
+use crate::message::Templates;
 use crate::plugins::notification::format::{self, MediaKind, Notice, Tone};
 use crate::plugins::notification::text::{self, ELLIPSIS};
 
@@ -20,7 +21,13 @@ pub const MAX_TITLE_CHARS: usize = 256;
 
 /// The HTML text for `notice`, with the event's emoji.
 pub fn html(event: &Event) -> (String, Option<String>) {
-    let notice = format::notice(event);
+    templated_html(event, None)
+}
+
+/// [`html`] with the instance's template for `event`: its title and message, escaped
+/// and cut exactly like the built-in text (so a template cannot add tags or links).
+pub fn templated_html(event: &Event, templates: Option<&Templates>) -> (String, Option<String>) {
+    let (notice, _) = format::templated(event, templates);
     let emoji = emoji(event.name, notice.media, notice.tone);
     (compose(emoji, &notice), notice.link)
 }

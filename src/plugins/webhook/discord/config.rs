@@ -48,6 +48,10 @@ pub struct DiscordConfig {
     /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
     #[serde(skip)]
     pub allow_private_network: bool,
+    /// The instance's compiled `templates:` (a common field, copied here when the config
+    /// is loaded); `None`: the built-in texts.
+    #[serde(skip)]
+    pub templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 fn default_username() -> String {
@@ -67,6 +71,7 @@ impl Default for DiscordConfig {
             mention_role_id: None,
             retries: default_retries(),
             allow_private_network: false,
+            templates: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use chrono::SecondsFormat;
 use serde_json::{json, Map, Value};
 
 use crate::event::{Event, EventName};
+use crate::message::{Part, Templates};
 use crate::plugins::notification::format::{self, MediaKind, Tone};
 use crate::plugins::notification::text::{cut_chars, one_line};
 
@@ -17,6 +18,10 @@ pub const MAX_TITLE_CHARS: usize = 256;
 pub const MAX_DESCRIPTION_CHARS: usize = 4096;
 /// Longest field value.
 pub const MAX_FIELD_VALUE_CHARS: usize = 1024;
+/// Longest field name.
+pub const MAX_FIELD_NAME_CHARS: usize = 256;
+/// Fields in one embed.
+pub const MAX_FIELDS: usize = 25;
 /// All embeds of a message together: titles, descriptions, field names and values,
 /// footers and author names.
 pub const MAX_EMBEDS_TOTAL_CHARS: usize = 6000;
@@ -37,30 +42,59 @@ pub fn colour(tone: Tone) -> u32 {
 /// `Year` and `Type` inline fields when known, the poster as thumbnail when it is an
 /// http(s) URL, the TMDB/IMDb page as link, and the event's time. Never fails.
 pub fn embed(event: &Event) -> Value {
-    let notice = format::notice(event);
-    let title =
-        cut_chars("embeds[0].title", &one_line(&notice.title), MAX_TITLE_CHARS).into_owned();
+    templated_embed(event, None)
+}
 
-    let mut fields = Vec::new();
-    if let Some(year) = text_at(event, "media_item.year") {
-        fields.push(("Year", year));
-    }
-    if let Some(kind) = media_type(event, notice.media) {
-        fields.push(("Type", kind));
-    }
-    let fields: Vec<(&str, String)> = fields
-        .into_iter()
-        .map(|(name, value)| {
-            let value = escape_markdown(&value);
-            (
-                name,
-                cut_chars("embeds[0].fields[].value", &value, MAX_FIELD_VALUE_CHARS).into_owned(),
-            )
-        })
-        .collect();
+/// [`embed`] with the instance's template for `event`: its title, message (then without
+/// the overview: the template says what to show), colour and fields in place of the
+/// built-in ones. Template text is escaped and cut exactly like the built-in text.
+pub fn templated_embed(event: &Event, templates: Option<&Templates>) -> Value {
+    let (notice, rendered) = format::templated(event, templates);
+    let title = cut_chars(
+        "embeds[0].title",
+        &escape_markdown(&one_line(&notice.title)),
+        MAX_TITLE_CHARS,
+    )
+    .into_owned();
+    let templated_message = rendered
+        .as_ref()
+        .is_some_and(|r| r.get(Part::Message).is_some());
+    let color = rendered
+        .as_ref()
+        .and_then(|r| r.get(Part::Color))
+        .and_then(parse_colour)
+        .unwrap_or_else(|| colour(notice.tone));
+
+    let fields = match rendered.as_ref().filter(|r| !r.fields.is_empty()) {
+        Some(r) => r
+            .fields
+            .iter()
+            .take(MAX_FIELDS)
+            .map(|f| {
+                let name = escape_markdown(&one_line(&f.name));
+                // Discord refuses an empty field name; a zero-width space shows nothing.
+                let name = if name.is_empty() {
+                    "\u{200B}".to_owned()
+                } else {
+                    name
+                };
+                (
+                    cut_chars("embeds[0].fields[].name", &name, MAX_FIELD_NAME_CHARS).into_owned(),
+                    cut_chars(
+                        "embeds[0].fields[].value",
+                        &escape_markdown(&f.value),
+                        MAX_FIELD_VALUE_CHARS,
+                    )
+                    .into_owned(),
+                    f.inline,
+                )
+            })
+            .collect(),
+        None => builtin_fields(event, notice.media),
+    };
 
     let mut description = escape_markdown(&notice.message);
-    if let Some(overview) = overview(event) {
+    if let Some(overview) = overview(event).filter(|_| !templated_message) {
         description.push_str("\n\n");
         description.push_str(&escape_markdown(&overview));
     }
@@ -68,7 +102,7 @@ pub fn embed(event: &Event) -> Value {
     let used = title.chars().count()
         + fields
             .iter()
-            .map(|(n, v)| n.chars().count() + v.chars().count())
+            .map(|(n, v, _)| n.chars().count() + v.chars().count())
             .sum::<usize>();
     let room = MAX_DESCRIPTION_CHARS.min(MAX_EMBEDS_TOTAL_CHARS.saturating_sub(used));
     let description = cut_chars("embeds[0].description", &description, room).into_owned();
@@ -78,14 +112,14 @@ pub fn embed(event: &Event) -> Value {
     if !description.is_empty() {
         embed.insert("description".into(), json!(description));
     }
-    embed.insert("color".into(), json!(colour(notice.tone)));
+    embed.insert("color".into(), json!(color));
     if let Some(link) = notice.link {
         embed.insert("url".into(), json!(link));
     }
     if !fields.is_empty() {
         let fields: Vec<Value> = fields
             .into_iter()
-            .map(|(name, value)| json!({"name": name, "value": value, "inline": true}))
+            .map(|(name, value, inline)| json!({"name": name, "value": value, "inline": inline}))
             .collect();
         embed.insert("fields".into(), json!(fields));
     }
@@ -97,6 +131,39 @@ pub fn embed(event: &Event) -> Value {
         json!(event.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)),
     );
     Value::Object(embed)
+}
+
+/// `Year` and `Type`, inline, when known.
+fn builtin_fields(event: &Event, media: MediaKind) -> Vec<(String, String, bool)> {
+    let mut fields = Vec::new();
+    if let Some(year) = text_at(event, "media_item.year") {
+        fields.push(("Year", year));
+    }
+    if let Some(kind) = media_type(event, media) {
+        fields.push(("Type", kind));
+    }
+    fields
+        .into_iter()
+        .map(|(name, value)| {
+            let value = escape_markdown(&value);
+            (
+                name.to_owned(),
+                cut_chars("embeds[0].fields[].value", &value, MAX_FIELD_VALUE_CHARS).into_owned(),
+                true,
+            )
+        })
+        .collect()
+}
+
+/// A colour as a template writes it: `#5865F2`, `0x5865F2` or `5793266`.
+fn parse_colour(text: &str) -> Option<u32> {
+    let text = text.trim();
+    let hex = text.strip_prefix('#').or_else(|| text.strip_prefix("0x"));
+    let value = match hex {
+        Some(h) => u32::from_str_radix(h, 16).ok()?,
+        None => text.parse().ok()?,
+    };
+    (value <= 0xFF_FFFF).then_some(value)
 }
 
 /// Characters Discord counts toward [`MAX_EMBEDS_TOTAL_CHARS`] in one embed.

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::event::Event;
+use crate::message::{Part, RenderedField, Templates};
 use crate::plugins::notification::format::{self, Notice};
 use crate::plugins::notification::text::{cut_chars, one_line, truncate_chars, ELLIPSIS};
 use crate::plugins::webhook::discord::overview;
@@ -15,12 +16,31 @@ pub const MAX_HEADER_CHARS: usize = 150;
 pub const MAX_TEXT_CHARS: usize = 3000;
 /// Slack's limit on blocks per message.
 pub const MAX_BLOCKS: usize = 50;
+/// Slack's limit on fields in a section.
+pub const MAX_FIELDS: usize = 10;
+/// Slack's limit on one field's text.
+pub const MAX_FIELD_CHARS: usize = 2000;
 
 /// The message for `event`, with `poster` as the section's image when given.
 pub fn message(event: &Event, poster: Option<&str>) -> Value {
-    let notice = format::notice(event);
+    templated_message(event, poster, None)
+}
+
+/// [`message`] with the instance's template for `event`: its title and message (then
+/// without the overview: the template says what to show) in place of the built-in ones,
+/// and its fields as a section of `*name*` / value pairs. Template text is escaped and
+/// cut exactly like the built-in text, so it cannot write `<!channel>` or a link.
+pub fn templated_message(
+    event: &Event,
+    poster: Option<&str>,
+    templates: Option<&Templates>,
+) -> Value {
+    let (notice, rendered) = format::templated(event, templates);
+    let templated = rendered
+        .as_ref()
+        .is_some_and(|r| r.get(Part::Message).is_some());
     let mut section_text = escape(&notice.message);
-    if let Some(overview) = overview(event) {
+    if let Some(overview) = overview(event).filter(|_| !templated) {
         section_text.push_str("\n\n");
         section_text.push_str(&escape(&overview));
     }
@@ -40,14 +60,30 @@ pub fn message(event: &Event, poster: Option<&str>) -> Value {
         };
         context.push_str(&format!(" · <{link}|View on {site}>"));
     }
-    json!({
-        "text": preview(&notice),
-        "blocks": [
-            header(&notice.title),
-            section,
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
-        ],
-    })
+    let mut blocks = vec![header(&notice.title), section];
+    if let Some(fields) = rendered.as_ref().and_then(|r| fields_section(&r.fields)) {
+        blocks.push(fields);
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
+    json!({"text": preview(&notice), "blocks": blocks})
+}
+
+/// A section of up to [`MAX_FIELDS`] fields, each `*name*` over its value, escaped.
+fn fields_section(fields: &[RenderedField]) -> Option<Value> {
+    let fields: Vec<Value> = fields
+        .iter()
+        .take(MAX_FIELDS)
+        .map(|f| {
+            let name = escape(&one_line(&f.name)).replace('*', "");
+            let text = if name.is_empty() {
+                escape(&f.value)
+            } else {
+                format!("*{name}*\n{}", escape(&f.value))
+            };
+            json!({"type": "mrkdwn", "text": fit("blocks[].fields[].text", &text, MAX_FIELD_CHARS), "verbatim": true})
+        })
+        .collect();
+    (!fields.is_empty()).then(|| json!({"type": "section", "fields": fields}))
 }
 
 /// The notification preview: `Title: line · line`, escaped.

@@ -31,6 +31,10 @@ pub struct SlackConfig {
     /// the plugin's HTTP client reach loopback, private and CGNAT addresses.
     #[serde(skip)]
     pub allow_private_network: bool,
+    /// The instance's compiled `templates:` (a common field, copied here when the config
+    /// is loaded); `None`: the built-in texts.
+    #[serde(skip)]
+    pub templates: Option<std::sync::Arc<crate::message::Templates>>,
 }
 
 fn default_retries() -> u32 {
@@ -43,6 +47,7 @@ impl Default for SlackConfig {
             webhook_url: None,
             retries: default_retries(),
             allow_private_network: false,
+            templates: None,
         }
     }
 }
