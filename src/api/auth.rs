@@ -20,7 +20,14 @@ pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz"];
 
 /// The page's own paths: a page without a session answers its sign-in form, so these
 /// pass the token check and decide themselves; the assets hold nothing secret.
-pub const PAGE_PATHS: &[&str] = &["/", "/activity", "/hooks", "/ui/login", "/assets/{file}"];
+pub const PAGE_PATHS: &[&str] = &[
+    "/",
+    "/activity",
+    "/hooks",
+    "/try",
+    "/ui/login",
+    "/assets/{file}",
+];
 
 /// `/metrics`, open too with `metrics.public: true`.
 pub const METRICS_PATH: &str = "/metrics";

@@ -32,6 +32,8 @@ fn table() -> Vec<Endpoint> {
         at(M::GET, "/", web::to(ui::plugins_page)),
         at(M::GET, "/activity", web::to(ui::activity_page)),
         at(M::GET, "/hooks", web::to(ui::hooks_page)),
+        at(M::GET, "/try", web::to(ui::try_page)),
+        at(M::POST, "/ui/preview", web::to(ui::preview_fragment)),
         at(M::POST, "/ui/login", web::to(ui::login)),
         at(M::GET, "/ui/plugins", web::to(ui::plugins_fragment)),
         at(M::GET, "/ui/activity", web::to(ui::activity_fragment)),

@@ -6,6 +6,7 @@
 //! `server.api_token` set, a page asks for the token once and keeps a session cookie
 //! (see [`crate::api`]'s access checks); the fragments and the API need that session.
 
+mod try_page;
 mod view;
 
 use std::sync::OnceLock;
@@ -21,6 +22,7 @@ use crate::api::deliveries::item;
 use crate::api::{session, Access};
 use crate::app::Handle;
 use crate::store::{Query, State};
+pub use try_page::{preview_fragment, try_page};
 use view::PluginRow;
 
 /// The templates, by name, as compiled into the binary.
@@ -43,6 +45,9 @@ const TEMPLATES: &[(&str, &str)] = &[
         "hooks_table.html",
         include_str!("templates/hooks_table.html"),
     ),
+    ("try.html", include_str!("templates/try.html")),
+    ("preview.html", include_str!("templates/preview.html")),
+    ("error.html", include_str!("templates/error.html")),
 ];
 
 /// Deliveries one activity page shows.
@@ -395,6 +400,19 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("<script>"), "{html}");
+    }
+
+    #[test]
+    fn every_template_file_is_compiled_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui/templates");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut listed = all_templates();
+        listed.sort();
+        assert_eq!(files, listed);
     }
 
     #[test]

@@ -33,6 +33,10 @@ async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
         )
         .mount(&ntfy)
         .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": "m1"})))
+        .mount(&ntfy)
+        .await;
     let yaml = format!(
         "server: {{listen: 127.0.0.1:0, api_token: {TOKEN}}}\nhooks: {{enabled: false}}\nplugins:\n  ntfy: {{enabled: true, server_url: '{}', topic: mydia, allow_insecure_http: true, allow_private_network: true, events: [on_download_failed]}}\n",
         ntfy.uri()
@@ -149,6 +153,49 @@ async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
     b.text_when("main", |t| t.contains("No hooks are loaded"))
         .await;
     b.screenshot("hooks").await;
+
+    // Try an event: its preview shows ntfy's request and sends nothing; Send sends it.
+    b.click("nav a[href='/try']").await;
+    b.text_when("h1", |t| t == "Try an event").await;
+    b.click("select[name=event] option[value=on_download_failed]")
+        .await;
+    b.text_when("textarea[name=data]", |t| t.contains("error_message"))
+        .await;
+    b.click("form[data-try] button[value=preview]").await;
+    let request = b
+        .text_when("#try-result section[data-instance=ntfy] pre.request", |t| {
+            t.starts_with("POST")
+        })
+        .await;
+    assert!(request.contains("\"topic\": \"mydia\""), "{request}");
+    let posts =
+        |reqs: &[wiremock::Request]| reqs.iter().filter(|r| r.method.as_str() == "POST").count();
+    assert_eq!(
+        posts(&ntfy.received_requests().await.unwrap()),
+        0,
+        "a preview sends nothing"
+    );
+    b.screenshot("try").await;
+    b.click("form[data-try] button[value=send]").await;
+    b.text_when("#try-result", |t| t.starts_with("Sent: accepted as"))
+        .await;
+    assert!(
+        wait_until(PAGE_WAIT, || async {
+            posts(&ntfy.received_requests().await.unwrap()) == 1
+        })
+        .await
+    );
+    // The delivery's own preview, from its activity row.
+    b.client
+        .goto(&format!("{base}/activity?plugin=ntfy"))
+        .await
+        .unwrap();
+    b.text_when("tbody tr", |t| t.contains("delivered")).await;
+    b.click("tbody tr button[data-preview]").await;
+    b.text_when("tbody tr .try-result pre.request", |t| {
+        t.starts_with("POST")
+    })
+    .await;
 
     // A phone-sized window still shows every plugin.
     b.client.set_window_size(390, 844).await.unwrap();

@@ -16,7 +16,7 @@ function localTimes(root) {
 
 async function refresh(el) {
   // Leave a part alone while one of its requests runs or a detail is open.
-  if (el.querySelector("button[disabled], details[open]")) return;
+  if (el.querySelector("button[disabled], details[open], .try-result:not(:empty)")) return;
   try {
     const r = await fetch(el.dataset.refresh, { headers: { Accept: "text/html" } });
     if (r.ok) {
@@ -69,6 +69,68 @@ document.addEventListener("click", async (e) => {
   } finally {
     b.disabled = false;
   }
+});
+
+function jsonHeaders(accept) {
+  const headers = { "Content-Type": "application/json", Accept: accept };
+  if (csrf()) headers["X-CSRF-Token"] = csrf();
+  return headers;
+}
+
+// A dry run, answered as HTML by the service, shown in `out`.
+async function showPreview(body, out) {
+  out.innerHTML = "<p>previewing…</p>";
+  try {
+    const r = await fetch("/ui/preview", { method: "POST", headers: jsonHeaders("text/html"), body: JSON.stringify(body) });
+    out.innerHTML = await r.text();
+  } catch (err) {
+    out.textContent = "the service did not answer: " + err;
+  }
+}
+
+document.addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-preview]");
+  if (!b) return;
+  const out = document.getElementById(b.dataset.result);
+  if (out.innerHTML) { out.innerHTML = ""; return; } // a second click hides it
+  showPreview(JSON.parse(b.dataset.preview), out);
+});
+
+document.addEventListener("change", (e) => {
+  const select = e.target.closest("select[data-sample-switch]");
+  if (select) location.href = "/try?event=" + encodeURIComponent(select.value);
+});
+
+document.addEventListener("submit", async (e) => {
+  const form = e.target.closest("form[data-try]");
+  if (!form) return;
+  e.preventDefault();
+  const out = document.getElementById("try-result");
+  let data;
+  try {
+    data = JSON.parse(form.elements.data.value || "{}");
+  } catch (err) {
+    out.innerHTML = "";
+    out.textContent = "The data is not JSON: " + err.message;
+    out.className = "try-result fail";
+    return;
+  }
+  out.className = "try-result";
+  const event = form.elements.event.value;
+  if (e.submitter && e.submitter.value === "send") {
+    try {
+      const r = await fetch("/api/v1/events", { method: "POST", headers: jsonHeaders("application/json"), body: JSON.stringify({ event, data }) });
+      const body = await r.json().catch(() => null);
+      out.textContent = r.ok
+        ? `Sent: accepted as ${body.id}, handed to ${body.plugins} plugin instance(s)` + (body.duplicate ? " (a duplicate: nothing new sent)" : "")
+        : summary(r.status, body);
+      out.className = "try-result " + (r.ok ? "ok" : "fail");
+    } catch (err) {
+      out.textContent = "the service did not answer: " + err;
+    }
+    return;
+  }
+  showPreview({ event, data, enrich: form.elements.enrich.checked }, out);
 });
 
 document.addEventListener("toggle", async (e) => {

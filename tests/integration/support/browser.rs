@@ -132,7 +132,16 @@ impl Browser {
                     last = text;
                 }
             }
-            assert!(Instant::now() < deadline, "{css}: still {last:?}");
+            if Instant::now() >= deadline {
+                let url = self.client.current_url().await.map(|u| u.to_string());
+                let source = self.client.source().await.unwrap_or_default();
+                let shot = self.screenshot("failed").await;
+                panic!(
+                    "{css}: still {last:?} at {url:?} (screenshot {}); the page:\n{}",
+                    shot.display(),
+                    source.chars().take(3000).collect::<String>()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
