@@ -178,6 +178,10 @@ pub struct CommonSettings {
     pub max_in_flight: Option<u32>,
     /// Deliveries allowed per minute, with a burst (none: only the service's own signals).
     pub rate_limit: Option<RateLimit>,
+    /// Bursts of like events sent as one message (`digest:`).
+    pub digest: Option<crate::config::digest::DigestSettings>,
+    /// Deliveries deferred during a daily window (`quiet_hours:`).
+    pub quiet_hours: Option<crate::config::digest::QuietHours>,
 }
 
 /// `rate_limit: {per_minute: N, burst: M}` on a plugin instance: deliveries beyond it
@@ -289,6 +293,8 @@ pub(crate) mod testing {
             timeout: None,
             rate_limit: None,
             max_in_flight: None,
+            digest: None,
+            quiet_hours: None,
         }
     }
 

@@ -103,6 +103,8 @@ mod tests {
             timeout: None,
             rate_limit: None,
             max_in_flight: None,
+            digest: None,
+            quiet_hours: None,
         };
         let mut p = Problems::default();
         LogConfig {

@@ -146,6 +146,8 @@ mod tests {
             timeout: None,
             rate_limit: None,
             max_in_flight: None,
+            digest: None,
+            quiet_hours: None,
         }
     }
 
