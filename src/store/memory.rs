@@ -253,11 +253,12 @@ impl Mem {
         }
     }
 
-    /// Delivery `seq` when it is pending or held.
+    /// Delivery `seq` when it is not finished (one handed to the plugin and handed back
+    /// unstarted still shows `in_flight`).
     fn waiting(&mut self, seq: Seq) -> Option<&mut Row> {
         self.deliveries
             .get_mut(&seq)
-            .filter(|r| matches!(r.state, State::Pending | State::Held))
+            .filter(|r| !r.state.is_final())
     }
 
     /// Drop delivered deliveries past the retention (or past the cap), oldest first, then
@@ -475,7 +476,9 @@ impl DeliveryStore for MemoryStore {
         Ok(m.deliveries
             .range(after + 1..)
             .filter(|(_, r)| {
-                &*r.instance == instance && matches!(r.state, State::Pending | State::Held)
+                &*r.instance == instance
+                    && matches!(r.state, State::Pending | State::Held)
+                    && r.parked.is_none()
             })
             .take(limit)
             .map(|(seq, r)| m.unfinished(*seq, r))

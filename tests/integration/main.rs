@@ -8,6 +8,7 @@ mod canary;
 mod config;
 mod contract;
 mod crash;
+mod digest;
 mod discord;
 mod durable;
 mod echo;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::text::{human_size, one_line};
-use crate::event::{Event, EventName};
+use crate::event::{Digest, Event, EventName};
 
 /// What kind of media an event is about, from `media_item.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +120,9 @@ pub struct Notice {
 /// The title, message and link for `event`. Never fails: missing data only drops lines.
 pub fn notice(event: &Event) -> Notice {
     use EventName::*;
+    if let Some(digest) = &event.digest {
+        return digest_notice(digest);
+    }
     let sections = Sections::of(event);
     let media = MediaKind::of_item(sections.item);
     let noun = media.noun();
@@ -220,6 +223,48 @@ pub fn notice(event: &Event) -> Notice {
         title,
         message: joined_lines(lines).unwrap_or_else(|| capitalised(event.name.about())),
         link: link_in(sections.item, media),
+        media,
+        tone,
+    }
+}
+
+/// The text of a digest or a quiet-hours summary: its title, one line per event (at most
+/// [`Digest::MAX_LINES`], then "and N more"), the link and media kind its events share,
+/// and the gravest tone among them (a failure in a summary still reads as one).
+pub fn digest_notice(digest: &Digest) -> Notice {
+    let mut message = digest.lines.join("\n");
+    if digest.more > 0 {
+        let _ = write!(message, "\nand {} more", digest.more);
+    }
+    let notices: Vec<Notice> = digest.events.iter().map(|e| notice(e)).collect();
+    let shared = |f: &dyn Fn(&Notice) -> Option<String>| {
+        let first = notices.first().and_then(f)?;
+        notices
+            .iter()
+            .all(|n| f(n).as_ref() == Some(&first))
+            .then_some(first)
+    };
+    let link = shared(&|n| n.link.clone());
+    let media = notices
+        .first()
+        .map(|n| n.media)
+        .filter(|m| notices.iter().all(|n| n.media == *m))
+        .unwrap_or(MediaKind::Unknown);
+    let rank = |t: Tone| match t {
+        Tone::Info => 0,
+        Tone::Success => 1,
+        Tone::Warning => 2,
+        Tone::Failure => 3,
+    };
+    let tone = notices
+        .iter()
+        .map(|n| n.tone)
+        .max_by_key(|t| rank(*t))
+        .unwrap_or(Tone::Info);
+    Notice {
+        title: digest.title.clone(),
+        message,
+        link,
         media,
         tone,
     }

@@ -40,6 +40,7 @@ pub(super) fn event_from_row(r: &Row, at: usize) -> rusqlite::Result<Event> {
             .map_err(|e| bad(at + 2, e.to_string()))?
             .to_utc(),
         data: serde_json::from_str(&data).map_err(|e| bad(at + 3, e.to_string()))?,
+        digest: None,
     })
 }
 
@@ -131,7 +132,7 @@ pub(super) fn waiting_after(
                     {EVENT_COLUMNS}
              FROM deliveries d JOIN events e ON e.seq = d.event_seq
              WHERE d.instance = ?1 AND d.seq > ?2 AND d.state <> 'delivered'
-                 AND d.state IN ('pending', 'held')
+                 AND d.state IN ('pending', 'held') AND d.parked = 0
              ORDER BY d.seq LIMIT ?3"
         ))
         .map_err(read_err)?;

@@ -312,7 +312,7 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
         Update::Park { seq, why, reason } => {
             tx.prepare_cached(
                 "UPDATE deliveries SET state = 'held', parked = ?2, reason = ?3, updated_at = ?4
-                 WHERE seq = ?1 AND state IN ('pending', 'held')",
+                 WHERE seq = ?1 AND state IN ('pending', 'held', 'in_flight')",
             )?
             .execute(params![seq, why.code(), reason, now])?;
         }
@@ -320,7 +320,7 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
             let state = if held.is_some() { "held" } else { "pending" };
             tx.prepare_cached(
                 "UPDATE deliveries SET state = ?2, parked = 0, reason = ?3, digest_id = NULL,
-                     updated_at = ?4 WHERE seq = ?1 AND state IN ('pending', 'held')",
+                     updated_at = ?4 WHERE seq = ?1 AND state IN ('pending', 'held', 'in_flight')",
             )?
             .execute(params![seq, state, held, now])?;
         }
@@ -332,7 +332,7 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
         } => {
             let mut stmt = tx.prepare_cached(
                 "UPDATE deliveries SET state = 'held', parked = ?2, digest_id = ?3, reason = ?4,
-                     updated_at = ?5 WHERE seq = ?1 AND state IN ('pending', 'held')",
+                     updated_at = ?5 WHERE seq = ?1 AND state IN ('pending', 'held', 'in_flight')",
             )?;
             for seq in seqs {
                 stmt.execute(params![seq, why.code(), digest, reason, now])?;

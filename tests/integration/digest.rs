@@ -1,0 +1,513 @@
+//! Burst digests and quiet hours through the library, on an injected clock (the
+//! supervisor re-reads it every 200 ms, so a test moves time by setting it): a season in
+//! 40 s is one message, two seasons two, a small burst goes out as it is, a trickle is
+//! bounded by max_wait_secs, overflow mode, a restart while a digest is held, a rejected
+//! digest, quiet hours across midnight and a daylight-saving change, `except`, and a real
+//! ntfy plugin against a mock server.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mydia_plugins::config::digest::{DigestSettings, QuietHours};
+use mydia_plugins::config::{Config, StorageBackend, StorageConfig};
+use mydia_plugins::event::{DigestKind, Event, EventName};
+use mydia_plugins::plugins::PluginError;
+use mydia_plugins::store::{Query, State, Summary};
+use mydia_plugins::supervisor::InstanceSpec;
+use mydia_plugins::{start_with, Handle};
+use serde_json::{json, Value};
+
+use crate::support::scripted::{Mode, Script};
+use crate::support::{fast_config, state, wait_until};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// A clock the test sets (ms since the epoch).
+#[derive(Clone)]
+struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    fn at(rfc3339: &str) -> TestClock {
+        let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+        TestClock(Arc::new(AtomicI64::new(t.timestamp_millis())))
+    }
+    fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs * 1000, Ordering::SeqCst);
+    }
+    fn set(&self, rfc3339: &str) {
+        let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+        self.0.store(t.timestamp_millis(), Ordering::SeqCst);
+    }
+    fn spec(&self, spec: InstanceSpec) -> InstanceSpec {
+        let c = Arc::clone(&self.0);
+        InstanceSpec {
+            max_in_flight: Some(1),
+            ..spec.with_clock(Arc::new(move || c.load(Ordering::SeqCst)))
+        }
+    }
+}
+
+fn digest(wait: u64, max_wait: u64, min_events: usize) -> DigestSettings {
+    DigestSettings {
+        group_by: vec![],
+        wait: Duration::from_secs(wait),
+        max_wait: Duration::from_secs(max_wait),
+        min_events,
+        overflow_at: None,
+    }
+}
+
+fn quiet(from: u32, to: u32, timezone: chrono_tz::Tz, except: &[EventName]) -> QuietHours {
+    QuietHours {
+        from,
+        to,
+        timezone,
+        except: except.to_vec(),
+        min_events: 3,
+    }
+}
+
+fn episode(series: &str, season: u64, n: u64) -> serde_json::Map<String, Value> {
+    json!({"media_item": {"title": series, "type": "tv_show", "year": 2008},
+           "episode": {"season_number": season, "episode_number": n}})
+    .as_object()
+    .cloned()
+    .unwrap()
+}
+
+async fn import(h: &Handle, series: &str, season: u64, n: u64) -> String {
+    h.emit(EventName::AfterImportCompleted, episode(series, season, n))
+        .await
+        .expect("accepted")
+        .event
+        .id
+        .clone()
+}
+
+async fn emit(h: &Handle, name: EventName, title: &str) -> String {
+    let data = json!({"media_item": {"title": title}});
+    h.emit(name, data.as_object().cloned().unwrap())
+        .await
+        .expect("accepted")
+        .event
+        .id
+        .clone()
+}
+
+/// `instance`'s deliveries, oldest first.
+async fn rows(h: &Handle, instance: &str) -> Vec<Summary> {
+    let mut items = h
+        .deliveries(Query {
+            instance: Some(instance.into()),
+            limit: 500,
+            ..Query::default()
+        })
+        .await
+        .expect("the store answers")
+        .items;
+    items.sort_by_key(|r| r.seq);
+    items
+}
+
+async fn held_with(h: &Handle, instance: &str, prefix: &str) -> usize {
+    rows(h, instance)
+        .await
+        .iter()
+        .filter(|r| r.state == State::Held && r.reason.as_deref().unwrap_or("").starts_with(prefix))
+        .count()
+}
+
+/// Wait until every delivery of `instance` is delivered or dead in the store (committed,
+/// not only handed to the writer).
+async fn settled(h: &Handle, instance: &str) -> bool {
+    wait_until(LONG, || async {
+        rows(h, instance).await.iter().all(|r| r.state.is_final())
+    })
+    .await
+}
+
+fn delivered(script: &Script) -> Vec<Arc<Event>> {
+    script.delivered.lock().unwrap().clone()
+}
+
+fn sqlite(dir: &tempfile::TempDir) -> Config {
+    let mut config = fast_config();
+    config.storage = StorageConfig {
+        backend: StorageBackend::Sqlite,
+        path: dir.path().join("store.sqlite3"),
+        ..StorageConfig::default()
+    };
+    config
+}
+
+#[actix_rt::test]
+async fn thirteen_imports_of_one_season_in_40_seconds_are_one_message() {
+    let clock = TestClock::at("2026-05-01T12:00:00Z");
+    let sink = Script::new(Mode::Ok);
+    let spec = clock.spec(sink.spec("ntfy").with_digest(digest(30, 300, 3)));
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    let mut ids = Vec::new();
+    for n in 1..=13 {
+        ids.push(import(&h, "Breaking Bad", 2, n).await);
+        clock.advance(3);
+    }
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 13
+        })
+        .await,
+        "{:?}",
+        rows(&h, "ntfy").await
+    );
+    assert!(delivered(&sink).is_empty(), "held while the season arrives");
+    clock.advance(31);
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 1 }).await);
+    let sent = delivered(&sink);
+    let d = sent[0].digest.as_ref().expect("a digest");
+    assert_eq!(d.kind, DigestKind::Burst);
+    assert_eq!(d.title, "Breaking Bad S02: 13 episodes imported");
+    assert_eq!((d.count, d.lines.len(), d.more), (13, 10, 3));
+    let members: Vec<String> = d.events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(members, ids, "every event, in order");
+
+    // Every member's row says it went out through the digest, whose id the message has.
+    assert!(settled(&h, "ntfy").await);
+    let rows = rows(&h, "ntfy").await;
+    let carrier = rows[0].seq;
+    assert_eq!(sent[0].id, h.store().public_id(carrier));
+    assert!(rows
+        .iter()
+        .all(|r| r.state == State::Delivered && r.digest == Some(carrier)));
+    let s = state(&h, "ntfy").await;
+    assert_eq!(
+        (s.delivered, s.digests),
+        (13, 1),
+        "events delivered, digests sent"
+    );
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn two_seasons_are_two_messages_and_a_small_burst_goes_out_as_it_is() {
+    let clock = TestClock::at("2026-05-01T12:00:00Z");
+    let sink = Script::new(Mode::Ok);
+    let spec = clock.spec(sink.spec("ntfy").with_digest(digest(30, 300, 3)));
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    for n in 1..=4 {
+        import(&h, "The Wire", 1, n).await;
+        import(&h, "The Wire", 2, n).await;
+    }
+    let small = [
+        emit(&h, EventName::AfterMediaAdded, "Dune").await,
+        emit(&h, EventName::AfterMediaAdded, "Dune").await,
+    ];
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 10
+        })
+        .await
+    );
+    clock.advance(31);
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 4 }).await);
+    let sent = delivered(&sink);
+    let titles: Vec<_> = sent
+        .iter()
+        .filter_map(|e| e.digest.as_ref().map(|d| d.title.clone()))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "The Wire S01: 4 episodes imported",
+            "The Wire S02: 4 episodes imported"
+        ]
+    );
+    let originals: Vec<_> = sent
+        .iter()
+        .filter(|e| e.digest.is_none())
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(
+        originals, small,
+        "below min_events: the originals, in order"
+    );
+    assert!(settled(&h, "ntfy").await);
+    let s = state(&h, "ntfy").await;
+    assert_eq!((s.delivered, s.digests), (10, 2));
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_steady_trickle_is_sent_after_max_wait_secs() {
+    let clock = TestClock::at("2026-05-01T12:00:00Z");
+    let sink = Script::new(Mode::Ok);
+    let spec = clock.spec(sink.spec("ntfy").with_digest(digest(30, 60, 3)));
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    for n in 1..=3 {
+        import(&h, "Lost", 1, n).await;
+        // Seen by the supervisor at this time, before the clock moves on.
+        assert!(
+            wait_until(LONG, || async {
+                held_with(&h, "ntfy", "digest").await == n as usize
+            })
+            .await
+        );
+        clock.advance(20);
+    }
+    // 60 s after the first, 20 s after the newest: max_wait_secs ends the wait.
+    clock.advance(1);
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 1 }).await);
+    assert_eq!(
+        delivered(&sink)[0].digest.as_ref().map(|d| d.count),
+        Some(3)
+    );
+    // The next ones start a group of their own.
+    import(&h, "Lost", 1, 4).await;
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 1
+        })
+        .await
+    );
+    clock.advance(31);
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 2 }).await);
+    assert!(
+        delivered(&sink)[1].digest.is_none(),
+        "one alone goes out as it is"
+    );
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn overflow_mode_sends_one_digest_for_a_queue_and_ends_when_it_drains() {
+    let clock = TestClock::at("2026-05-01T12:00:00Z");
+    let down = Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503".into(),
+    }));
+    let settings = DigestSettings {
+        overflow_at: Some(3),
+        ..digest(1, 10, 2)
+    };
+    let spec = clock.spec(down.spec("ntfy").with_digest(settings));
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    // Six different films: groups of one, released as they are, queued behind a failing service.
+    for i in 0..6 {
+        emit(&h, EventName::AfterMediaAdded, &format!("Film {i}")).await;
+    }
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 6
+        })
+        .await
+    );
+    clock.advance(2);
+    assert!(wait_until(LONG, || async { !down.received.lock().unwrap().is_empty() }).await);
+    assert!(
+        wait_until(LONG, || async { state(&h, "ntfy").await.queued >= 3 }).await,
+        "{:#?} {:#?}",
+        state(&h, "ntfy").await,
+        rows(&h, "ntfy").await
+    );
+    // The queue is past overflow_at: the next event, and the queue with it, go into a digest.
+    emit(&h, EventName::AfterMediaAdded, "Film 6").await;
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 7
+        })
+        .await,
+        "{:#?}",
+        rows(&h, "ntfy").await
+    );
+    down.set(Mode::Ok);
+    clock.advance(2);
+    assert!(settled(&h, "ntfy").await);
+    let sent = delivered(&down);
+    assert_eq!(sent.len(), 1, "one message for the whole queue: {sent:?}");
+    let d = sent[0].digest.as_ref().expect("a digest");
+    assert_eq!((d.count, d.title.as_str()), (7, "7 items added"));
+    // The queue has drained: overflow is over, a lone event goes out as it is.
+    clock.advance(1);
+    emit(&h, EventName::AfterMediaAdded, "Film 7").await;
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 1
+        })
+        .await
+    );
+    clock.advance(2);
+    assert!(wait_until(LONG, || async { down.delivered_count() == 2 }).await);
+    assert!(delivered(&down)[1].digest.is_none());
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_restart_regroups_held_members_and_sends_a_formed_digest_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite(&dir);
+    let clock = TestClock::at("2026-05-01T12:00:00Z");
+    let spec = |s: &Arc<Script>| clock.spec(s.spec("ntfy").with_digest(digest(30, 300, 3)));
+
+    // Held while the group is open, then stopped: kept for the next start.
+    let first = Script::new(Mode::Ok);
+    let h = start_with(&config, vec![spec(&first)]).expect("start");
+    for n in 1..=5 {
+        import(&h, "Fargo", 1, n).await;
+    }
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 5
+        })
+        .await
+    );
+    assert_eq!(h.shutdown().await.kept, 5);
+
+    // Restarted with a failing service: regrouped, formed, and its send fails.
+    let down = Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503".into(),
+    }));
+    let h = start_with(&config, vec![spec(&down)]).expect("restart");
+    clock.advance(31);
+    assert!(wait_until(LONG, || async { !down.received.lock().unwrap().is_empty() }).await);
+    let formed = down.received.lock().unwrap()[0].1.clone();
+    assert_eq!(formed.digest.as_ref().map(|d| d.count), Some(5));
+    let before = rows(&h, "ntfy").await;
+    assert!(
+        before.iter().all(|r| r.digest == Some(before[0].seq)),
+        "{before:?}"
+    );
+    h.shutdown().await;
+
+    // Restarted again: the same digest, with the same id, goes out at once.
+    let up = Script::new(Mode::Ok);
+    let h = start_with(&config, vec![spec(&up)]).expect("restart");
+    assert!(wait_until(LONG, || async { up.delivered_count() == 1 }).await);
+    let sent = delivered(&up);
+    assert_eq!(
+        sent[0].id, formed.id,
+        "the receiver sees the same delivery id"
+    );
+    assert_eq!(sent[0].digest.as_ref().map(|d| d.count), Some(5));
+    assert!(settled(&h, "ntfy").await);
+    let after = rows(&h, "ntfy").await;
+    assert!(
+        after.iter().all(|r| r.state == State::Delivered),
+        "{after:#?}"
+    );
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_rejected_digest_dead_letters_its_members_with_the_reason() {
+    let clock = TestClock::at("2026-05-01T12:00:00Z");
+    let picky = Script::new(Mode::Fail(PluginError::Rejected {
+        status: Some(400),
+        reason: "400 Bad Request: message too long".into(),
+    }));
+    let spec = clock.spec(picky.spec("ntfy").with_digest(digest(30, 300, 3)));
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    for n in 1..=3 {
+        import(&h, "Dark", 1, n).await;
+    }
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 3
+        })
+        .await
+    );
+    clock.advance(31);
+    assert!(settled(&h, "ntfy").await);
+    let rows = rows(&h, "ntfy").await;
+    let id = h.store().public_id(rows[0].seq);
+    assert!(rows.iter().all(|r| r.state == State::Dead), "{rows:?}");
+    for r in &rows[1..] {
+        let reason = r.reason.as_deref().unwrap_or("");
+        assert!(
+            reason.contains("message too long")
+                && reason.contains(&format!("(sent in digest {id})")),
+            "{reason}"
+        );
+    }
+    assert_eq!(state(&h, "ntfy").await.dead, 3);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn quiet_hours_across_midnight_hold_all_but_the_exceptions_and_end_in_a_summary() {
+    let clock = TestClock::at("2026-05-01T22:59:00Z");
+    let sink = Script::new(Mode::Ok);
+    let q = quiet(
+        23 * 60,
+        7 * 60 + 30,
+        chrono_tz::UTC,
+        &[EventName::OnImportFailed],
+    );
+    let spec = clock.spec(sink.spec("ntfy").with_quiet_hours(q));
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    emit(&h, EventName::AfterMediaAdded, "Before").await;
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 1 }).await);
+
+    clock.set("2026-05-01T23:30:00Z");
+    let mut held = Vec::new();
+    for n in 1..=4 {
+        held.push(import(&h, "Succession", 4, n).await);
+    }
+    clock.set("2026-05-02T03:00:00Z");
+    held.push(emit(&h, EventName::OnDownloadFailed, "Tár").await);
+    let urgent = emit(&h, EventName::OnImportFailed, "Tár").await;
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 2 }).await);
+    assert_eq!(
+        delivered(&sink)[1].id,
+        urgent,
+        "an `except` event goes out at once"
+    );
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "quiet hours until 07:30").await == 5
+        })
+        .await
+    );
+
+    clock.set("2026-05-02T07:29:00Z");
+    emit(&h, EventName::OnImportFailed, "Sync").await;
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 3 }).await);
+    clock.set("2026-05-02T07:31:00Z");
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 4 }).await);
+    let sent = delivered(&sink);
+    let d = sent[3].digest.as_ref().expect("a summary");
+    assert_eq!(d.kind, DigestKind::QuietHours);
+    assert_eq!(d.title, "While you were away: 4 imports, 1 failure");
+    let members: Vec<_> = d.events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(members, held);
+    assert!(settled(&h, "ntfy").await);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn quiet_hours_end_on_local_time_across_a_daylight_saving_change() {
+    // Europe/Berlin, the night clocks go forward (28 March 2027): 07:30 CEST is 05:30 UTC,
+    // an hour earlier than the night before.
+    let clock = TestClock::at("2027-03-27T22:30:00Z");
+    let sink = Script::new(Mode::Ok);
+    let q = quiet(23 * 60, 7 * 60 + 30, chrono_tz::Europe::Berlin, &[]);
+    let spec = clock.spec(sink.spec("ntfy").with_quiet_hours(q));
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    let ids = [
+        emit(&h, EventName::AfterMediaAdded, "One").await,
+        emit(&h, EventName::OnDownloadCompleted, "Two").await,
+    ];
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "quiet hours until 07:30").await == 2
+        })
+        .await
+    );
+    // 05:31 UTC: 06:31 by winter time (still quiet), 07:31 by the summer time now in force.
+    clock.set("2027-03-28T05:31:00Z");
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 2 }).await);
+    let sent: Vec<_> = delivered(&sink).iter().map(|e| e.id.clone()).collect();
+    assert_eq!(sent, ids, "below min_events: the originals, in order");
+    assert!(delivered(&sink).iter().all(|e| e.digest.is_none()));
+    h.shutdown().await;
+}
