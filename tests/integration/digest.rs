@@ -511,3 +511,80 @@ async fn quiet_hours_end_on_local_time_across_a_daylight_saving_change() {
     assert!(delivered(&sink).iter().all(|e| e.digest.is_none()));
     h.shutdown().await;
 }
+
+/// `check` on the real binary: the README's examples pass, mistakes are named with their
+/// line, path and a suggestion.
+#[test]
+fn check_accepts_the_documented_settings_and_names_each_mistake() {
+    let bin = env!("CARGO_BIN_EXE_mydia-plugins");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let good = write(
+        "good.yaml",
+        "hooks: {enabled: false}
+plugins:
+  telegram:
+    enabled: true
+    bot_token: '123456:abcdefghijklmnopqrstuvwxyz0123456789'
+    chat_id: -1001234567890
+    digest: {wait_secs: 30, max_wait_secs: 300, min_events: 3, group_by: [media_item.title]}
+  pushover:
+    enabled: true
+    user_key: uQiRzpo4DXghDmr9QzzfQu27cmVRsG
+    api_token: azGDORePK8gMaC0QOYAMyEEuzJnyUi
+    quiet_hours:
+      from: '23:00'
+      to: '07:30'
+      timezone: Europe/Berlin
+      except: [on_download_failed, on_import_failed, on_plugin_health_changed]
+",
+    );
+    let out = std::process::Command::new(bin)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let bad = write(
+        "bad.yaml",
+        "hooks: {enabled: false}
+plugins:
+  log:
+    enabled: true
+    digest: {wait_secs: 60, max_wait_secs: 10, min_event: 3}
+    quiet_hours:
+      from: '23:00'
+      to: '7:30 am'
+      timezone: Europe/Berln
+      except: [on_import_faild]
+  webhook:
+    url: https://example.com/hook
+    digest: {}
+",
+    );
+    let out = std::process::Command::new(bin)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "plugins.log.digest.min_event",
+        "did you mean `min_events`?",
+        "bad.yaml:8: plugins.log.quiet_hours.to: `7:30 am` is not a time of day",
+        "did you mean `Europe/Berlin`?",
+        "plugins.log.quiet_hours.except[0]",
+        "did you mean `on_import_failed`?",
+        "plugins.webhook.digest",
+        "is for notification and chat plugins",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
