@@ -588,3 +588,56 @@ plugins:
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+/// The real ntfy plugin, configured from YAML, against a mock ntfy server: a season is one
+/// published message with the digest's title and list.
+#[actix_rt::test]
+async fn ntfy_publishes_one_message_for_a_season() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "m1"})))
+        .mount(&server)
+        .await;
+    let yaml = format!(
+        "hooks: {{enabled: false}}
+storage: {{backend: memory}}
+plugins:
+  ntfy:
+    enabled: true
+    server_url: {}
+    allow_insecure_http: true
+    allow_private_network: true
+    topic: shows
+    events: [after_import_completed]
+    digest: {{wait_secs: 30, max_wait_secs: 300, min_events: 3}}
+",
+        server.uri()
+    );
+    let config = Config::parse(&yaml, None).expect("valid config");
+    let clock = TestClock::at("2026-05-01T12:00:00Z");
+    let specs = config
+        .plugins
+        .iter()
+        .map(|p| clock.spec(InstanceSpec::from_config(p)))
+        .collect();
+    let h = start_with(&config, specs).expect("start");
+    for n in 1..=12 {
+        import(&h, "Breaking Bad", 2, n).await;
+    }
+    assert!(wait_until(LONG, || async { held_with(&h, "ntfy", "digest").await == 12 }).await);
+    assert!(server.received_requests().await.unwrap().is_empty());
+    clock.advance(31);
+    assert!(settled(&h, "ntfy").await);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1, "one message for the season");
+    let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(body["title"], "Breaking Bad S02: 12 episodes imported");
+    let message = body["message"].as_str().unwrap();
+    assert_eq!(message.lines().count(), 11, "{message}");
+    assert!(message.starts_with("Breaking Bad (2008) S02E01"), "{message}");
+    assert!(message.ends_with("and 2 more"), "{message}");
+    h.shutdown().await;
+}
