@@ -627,7 +627,12 @@ plugins:
     for n in 1..=12 {
         import(&h, "Breaking Bad", 2, n).await;
     }
-    assert!(wait_until(LONG, || async { held_with(&h, "ntfy", "digest").await == 12 }).await);
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 12
+        })
+        .await
+    );
     assert!(server.received_requests().await.unwrap().is_empty());
     clock.advance(31);
     assert!(settled(&h, "ntfy").await);
@@ -637,7 +642,98 @@ plugins:
     assert_eq!(body["title"], "Breaking Bad S02: 12 episodes imported");
     let message = body["message"].as_str().unwrap();
     assert_eq!(message.lines().count(), 11, "{message}");
-    assert!(message.starts_with("Breaking Bad (2008) S02E01"), "{message}");
+    assert!(
+        message.starts_with("Breaking Bad (2008) S02E01"),
+        "{message}"
+    );
     assert!(message.ends_with("and 2 more"), "{message}");
     h.shutdown().await;
+}
+
+/// The real binary, killed (-9) while a digest is held: the next start regroups the held
+/// events from the store and sends them as one message.
+#[actix_rt::test]
+async fn the_binary_sends_a_digest_held_across_a_kill() {
+    use crate::support::daemon::{free_port, Service};
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "m1"})))
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let write = |wait: u64| {
+        let text = format!(
+            "server: {{listen: 127.0.0.1:{port}}}\nhooks: {{enabled: false}}\n\
+             storage: {{path: store.sqlite3}}\n\
+             plugins:\n  ntfy:\n    enabled: true\n    server_url: {}\n    topic: shows\n    \
+             allow_insecure_http: true\n    allow_private_network: true\n    \
+             events: [after_import_completed]\n    \
+             digest: {{wait_secs: {wait}, max_wait_secs: {wait}, min_events: 3}}\n",
+            ntfy.uri()
+        );
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let path = write(3600);
+    let mut service = Service::spawn(&path, port);
+    assert!(service.ready().await);
+    let http = reqwest::Client::new();
+    for n in 1..=5 {
+        let body = json!({"event": "after_import_completed", "id": format!("fargo-{n}"),
+                          "data": episode("Fargo", 1, n)});
+        let r = http
+            .post(format!("{}/api/v1/events", service.base))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let held = format!("{}/api/v1/deliveries?state=held", service.base);
+    assert!(
+        wait_until(LONG, || async {
+            let v: Value = http.get(&held).send().await.unwrap().json().await.unwrap();
+            v["deliveries"].as_array().is_some_and(|i| i.len() == 5)
+        })
+        .await
+    );
+    service.kill9();
+    assert!(ntfy.received_requests().await.unwrap().is_empty());
+
+    // Started again with a short wait: the held events are regrouped and sent as one.
+    let path = write(1);
+    let service = Service::spawn(&path, port);
+    assert!(service.ready().await);
+    assert!(
+        wait_until(LONG, || async {
+            !ntfy.received_requests().await.unwrap().is_empty()
+        })
+        .await
+    );
+    let all = format!("{}/api/v1/deliveries?plugin=ntfy", service.base);
+    assert!(
+        wait_until(LONG, || async {
+            let v: Value = http.get(&all).send().await.unwrap().json().await.unwrap();
+            v["deliveries"]
+                .as_array()
+                .is_some_and(|i| i.iter().all(|d| d["state"] == "delivered"))
+        })
+        .await
+    );
+    let requests = ntfy.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(body["title"], "Fargo S01: 5 episodes imported");
+    let v: Value = http.get(&all).send().await.unwrap().json().await.unwrap();
+    let items = v["deliveries"].as_array().unwrap();
+    let carrier = items.iter().find(|d| d["event_id"] == "fargo-1").unwrap();
+    assert!(
+        items.iter().all(|d| d["digest_id"] == carrier["id"]),
+        "every row names the digest: {items:#?}"
+    );
 }
