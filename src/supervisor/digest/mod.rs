@@ -19,6 +19,8 @@ mod build;
 mod hold;
 mod key;
 mod quiet;
+mod release;
+mod settle;
 
 use super::slot::Pending;
 
