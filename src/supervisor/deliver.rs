@@ -410,7 +410,7 @@ impl PluginSupervisor {
             }
             // A delivery that has not been through the digest and quiet hours yet (it
             // waited for its turn, or was resumed) goes through them before it is admitted.
-            let policy = slot.spec.digest.is_some() || slot.spec.quiet_hours.is_some();
+            let policy = slot.has_policy();
             let overflow = slot.held.overflow();
             let unsorted = |p: &Pending| {
                 (!p.released || (overflow && !p.overflowed)) && p.digest.is_none() && !p.enrich

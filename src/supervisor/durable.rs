@@ -136,8 +136,8 @@ impl PluginSupervisor {
         }
         for idx in 0..self.slots.len() {
             let slot = &self.slots[idx];
-            self.intake
-                .set_prompt(idx, slot.backlog.is_empty() && slot.spill.is_none());
+            let prompt = (slot.backlog.is_empty() && slot.spill.is_none()) || slot.has_policy();
+            self.intake.set_prompt(idx, prompt);
         }
     }
 

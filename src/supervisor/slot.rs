@@ -128,6 +128,12 @@ impl Slot {
             && self.in_flight < self.max_in_flight.saturating_mul(1 + QUEUED_PER_RUNNING)
     }
 
+    /// A digest or quiet hours decide on each delivery as it arrives (so the intake hands
+    /// them over at once, even while older ones wait).
+    pub fn has_policy(&self) -> bool {
+        self.spec.digest.is_some() || self.spec.quiet_hours.is_some()
+    }
+
     /// A delivery handed over now starts at once (the actor has a free place).
     pub fn starts_at_once(&self) -> bool {
         self.in_flight < self.max_in_flight

@@ -372,10 +372,14 @@ async fn a_restart_regroups_held_members_and_sends_a_formed_digest_again() {
     assert!(wait_until(LONG, || async { !down.received.lock().unwrap().is_empty() }).await);
     let formed = down.received.lock().unwrap()[0].1.clone();
     assert_eq!(formed.digest.as_ref().map(|d| d.count), Some(5));
-    let before = rows(&h, "ntfy").await;
     assert!(
-        before.iter().all(|r| r.digest == Some(before[0].seq)),
-        "{before:?}"
+        wait_until(LONG, || async {
+            let before = rows(&h, "ntfy").await;
+            before.iter().all(|r| r.digest == Some(before[0].seq))
+        })
+        .await,
+        "{:?}",
+        rows(&h, "ntfy").await
     );
     h.shutdown().await;
 
@@ -736,4 +740,75 @@ async fn the_binary_sends_a_digest_held_across_a_kill() {
         items.iter().all(|d| d["digest_id"] == carrier["id"]),
         "every row names the digest: {items:#?}"
     );
+}
+
+#[actix_rt::test]
+async fn a_retry_sends_one_held_delivery_now_and_leaves_the_rest_waiting() {
+    let clock = TestClock::at("2026-05-01T12:00:00Z");
+    let sink = Script::new(Mode::Ok);
+    let spec = clock.spec(sink.spec("ntfy").with_digest(digest(30, 300, 3)));
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    let ids = [
+        import(&h, "Ozark", 1, 1).await,
+        import(&h, "Ozark", 1, 2).await,
+    ];
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 2
+        })
+        .await
+    );
+    let second = h.store().public_id(rows(&h, "ntfy").await[1].seq);
+    h.retry(&second)
+        .await
+        .expect("a held delivery can be retried");
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 1 }).await);
+    assert_eq!(delivered(&sink)[0].id, ids[1]);
+    assert_eq!(
+        held_with(&h, "ntfy", "digest").await,
+        1,
+        "the other still waits"
+    );
+    clock.advance(31);
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 2 }).await);
+    assert_eq!(delivered(&sink)[1].id, ids[0]);
+    assert!(settled(&h, "ntfy").await);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn overflow_starts_at_ten_minutes_of_the_rate_limit_by_default() {
+    let clock = TestClock::at("2026-05-01T12:00:00Z");
+    let sink = Script::new(Mode::Ok);
+    // One a minute: ten minutes of it is 10 waiting deliveries.
+    let spec = clock.spec(
+        sink.spec("ntfy")
+            .with_rate_limit(1, 1)
+            .with_digest(digest(1, 10, 2)),
+    );
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    for i in 0..11 {
+        emit(&h, EventName::AfterMediaAdded, &format!("Film {i}")).await;
+    }
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 11
+        })
+        .await
+    );
+    clock.advance(2);
+    // The first goes out at once; ten wait a minute each for the rate limit.
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 1 }).await);
+    assert!(wait_until(LONG, || async { state(&h, "ntfy").await.queued == 10 }).await);
+    emit(&h, EventName::AfterMediaAdded, "Film 11").await;
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 11
+        })
+        .await,
+        "the queue joins the digest: {:#?}",
+        rows(&h, "ntfy").await
+    );
+    assert_eq!(state(&h, "ntfy").await.queued, 0);
+    h.shutdown().await;
 }

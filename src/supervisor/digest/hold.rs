@@ -18,8 +18,7 @@ impl PluginSupervisor {
         ctx: &mut Context<Self>,
     ) -> Option<Pending> {
         let slot = &self.slots[idx];
-        let policy = slot.spec.digest.is_some() || slot.spec.quiet_hours.is_some();
-        if !policy || pending.enrich || pending.digest.is_some() {
+        if !slot.has_policy() || pending.enrich || pending.digest.is_some() {
             return Some(pending);
         }
         let rest = if pending.released {
