@@ -2,7 +2,7 @@
 //! ends quiet hours that are over; each becomes one message, or the originals in order.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -19,7 +19,12 @@ const TICK: Duration = Duration::from_millis(200);
 impl PluginSupervisor {
     /// Arm the tick when something is held and it is not armed yet.
     pub(in crate::supervisor) fn arm_tick(&mut self, ctx: &mut Context<Self>) {
-        let held = self.want_tick || self.slots.iter().any(|s| !s.held.is_empty());
+        // Overflow mode ends on a tick too, once the queue has drained.
+        let held = self.want_tick
+            || self
+                .slots
+                .iter()
+                .any(|s| !s.held.is_empty() || s.held.overflow);
         self.want_tick = false;
         if self.tick_armed || !held || self.shutting_down {
             return;
@@ -128,7 +133,8 @@ impl PluginSupervisor {
         let n = seqs.len();
         let slot = &self.slots[idx];
         tracing::debug!(target: "supervision", plugin = %slot.spec.name, digest_id = %id, events = n, "digest formed");
-        let mut carrier = Pending::new(Arc::new(event), lead.seq, lead.queued_at);
+        // Its age (for backlog_max_age) counts from now: time held on purpose is not lateness.
+        let mut carrier = Pending::new(Arc::new(event), lead.seq, Instant::now());
         carrier.released = true;
         carrier.digest = Some(Box::new(DigestSend {
             members: seqs[1..].iter().map(|s| *s as u64).collect(),
@@ -158,6 +164,7 @@ impl PluginSupervisor {
                 &self.me,
             );
             p.released = true;
+            p.queued_at = Instant::now();
             self.slots[idx].requeue(p);
         }
     }

@@ -38,11 +38,18 @@ impl PluginSupervisor {
         }
     }
 
-    /// A person asked for delivery `seq` now: out of its group or the quiet-hours hold.
+    /// A person asked for delivery `seq` now: out of its group or the quiet-hours hold (or
+    /// out of a formed digest's members: it goes out on its own).
     pub(in crate::supervisor) fn unhold(&mut self, idx: usize, seq: u64) {
-        let held = &mut self.slots[idx].held;
-        let _ = held.take(seq);
-        held.groups.retain(|g| !g.members.is_empty());
+        let slot = &mut self.slots[idx];
+        let _ = slot.held.take(seq);
+        slot.held.groups.retain(|g| !g.members.is_empty());
+        // A member of a digest that waits to go out: no longer settled by it.
+        for p in slot.backlog.iter_mut() {
+            if let Some(d) = &mut p.digest {
+                d.members.retain(|m| *m != seq);
+            }
+        }
     }
 
     /// Put deliveries parked before a restart back: a digest formed already is formed
