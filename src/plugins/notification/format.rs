@@ -236,30 +236,36 @@ pub fn digest_notice(digest: &Digest) -> Notice {
     if digest.more > 0 {
         let _ = write!(message, "\nand {} more", digest.more);
     }
-    let notices: Vec<Notice> = digest.events.iter().map(|e| notice(e)).collect();
-    let shared = |f: &dyn Fn(&Notice) -> Option<String>| {
-        let first = notices.first().and_then(f)?;
-        notices
-            .iter()
-            .all(|n| f(n).as_ref() == Some(&first))
-            .then_some(first)
-    };
-    let link = shared(&|n| n.link.clone());
-    let media = notices
+    // Cheap per event (a digest may stand for thousands): the kind and link of each; the
+    // tone from the listed ones, and from every name (a failure anywhere shows).
+    let events = &digest.events;
+    let media = events
         .first()
-        .map(|n| n.media)
-        .filter(|m| notices.iter().all(|n| n.media == *m))
+        .map(|e| MediaKind::of(e))
+        .filter(|m| events.iter().all(|e| MediaKind::of(e) == *m))
         .unwrap_or(MediaKind::Unknown);
-    let rank = |t: Tone| match t {
+    let link = events
+        .first()
+        .and_then(|e| link(e, media))
+        .filter(|l| events.iter().all(|e| link(e, media).as_ref() == Some(l)));
+    let rank = |t: &Tone| match t {
         Tone::Info => 0,
         Tone::Success => 1,
         Tone::Warning => 2,
         Tone::Failure => 3,
     };
-    let tone = notices
+    let failed = events.iter().any(|e| {
+        matches!(
+            e.name,
+            EventName::OnDownloadFailed | EventName::OnImportFailed
+        )
+    });
+    let tone = events
         .iter()
-        .map(|n| n.tone)
-        .max_by_key(|t| rank(*t))
+        .take(Digest::MAX_LINES)
+        .map(|e| notice(e).tone)
+        .chain(failed.then_some(Tone::Failure))
+        .max_by_key(rank)
         .unwrap_or(Tone::Info);
     Notice {
         title: digest.title.clone(),

@@ -19,14 +19,23 @@ pub fn burst(events: Vec<Arc<Event>>) -> Digest {
         Some(s) => format!("{s}: {phrase}"),
         None => capitalised(&phrase),
     };
-    let lines = events.iter().map(|e| line(e, false)).collect();
+    // Only the listed ones are written out (an overflow digest may stand for thousands).
+    let lines = events
+        .iter()
+        .take(Digest::MAX_LINES)
+        .map(|e| line(e, false))
+        .collect();
     digest(DigestKind::Burst, title, lines, events)
 }
 
 /// The summary of what quiet hours held.
 pub fn summary(events: Vec<Arc<Event>>) -> Digest {
     let title = format!("While you were away: {}", counted(&events, false));
-    let lines = events.iter().map(|e| line(e, true)).collect();
+    let lines = events
+        .iter()
+        .take(Digest::MAX_LINES)
+        .map(|e| line(e, true))
+        .collect();
     digest(DigestKind::QuietHours, title, lines, events)
 }
 
@@ -58,18 +67,12 @@ pub fn message_event(digest: Digest, id: String) -> Event {
     }
 }
 
-fn digest(
-    kind: DigestKind,
-    title: String,
-    mut lines: Vec<String>,
-    events: Vec<Arc<Event>>,
-) -> Digest {
+fn digest(kind: DigestKind, title: String, lines: Vec<String>, events: Vec<Arc<Event>>) -> Digest {
     let mut counts = BTreeMap::new();
     for e in &events {
         *counts.entry(e.name.as_str().to_owned()).or_insert(0) += 1;
     }
-    let more = lines.len().saturating_sub(Digest::MAX_LINES);
-    lines.truncate(Digest::MAX_LINES);
+    let more = events.len().saturating_sub(lines.len());
     Digest {
         kind,
         title,
@@ -307,6 +310,21 @@ mod tests {
         let e = message_event(d, "t-2".into());
         assert_eq!(e.name, EventName::AfterImportCompleted);
         assert_eq!(format::notice(&e).tone, format::Tone::Failure);
+    }
+
+    #[test]
+    fn an_overflow_digest_of_thousands_lists_ten_and_shows_a_failure_at_the_end() {
+        let mut events: Vec<_> = (1..=5000).map(episode).collect();
+        events.push(ev(
+            EventName::OnImportFailed,
+            json!({"media_item": {"title": "Breaking Bad"}}),
+        ));
+        let d = summary(events);
+        assert_eq!((d.count, d.lines.len(), d.more), (5001, 10, 4991));
+        assert_eq!(d.title, "While you were away: 5000 imports, 1 failure");
+        let n = format::notice(&message_event(d, "t-4".into()));
+        assert_eq!(n.tone, format::Tone::Failure);
+        assert!(n.message.ends_with("and 4991 more"));
     }
 
     #[test]
