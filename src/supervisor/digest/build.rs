@@ -194,12 +194,25 @@ fn noun(name: EventName) -> (&'static str, &'static str) {
 }
 
 /// One event's line: what it is about ("Breaking Bad (2008) S02E03 · Bit by a Dead Bee"),
-/// after its own title in a summary ("Import completed: ...").
+/// with the error of a failure, after its own title in a summary ("Import completed: ...").
 fn line(event: &Event, titled: bool) -> String {
     let notice = format::notice(event);
-    let about = format::media_label(event)
+    let mut about = format::media_label(event)
         .or_else(|| notice.message.lines().next().map(str::to_owned))
         .unwrap_or_default();
+    // A failure says why ("Error: disk full" is its message's last line).
+    let why = notice
+        .message
+        .lines()
+        .last()
+        .filter(|l| l.starts_with("Error: "));
+    if let Some(why) = why.filter(|_| notice.tone == format::Tone::Failure) {
+        about = if about.is_empty() {
+            why.to_owned()
+        } else {
+            format!("{about} · {why}")
+        };
+    }
     let text = if titled && !about.is_empty() {
         format!("{}: {about}", notice.title)
     } else if about.is_empty() {
@@ -302,7 +315,7 @@ mod tests {
         events.insert(3, failed);
         let d = summary(events);
         assert_eq!(d.title, "While you were away: 14 imports, 1 failure");
-        assert_eq!(d.lines[3], "Download failed: Dune");
+        assert_eq!(d.lines[3], "Download failed: Dune · Error: disk full");
         assert_eq!(
             d.lines[0],
             "Import completed: Breaking Bad (2008) S02E01 · Episode 1"
