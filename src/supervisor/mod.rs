@@ -7,6 +7,8 @@
 //! thread restarts it with backoff until the budget trips it open. Timeouts run on the
 //! supervisor's own thread, so a plugin that blocks its thread cannot delay them or any
 //! other plugin. Every state change is one `tracing` event with target `supervision`.
+//! An instance's digest and quiet hours (`digest/`) hold deliveries before they are
+//! admitted, and hand them back as one message or as they were.
 
 mod batch;
 pub mod breaker;
