@@ -1,6 +1,8 @@
 //! Holding: a delivery goes into the quiet-hours hold or its digest group (or, past the
 //! overflow mark, into a digest of its kind), parked in the store until it is released.
 
+use std::collections::hash_map::Entry;
+
 use actix::prelude::*;
 
 use super::{key, quiet, Group};
@@ -76,20 +78,21 @@ impl PluginSupervisor {
         );
         let seq = pending.seq as Seq;
         pending.overflowed |= overflow;
-        let groups = &mut slot.held.groups;
-        match groups.iter_mut().find(|g| g.key == key) {
-            Some(g) => {
+        match slot.held.groups.entry(key) {
+            Entry::Occupied(mut g) => {
+                let g = g.get_mut();
                 g.last_at = now;
                 let at = g.members.partition_point(|p| p.seq < pending.seq);
                 g.members.insert(at, pending);
             }
-            None => groups.push(Group {
-                key,
-                members: vec![pending],
-                first_at: now,
-                last_at: now,
-                overflow,
-            }),
+            Entry::Vacant(v) => {
+                v.insert(Group {
+                    members: vec![pending],
+                    first_at: now,
+                    last_at: now,
+                    overflow,
+                });
+            }
         }
         let why = Parked::Digest;
         self.updates

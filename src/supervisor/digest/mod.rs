@@ -15,6 +15,8 @@
 //! is delivered they are delivered through it, when it is rejected they are dead with the
 //! reason. A restart re-forms a digest from its members, and regroups the rest.
 
+use std::collections::HashMap;
+
 mod build;
 mod hold;
 mod key;
@@ -27,8 +29,8 @@ use super::slot::Pending;
 /// What an instance's digest and quiet hours hold now.
 #[derive(Default)]
 pub(crate) struct Held {
-    /// Open digest groups, oldest first.
-    groups: Vec<Group>,
+    /// Open digest groups by key (a map: a flood of distinct items makes many).
+    groups: HashMap<String, Group>,
     /// Held by quiet hours, in order.
     quiet: Vec<Pending>,
     /// Every event joins a digest (the queue passed `overflow_at`).
@@ -48,7 +50,7 @@ impl Held {
 
     /// How many deliveries are held.
     pub fn len(&self) -> usize {
-        self.quiet.len() + self.groups.iter().map(|g| g.members.len()).sum::<usize>()
+        self.quiet.len() + self.groups.values().map(|g| g.members.len()).sum::<usize>()
     }
 
     /// Whether delivery `seq` is held, and if so takes it out (a person asked to send it now).
@@ -56,7 +58,7 @@ impl Held {
         if let Some(i) = self.quiet.iter().position(|p| p.seq == seq) {
             return Some(self.quiet.remove(i));
         }
-        for g in &mut self.groups {
+        for g in self.groups.values_mut() {
             if let Some(i) = g.members.iter().position(|p| p.seq == seq) {
                 return Some(g.members.remove(i));
             }
@@ -67,7 +69,6 @@ impl Held {
 
 /// Like events waiting for more of their kind.
 struct Group {
-    key: String,
     /// In delivery order.
     members: Vec<Pending>,
     /// When its first and newest members arrived (the instance's clock, ms).

@@ -58,7 +58,7 @@ impl PluginSupervisor {
             }
             self.close_due(idx, now, quiet_now);
             let slot = &mut self.slots[idx];
-            let overflow_left = slot.held.groups.iter().any(|g| g.overflow);
+            let overflow_left = slot.held.groups.values().any(|g| g.overflow);
             if slot.held.overflow && slot.backlog.is_empty() && !overflow_left {
                 slot.held.overflow = false;
                 tracing::info!(target: "supervision", plugin = %slot.spec.name, "overflow over: the queue has drained");
@@ -72,10 +72,14 @@ impl PluginSupervisor {
         let Some(d) = &slot.spec.digest else { return };
         let (wait, max_wait) = (d.wait.as_millis() as i64, d.max_wait.as_millis() as i64);
         let min = d.min_events;
-        let (due, open): (Vec<_>, Vec<_>) = std::mem::take(&mut slot.held.groups)
-            .into_iter()
-            .partition(|g| (g.last_at + wait).min(g.first_at + max_wait) <= now);
-        slot.held.groups = open;
+        let groups = &mut slot.held.groups;
+        let keys: Vec<String> = groups
+            .iter()
+            .filter(|(_, g)| (g.last_at + wait).min(g.first_at + max_wait) <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut due: Vec<_> = keys.iter().filter_map(|k| groups.remove(k)).collect();
+        due.sort_by_key(|g| g.members.first().map(|p| p.seq));
         for g in due {
             let except = |p: &Pending| {
                 self.slots[idx]

@@ -43,7 +43,7 @@ impl PluginSupervisor {
     pub(in crate::supervisor) fn unhold(&mut self, idx: usize, seq: u64) {
         let slot = &mut self.slots[idx];
         let _ = slot.held.take(seq);
-        slot.held.groups.retain(|g| !g.members.is_empty());
+        slot.held.groups.retain(|_, g| !g.members.is_empty());
         // A member of a digest that waits to go out: no longer settled by it.
         for p in slot.backlog.iter_mut() {
             if let Some(d) = &mut p.digest {
