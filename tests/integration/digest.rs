@@ -812,3 +812,50 @@ async fn overflow_starts_at_ten_minutes_of_the_rate_limit_by_default() {
     assert_eq!(state(&h, "ntfy").await.queued, 0);
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_digest_that_closes_in_quiet_hours_waits_for_the_summary() {
+    let clock = TestClock::at("2026-05-01T22:59:30Z");
+    let sink = Script::new(Mode::Ok);
+    let q = quiet(23 * 60, 7 * 60 + 30, chrono_tz::UTC, &[]);
+    let spec = clock.spec(
+        sink.spec("ntfy")
+            .with_digest(digest(30, 300, 3))
+            .with_quiet_hours(q),
+    );
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        ids.push(import(&h, "Severance", 2, n).await);
+    }
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "digest").await == 3
+        })
+        .await
+    );
+    // The group is due at 23:00:00, inside the window: it joins the quiet hold.
+    clock.set("2026-05-01T23:00:05Z");
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "quiet hours until 07:30").await == 3
+        })
+        .await
+    );
+    ids.push(emit(&h, EventName::OnDownloadFailed, "Nope").await);
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "ntfy", "quiet hours until 07:30").await == 4
+        })
+        .await
+    );
+    assert!(delivered(&sink).is_empty());
+    clock.set("2026-05-02T07:30:00Z");
+    assert!(wait_until(LONG, || async { sink.delivered_count() == 1 }).await);
+    let d = delivered(&sink)[0].digest.clone().expect("a summary");
+    assert_eq!(d.title, "While you were away: 3 imports, 1 failure");
+    let members: Vec<_> = d.events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(members, ids);
+    assert!(settled(&h, "ntfy").await);
+    h.shutdown().await;
+}

@@ -88,14 +88,13 @@ impl PluginSupervisor {
                     .as_ref()
                     .is_some_and(|q| q.except.contains(&p.event.name))
             };
-            let (members, quieted): (Vec<_>, Vec<_>) = if quiet_now {
+            let (mut members, quieted): (Vec<_>, Vec<_>) = if quiet_now {
                 g.members.into_iter().partition(except)
             } else {
                 (g.members, Vec::new())
             };
-            for p in quieted {
-                let _ = self.hold_quiet(idx, p);
-            }
+            // Closed during quiet hours: into the quiet hold (the summary), but the exceptions.
+            members.extend(quieted.into_iter().filter_map(|p| self.hold_quiet(idx, p)));
             if members.len() >= min {
                 self.form(idx, members, Parked::Digest);
             } else {
