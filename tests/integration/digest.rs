@@ -859,3 +859,58 @@ async fn a_digest_that_closes_in_quiet_hours_waits_for_the_summary() {
     assert!(settled(&h, "ntfy").await);
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn quiet_hours_last_an_hour_longer_the_night_clocks_go_back() {
+    // Europe/Berlin, 31 October 2027: 03:00 CEST becomes 02:00 CET, so 07:30 is 06:30 UTC.
+    let clock = TestClock::at("2027-10-30T22:30:00Z");
+    let night = Script::new(Mode::Ok);
+    let probe = Script::new(Mode::Ok);
+    let q = quiet(23 * 60, 7 * 60 + 30, chrono_tz::Europe::Berlin, &[]);
+    let specs = vec![
+        clock.spec(
+            night
+                .spec("night")
+                .with_events([EventName::AfterMediaAdded])
+                .with_quiet_hours(q),
+        ),
+        // Closing its group shows the supervisor has looked at the clock since it moved.
+        clock.spec(
+            probe
+                .spec("probe")
+                .with_events([EventName::OnDownloadCompleted])
+                .with_digest(digest(1, 1, 2)),
+        ),
+    ];
+    let h = start_with(&fast_config(), specs).expect("start");
+    emit(&h, EventName::AfterMediaAdded, "One").await;
+    emit(&h, EventName::AfterMediaAdded, "Two").await;
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "night", "quiet hours until 07:30").await == 2
+        })
+        .await
+    );
+    // 06:29 UTC is 07:29 CET: still quiet (by summer time it would be 08:29, and over).
+    clock.set("2027-10-31T06:29:00Z");
+    emit(&h, EventName::OnDownloadCompleted, "Probe").await;
+    assert!(
+        wait_until(LONG, || async {
+            held_with(&h, "probe", "digest").await == 1
+        })
+        .await
+    );
+    clock.set("2027-10-31T06:29:05Z");
+    assert!(settled(&h, "probe").await);
+    // Store writes are in order: the tick that released the probe saw `night` quiet.
+    assert_eq!(
+        held_with(&h, "night", "quiet hours until 07:30").await,
+        2,
+        "{:?}",
+        rows(&h, "night").await
+    );
+    assert!(night.delivered_ids().is_empty());
+    clock.set("2027-10-31T06:31:00Z");
+    assert!(wait_until(LONG, || async { night.delivered_count() == 2 }).await);
+    h.shutdown().await;
+}
