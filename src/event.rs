@@ -1,7 +1,11 @@
 //! The event type and the one catalog of event names (seed names canonical, upstream dotted names as aliases).
 
+mod digest;
+
 use std::fmt;
 use std::str::FromStr;
+
+pub use digest::{Digest, DigestKind};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -132,6 +136,10 @@ pub struct Event {
     pub timestamp: DateTime<Utc>,
     /// The event's data, a JSON object.
     pub data: EventData,
+    /// Set only on the message a digest or a quiet-hours summary sends (its members are
+    /// in it); `None` on every real event. Not part of the event's JSON.
+    #[serde(skip)]
+    pub digest: Option<std::sync::Arc<Digest>>,
 }
 
 impl Event {
@@ -142,6 +150,7 @@ impl Event {
             name,
             timestamp: Utc::now(),
             data,
+            digest: None,
         }
     }
 

@@ -19,6 +19,9 @@ pub(crate) fn item(handle: &Handle, s: &Summary) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), Value::String(handle.store().public_id(s.seq)));
+        // The delivery that carries (or carried) this one as part of a digest.
+        let digest = s.digest.map(|d| Value::String(handle.store().public_id(d)));
+        m.insert("digest_id".into(), digest.unwrap_or(Value::Null));
     }
     v
 }

@@ -7,6 +7,7 @@
 //! stop loading (an instance of a plugin type that is planned but not built yet) come
 //! back as [`Config::warnings`]. Nothing here does I/O beyond reading the one file.
 
+pub mod digest; // `digest:` and `quiet_hours:` on a plugin instance
 mod env; // `${VAR}` expansion on the parsed tree
 pub mod error; // `Problem`, `Problems`, `ConfigError`
 mod fields; // field-by-field deserialization and serde message rewriting

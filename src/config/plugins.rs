@@ -2,7 +2,7 @@
 //!
 //! Each entry is split in two: the fields every instance has (`type`, `enabled`,
 //! `events`, `allow_insecure_http`, `allow_private_network`, `timeout_ms`, `rate_limit`,
-//! `max_in_flight`, `templates`) are read here; the rest goes to the
+//! `max_in_flight`, `templates`, `digest`, `quiet_hours`) are read here; the rest goes to the
 //! type's own struct through [`PluginKind::parse_settings`], which rejects unknown fields.
 //!
 //! Types the seed design describes but that are not built yet ([`PLANNED`]) are skipped
@@ -31,6 +31,8 @@ pub const COMMON_FIELDS: &[&str] = &[
     "rate_limit",
     "max_in_flight",
     "templates",
+    "digest",
+    "quiet_hours",
 ];
 
 /// Plugin types named by the seed design that are not built yet. An instance of one is
@@ -90,6 +92,8 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
     let rate_limit = rest.shift_remove("rate_limit");
     let max_in_flight = rest.shift_remove("max_in_flight");
     let templates = rest.shift_remove("templates");
+    let digest = rest.shift_remove("digest");
+    let quiet_hours = rest.shift_remove("quiet_hours");
 
     let type_given = type_field.is_some();
     let type_name: Option<String> = match type_field {
@@ -130,6 +134,9 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
             ok
         });
 
+    let digest = super::digest::digest(cx, path, digest);
+    let quiet_hours = super::digest::quiet_hours(cx, path, quiet_hours);
+
     let type_path = if type_given {
         join(path, "type")
     } else {
@@ -152,7 +159,10 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         rate_limit,
         max_in_flight,
         templates,
+        digest,
+        quiet_hours,
     };
+    holds_for_people(cx, path, kind, &common);
     if common.enabled && common.events.is_empty() {
         cx.warnings.push(
             join(path, "events"),
@@ -197,6 +207,29 @@ fn templates_of(
         events,
     };
     message::compile(&target, &at, value, &mut cx.problems, &mut cx.warnings).map(Arc::new)
+}
+
+/// Digests and quiet hours are for what people read: not the generic webhook, whose
+/// receivers are programs, nor enrichment.
+fn holds_for_people(cx: &mut Collector, path: &str, kind: PluginKind, c: &CommonSettings) {
+    let people = !matches!(
+        kind,
+        PluginKind::Webhook | PluginKind::AniList | PluginKind::Fanart
+    );
+    for (field, set) in [
+        ("digest", c.digest.is_some()),
+        ("quiet_hours", c.quiet_hours.is_some()),
+    ] {
+        if set && !people {
+            cx.problems.push(
+                join(path, field),
+                format!(
+                    "is for notification and chat plugins (ntfy, pushover, telegram, discord, slack, log); a `{}` instance sends every event as it comes",
+                    kind.as_str()
+                ),
+            );
+        }
+    }
 }
 
 /// A common field's value; `None` when absent, null, or wrong (with a problem).
@@ -435,6 +468,24 @@ mod tests {
             "{:?}",
             cx.problems
         );
+    }
+
+    #[test]
+    fn digest_and_quiet_hours_are_read_for_people_and_refused_for_programs() {
+        let (plugins, cx) = run(
+            "ntfy: {digest: {wait_secs: 10}, quiet_hours: {from: '23:00', to: '07:00', timezone: UTC}}",
+        );
+        assert!(cx.problems.is_empty(), "{:?}", cx.problems);
+        let common = &plugins[0].common;
+        assert_eq!(common.digest.as_ref().map(|d| d.wait.as_secs()), Some(10));
+        assert_eq!(common.quiet_hours.as_ref().map(|q| q.from), Some(23 * 60));
+        let (_, cx) = run("hook: {type: webhook, digest: {}, quiet_hours: {from: '23:00', to: '07:00', timezone: UTC}}");
+        assert_eq!(
+            paths(&cx.problems),
+            ["plugins.hook.digest", "plugins.hook.quiet_hours"]
+        );
+        let (_, cx) = run("ntfy: {digest: {min_events: 1}}");
+        assert_eq!(paths(&cx.problems), ["plugins.ntfy.digest.min_events"]);
     }
 
     #[test]

@@ -203,6 +203,10 @@ pub struct CommonSettings {
     pub rate_limit: Option<RateLimit>,
     /// The instance's message templates, compiled (none: the built-in texts).
     pub templates: Option<Arc<Templates>>,
+    /// Bursts of like events sent as one message (`digest:`).
+    pub digest: Option<crate::config::digest::DigestSettings>,
+    /// Deliveries deferred during a daily window (`quiet_hours:`).
+    pub quiet_hours: Option<crate::config::digest::QuietHours>,
 }
 
 /// `rate_limit: {per_minute: N, burst: M}` on a plugin instance: deliveries beyond it
@@ -330,6 +334,8 @@ pub(crate) mod testing {
             rate_limit: None,
             max_in_flight: None,
             templates: None,
+            digest: None,
+            quiet_hours: None,
         }
     }
 

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    now_ms, Accept, Accepted, Attempt, DeliveryStore, Detail, Page, Query, Requeue, Result, Seq,
-    State, Summary, Unfinished, Update,
+    now_ms, Accept, Accepted, Attempt, DeliveryStore, Detail, Page, Parked, Query, Requeue, Result,
+    Seq, State, Summary, Unfinished, Update,
 };
 use crate::event::Event;
 
@@ -52,6 +52,8 @@ struct Row {
     created_at: i64,
     updated_at: i64,
     next_attempt_at: Option<i64>,
+    parked: Option<Parked>,
+    digest: Option<Seq>,
 }
 
 impl MemoryStore {
@@ -96,6 +98,8 @@ impl Mem {
             attempts: row.attempts.len() as u32,
             created_at: row.created_at,
             event: Arc::clone(&self.events[&row.event].0),
+            parked: row.parked,
+            digest: row.digest,
         }
     }
 
@@ -114,6 +118,7 @@ impl Mem {
             created_at: row.created_at,
             updated_at: row.updated_at,
             next_attempt_at: row.next_attempt_at,
+            digest: row.digest,
         }
     }
 
@@ -124,6 +129,7 @@ impl Mem {
                 if let Some(row) = self.deliveries.get(&seq) {
                     if matches!(row.state, State::Pending | State::Held) {
                         if let Some(row) = self.set_state(seq, State::InFlight) {
+                            row.parked = None;
                             row.updated_at = now;
                         }
                     }
@@ -137,6 +143,7 @@ impl Mem {
                 next_attempt_at,
             } => {
                 if let Some(row) = self.set_state(seq, state) {
+                    row.parked = None;
                     row.last_status = attempt.status;
                     row.last_error = (state != State::Delivered)
                         .then(|| attempt.error.clone())
@@ -160,7 +167,9 @@ impl Mem {
                 until,
             } => {
                 for row in self.deliveries.values_mut() {
-                    if matches!(row.state, State::Pending | State::Held) && row.instance == instance
+                    if matches!(row.state, State::Pending | State::Held)
+                        && row.instance == instance
+                        && row.parked.is_none()
                     {
                         row.state = State::Held;
                         row.reason = Some(reason.clone());
@@ -180,7 +189,8 @@ impl Mem {
             }
             Update::Release { instance } => {
                 for row in self.deliveries.values_mut() {
-                    if row.state == State::Held && row.instance == instance {
+                    if row.state == State::Held && row.instance == instance && row.parked.is_none()
+                    {
                         row.state = State::Pending;
                         row.reason = None;
                         row.next_attempt_at = None;
@@ -188,7 +198,67 @@ impl Mem {
                     }
                 }
             }
+            Update::Park { seq, why, reason } => {
+                if let Some(row) = self.waiting(seq) {
+                    row.state = State::Held;
+                    row.parked = Some(why);
+                    row.reason = Some(reason);
+                    row.updated_at = now;
+                }
+            }
+            Update::Unpark { seq, held } => {
+                if let Some(row) = self.waiting(seq) {
+                    row.state = if held.is_some() {
+                        State::Held
+                    } else {
+                        State::Pending
+                    };
+                    row.parked = None;
+                    row.digest = None;
+                    row.reason = held;
+                    row.updated_at = now;
+                }
+            }
+            Update::Digested {
+                seqs,
+                digest,
+                why,
+                reason,
+            } => {
+                for seq in seqs {
+                    if let Some(row) = self.waiting(seq) {
+                        row.state = State::Held;
+                        row.parked = Some(why);
+                        row.digest = Some(digest);
+                        row.reason = Some(reason.clone());
+                        row.updated_at = now;
+                    }
+                }
+            }
+            Update::DeliveredVia { seq, digest } => {
+                let open = self
+                    .deliveries
+                    .get(&seq)
+                    .is_some_and(|r| r.state != State::Delivered);
+                if open {
+                    if let Some(row) = self.set_state(seq, State::Delivered) {
+                        row.parked = None;
+                        row.digest = Some(digest);
+                        row.reason = None;
+                        row.next_attempt_at = None;
+                        row.updated_at = now;
+                    }
+                }
+            }
         }
+    }
+
+    /// Delivery `seq` when it is not finished (one handed to the plugin and handed back
+    /// unstarted still shows `in_flight`).
+    fn waiting(&mut self, seq: Seq) -> Option<&mut Row> {
+        self.deliveries
+            .get_mut(&seq)
+            .filter(|r| !r.state.is_final())
     }
 
     /// Drop delivered deliveries past the retention (or past the cap), oldest first, then
@@ -271,6 +341,8 @@ impl DeliveryStore for MemoryStore {
                     created_at: now,
                     updated_at: now,
                     next_attempt_at: None,
+                    parked: None,
+                    digest: None,
                 },
             );
         }
@@ -322,6 +394,8 @@ impl DeliveryStore for MemoryStore {
         for seq in seqs {
             out.push(m.unfinished(seq, &m.deliveries[&seq]));
             if let Some(row) = m.set_state(seq, State::Pending) {
+                row.parked = None;
+                row.digest = None;
                 row.reason = None;
                 row.next_attempt_at = None;
                 row.updated_at = now;
@@ -402,7 +476,9 @@ impl DeliveryStore for MemoryStore {
         Ok(m.deliveries
             .range(after + 1..)
             .filter(|(_, r)| {
-                &*r.instance == instance && matches!(r.state, State::Pending | State::Held)
+                &*r.instance == instance
+                    && matches!(r.state, State::Pending | State::Held)
+                    && r.parked.is_none()
             })
             .take(limit)
             .map(|(seq, r)| m.unfinished(*seq, r))

@@ -436,3 +436,170 @@ fn memory_prunes_delivered_rows_and_their_events_as_it_goes() {
         "its id is free again"
     );
 }
+
+/// `rows` of `store` by sequence number, as listed.
+fn listed(store: &Store) -> Vec<Summary> {
+    let mut items = store
+        .list(&Query {
+            limit: 100,
+            ..Query::default()
+        })
+        .unwrap()
+        .items;
+    items.sort_by_key(|s| s.seq);
+    items
+}
+
+#[test]
+fn parked_deliveries_outlive_an_instance_hold_and_record_their_digest() {
+    for (store, _dir) in stores() {
+        let first = accept(&store, event("a"), &["ntfy"]).unwrap().first;
+        for t in ["b", "c", "d"] {
+            accept(&store, event(t), &["ntfy"]).unwrap();
+        }
+        let [a, b, c] = [first, first + 1, first + 2];
+        store.update_many(vec![
+            Update::Park {
+                seq: a,
+                why: Parked::Digest,
+                reason: "digest: waiting for more like it".into(),
+            },
+            Update::Park {
+                seq: b,
+                why: Parked::Digest,
+                reason: "digest: waiting for more like it".into(),
+            },
+            Update::Park {
+                seq: c,
+                why: Parked::Quiet,
+                reason: "quiet hours until 07:30".into(),
+            },
+            // The instance pauses and recovers: its own hold leaves parked rows alone.
+            Update::Hold {
+                instance: Arc::from("ntfy"),
+                reason: "paused: rate_limited".into(),
+                until: None,
+            },
+            Update::Release {
+                instance: Arc::from("ntfy"),
+            },
+            Update::Digested {
+                seqs: vec![a, b],
+                digest: a,
+                why: Parked::Digest,
+                reason: "in a digest of 2".into(),
+            },
+        ]);
+        store.flush();
+        let rows = listed(&store);
+        let view: Vec<_> = rows
+            .iter()
+            .map(|r| (r.state, r.reason.as_deref(), r.digest))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (State::Held, Some("in a digest of 2"), Some(a)),
+                (State::Held, Some("in a digest of 2"), Some(a)),
+                (State::Held, Some("quiet hours until 07:30"), None),
+                (State::Pending, None, None),
+            ]
+        );
+        let open = store.unfinished().unwrap();
+        let parked: Vec<_> = open.iter().map(|u| (u.parked, u.digest)).collect();
+        assert_eq!(
+            parked,
+            [
+                (Some(Parked::Digest), Some(a)),
+                (Some(Parked::Digest), Some(a)),
+                (Some(Parked::Quiet), None),
+                (None, None)
+            ]
+        );
+        // The digest goes out on `a`'s row; `b` is delivered through it, counted once.
+        assert_eq!(store.pending(), 4);
+        delivered(&store, a);
+        store.update_many(vec![
+            Update::DeliveredVia { seq: b, digest: a },
+            Update::Unpark { seq: c, held: None },
+        ]);
+        store.flush();
+        assert_eq!(store.pending(), 2);
+        let rows = listed(&store);
+        assert_eq!(rows[1].state, State::Delivered);
+        assert_eq!(rows[1].digest, Some(a));
+        assert_eq!(
+            (rows[2].state, rows[2].reason.as_deref()),
+            (State::Pending, None)
+        );
+    }
+}
+
+#[test]
+fn sqlite_keeps_parked_rows_across_a_reopen_and_upgrades_a_version_2_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(&dir);
+    let first = {
+        let store = Store::open(&config).unwrap();
+        let a = accept(&store, event("a"), &["ntfy"]).unwrap().first;
+        accept(&store, event("b"), &["ntfy"]).unwrap();
+        store.update(Update::Digested {
+            seqs: vec![a, a + 1],
+            digest: a,
+            why: Parked::Quiet,
+            reason: "quiet hours until 07:30".into(),
+        });
+        store.flush();
+        a
+    };
+    let store = Store::open(&config).unwrap();
+    let rows = store.unfinished().unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|u| (u.parked, u.digest))
+            .collect::<Vec<_>>(),
+        [(Some(Parked::Quiet), Some(first)); 2]
+    );
+    drop(store);
+
+    // A file of the previous schema (version 2) gains the columns and keeps its rows.
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(&dir);
+    std::fs::create_dir_all(config.path.parent().unwrap()).unwrap();
+    let old = rusqlite::Connection::open(&config.path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO meta VALUES ('version', '2'), ('tag', '0000abce');
+         CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+             timestamp TEXT NOT NULL, data TEXT NOT NULL, accepted_at INTEGER NOT NULL,
+             first_delivery INTEGER NOT NULL, deliveries INTEGER NOT NULL);
+         CREATE TABLE deliveries (seq INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL,
+             instance TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+             last_status INTEGER, last_error TEXT, reason TEXT, created_at INTEGER NOT NULL,
+             updated_at INTEGER NOT NULL, next_attempt_at INTEGER, detail TEXT, duration_ms INTEGER);
+         INSERT INTO events VALUES (1, 'old-2', 'after_media_added', '2026-01-01T00:00:00+00:00',
+             '{\"media_item\":{\"title\":\"Old\"}}', 1, 5, 1);
+         INSERT INTO deliveries(seq, event_seq, instance, state, reason, created_at, updated_at)
+             VALUES (5, 1, 'ntfy', 'held', 'paused: rate_limited', 1, 1);",
+    )
+    .unwrap();
+    drop(old);
+    let store = Store::open(&config).unwrap();
+    let rows = store.unfinished().unwrap();
+    assert_eq!(seqs(&rows), [5]);
+    assert_eq!((rows[0].parked, rows[0].digest), (None, None));
+    store.update(Update::Park {
+        seq: 5,
+        why: Parked::Digest,
+        reason: "digest".into(),
+    });
+    store.flush();
+    assert_eq!(store.unfinished().unwrap()[0].parked, Some(Parked::Digest));
+    let version: String = rusqlite::Connection::open(&config.path)
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, "3");
+}

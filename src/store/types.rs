@@ -78,6 +78,35 @@ impl FromStr for State {
     }
 }
 
+/// Why a delivery is held by the instance's own policy rather than by its health: a
+/// pause or recovery of the instance (`Hold`/`Release`) leaves these alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Parked {
+    /// Waiting for more like it, to go out in one digest.
+    Digest,
+    /// Waiting for the end of the instance's quiet hours.
+    Quiet,
+}
+
+impl Parked {
+    /// The database's number for it (0 is "not parked").
+    pub fn code(self) -> i64 {
+        match self {
+            Parked::Digest => 1,
+            Parked::Quiet => 2,
+        }
+    }
+
+    /// The kind a database number names.
+    pub fn from_code(code: i64) -> Option<Parked> {
+        match code {
+            1 => Some(Parked::Digest),
+            2 => Some(Parked::Quiet),
+            _ => None,
+        }
+    }
+}
+
 /// Runs once the accept is committed (or failed), on the store's writer, in commit order.
 pub type AcceptDone = Box<dyn FnOnce(Result<Accepted>) + Send>;
 
@@ -165,6 +194,40 @@ pub enum Update {
         /// The instance.
         instance: Arc<str>,
     },
+    /// Held by the instance's digest or quiet hours (not touched by `Hold`/`Release`).
+    Park {
+        /// The delivery.
+        seq: Seq,
+        /// Digest or quiet hours.
+        why: Parked,
+        /// Shown in the API, e.g. "quiet hours until 07:30".
+        reason: String,
+    },
+    /// No longer parked: pending, or held with `held` when the instance is held.
+    Unpark {
+        /// The delivery.
+        seq: Seq,
+        /// The instance's hold reason, when it has one.
+        held: Option<String>,
+    },
+    /// These deliveries go out together as the digest sent as delivery `digest`.
+    Digested {
+        /// The members, the digest's own delivery among them.
+        seqs: Vec<Seq>,
+        /// The delivery that carries the digest.
+        digest: Seq,
+        /// Digest or quiet-hours summary.
+        why: Parked,
+        /// Shown in the API.
+        reason: String,
+    },
+    /// Delivered as part of digest `digest` (its own attempt is recorded there).
+    DeliveredVia {
+        /// The member.
+        seq: Seq,
+        /// The delivery that carried it.
+        digest: Seq,
+    },
 }
 
 impl Update {
@@ -172,7 +235,7 @@ impl Update {
     pub fn finishes(&self) -> bool {
         match self {
             Update::Attempted { state, .. } => state.is_final(),
-            Update::Dead { .. } => true,
+            Update::Dead { .. } | Update::DeliveredVia { .. } => true,
             _ => false,
         }
     }
@@ -207,6 +270,10 @@ pub struct Unfinished {
     pub created_at: i64,
     /// The event.
     pub event: Arc<Event>,
+    /// Held by the instance's digest or quiet hours.
+    pub parked: Option<Parked>,
+    /// The digest it goes out in, once its group was closed.
+    pub digest: Option<Seq>,
 }
 
 /// What `GET /api/v1/deliveries` asks for.
@@ -255,6 +322,10 @@ pub struct Summary {
     /// When it is tried next, when known.
     #[serde(serialize_with = "ser_opt_time")]
     pub next_attempt_at: Option<i64>,
+    /// The delivery that carries (or carried) it as part of a digest (the API shows its
+    /// public id as `digest_id`).
+    #[serde(skip)]
+    pub digest: Option<Seq>,
 }
 
 /// A page of deliveries.

@@ -57,14 +57,12 @@ impl PluginSupervisor {
             // Accepted and stored: the next start sends it.
             return reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
         }
-        let pending = Pending {
-            event,
-            seq,
-            crashes: 0,
-            queued_at: now,
-            enrich: false,
-            epoch: 0,
+        // Held for a digest or quiet hours: in the store (parked), sent later.
+        let Some(pending) = self.divert(idx, Pending::new(event, seq, now), ctx) else {
+            let slot = &self.slots[idx];
+            return reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
         };
+        let slot = &mut self.slots[idx];
         // Older deliveries wait in the backlog, or in the store beyond the memory window.
         if !slot.backlog.is_empty() || slot.spill.is_some() || !slot.can_send(now) {
             return self.hold(idx, pending, waiter);
@@ -104,12 +102,8 @@ impl PluginSupervisor {
             });
         }
         let pending = Pending {
-            event,
-            seq: 0,
-            crashes: 0,
-            queued_at: now,
             enrich: true,
-            epoch: 0,
+            ..Pending::new(event, 0, now)
         };
         self.send(idx, pending, waiter, ctx);
     }
@@ -219,6 +213,7 @@ impl PluginSupervisor {
                 }
                 if !pending.enrich {
                     self.record_delivered(pending.seq, detail.as_deref(), took);
+                    self.settle_members(idx, &pending, None);
                 }
                 let name = &self.slots[idx].spec.name;
                 reply(waiter, || DeliveryReport {
@@ -269,6 +264,7 @@ impl PluginSupervisor {
                         slot.breaker.record_neutral();
                         if !pending.enrich {
                             let reason = err.to_string();
+                            self.settle_members(idx, &pending, Some(&reason));
                             self.record_attempt(
                                 pending.seq,
                                 &err,
@@ -363,6 +359,7 @@ impl PluginSupervisor {
                 crashes = pending.crashes, error = %err, "dead letter: a delivery that crashed the plugin repeatedly"
             );
             let reason = format!("crashed the plugin {} times: {err}", pending.crashes);
+            self.settle_members(idx, &pending, Some(&reason));
             self.record_attempt(pending.seq, err, took, State::Dead, Some(reason), None);
         } else {
             self.retry_later(idx, pending, err, took, None);
@@ -387,7 +384,7 @@ impl PluginSupervisor {
         loop {
             let now = Instant::now();
             let max_age = self.config.backlog_max_age;
-            let slot = &mut self.slots[idx];
+            let mut slot = &mut self.slots[idx];
             while slot
                 .backlog
                 .front()
@@ -398,16 +395,35 @@ impl PluginSupervisor {
                     target: "supervision", plugin = %slot.spec.name, event_id = %p.event.id,
                     max_age_secs = max_age.as_secs(), "dead letter: a delivery older than backlog_max_age"
                 );
+                let reason = format!(
+                    "too old: not delivered within backlog_max_age ({}s)",
+                    max_age.as_secs()
+                );
+                self.settle_members(idx, &p, Some(&reason));
                 self.updates.push(
                     Update::Dead {
                         seq: p.seq as Seq,
-                        reason: format!(
-                            "too old: not delivered within backlog_max_age ({}s)",
-                            max_age.as_secs()
-                        ),
+                        reason,
                     },
                     &self.me,
                 );
+                slot = &mut self.slots[idx];
+            }
+            // A delivery that has not been through the digest and quiet hours yet (it
+            // waited for its turn, or was resumed) goes through them before it is admitted.
+            let policy = slot.has_policy();
+            let overflow = slot.held.overflow();
+            let unsorted = |p: &Pending| {
+                (!p.released || (overflow && !p.overflowed)) && p.digest.is_none() && !p.enrich
+            };
+            if policy && slot.backlog.front().is_some_and(unsorted) {
+                let p = slot.backlog.pop_front().expect("front exists");
+                if let Some(mut p) = self.divert(idx, p, ctx) {
+                    p.released = true;
+                    p.overflowed |= overflow;
+                    self.slots[idx].backlog.push_front(p);
+                }
+                continue;
             }
             if slot.backlog.is_empty() || !slot.can_send(now) {
                 return;

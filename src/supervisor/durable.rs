@@ -71,6 +71,7 @@ impl PluginSupervisor {
         let now = Instant::now();
         let now_ms = now_ms();
         let mut disabled = BTreeSet::new();
+        let mut parked: HashMap<usize, Vec<(Unfinished, Pending)>> = HashMap::new();
         for row in rows {
             let Some(&idx) = by_name.get(&row.instance) else {
                 self.bury_removed(&row);
@@ -81,19 +82,25 @@ impl PluginSupervisor {
                 disabled.insert(idx);
                 continue;
             }
+            let age = Duration::from_millis((now_ms - row.created_at).max(0) as u64);
+            let pending = Pending::new(
+                Arc::clone(&row.event),
+                row.seq as u64,
+                now.checked_sub(age).unwrap_or(now),
+            );
+            if row.parked.is_some() || row.digest.is_some() {
+                // Held by a digest or quiet hours: back there, not in the backlog.
+                parked.entry(idx).or_default().push((row, pending));
+                continue;
+            }
             if row.state == State::Held {
                 // Released by the first sync once the instance can send.
                 slot.store_hold = Some("held before the restart".into());
             }
-            let age = Duration::from_millis((now_ms - row.created_at).max(0) as u64);
-            slot.backlog.push_back(Pending {
-                event: row.event,
-                seq: row.seq as u64,
-                crashes: 0,
-                queued_at: now.checked_sub(age).unwrap_or(now),
-                enrich: false,
-                epoch: 0,
-            });
+            slot.backlog.push_back(pending);
+        }
+        for (idx, rows) in parked {
+            self.resume_parked(idx, rows);
         }
         for idx in disabled {
             let slot = &self.slots[idx];
@@ -129,8 +136,8 @@ impl PluginSupervisor {
         }
         for idx in 0..self.slots.len() {
             let slot = &self.slots[idx];
-            self.intake
-                .set_prompt(idx, slot.backlog.is_empty() && slot.spill.is_none());
+            let prompt = (slot.backlog.is_empty() && slot.spill.is_none()) || slot.has_policy();
+            self.intake.set_prompt(idx, prompt);
         }
     }
 
@@ -239,14 +246,13 @@ impl PluginSupervisor {
                 touched.insert(idx);
                 continue;
             }
-            // Its age counts from now: a replayed dead letter is not too old at once.
+            // Its age counts from now: a replayed dead letter is not too old at once. Held
+            // by a digest or quiet hours, it leaves them: a person asked for it.
+            self.unhold(idx, row.seq as u64);
+            let slot = &mut self.slots[idx];
             let added = slot.requeue(Pending {
-                event: row.event,
-                seq: row.seq as u64,
-                crashes: 0,
-                queued_at: Instant::now(),
-                enrich: false,
-                epoch: 0,
+                released: true,
+                ..Pending::new(row.event, row.seq as u64, Instant::now())
             });
             if added && !retry {
                 if let Some(reason) = &slot.store_hold {

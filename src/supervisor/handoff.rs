@@ -155,8 +155,10 @@ impl PluginSupervisor {
     /// soon when events wait there that may now go out.
     pub(super) fn backlog_changed(&mut self, idx: usize) {
         self.sync_hold(idx);
-        let empty = self.slots[idx].backlog.is_empty() && self.slots[idx].spill.is_none();
-        if self.intake.set_prompt(idx, empty) {
+        let slot = &self.slots[idx];
+        // A digest or quiet hours time each delivery on arrival: never left in the intake.
+        let prompt = (slot.backlog.is_empty() && slot.spill.is_none()) || slot.has_policy();
+        if self.intake.set_prompt(idx, prompt) {
             if let Some(me) = &self.me {
                 me.do_send(Take);
             }

@@ -7,10 +7,13 @@
 //! thread restarts it with backoff until the budget trips it open. Timeouts run on the
 //! supervisor's own thread, so a plugin that blocks its thread cannot delay them or any
 //! other plugin. Every state change is one `tracing` event with target `supervision`.
+//! An instance's digest and quiet hours (`digest/`) hold deliveries before they are
+//! admitted, and hand them back as one message or as they were.
 
 mod batch;
 pub mod breaker;
 mod deliver;
+mod digest;
 mod durable;
 mod handoff;
 mod recovery;
@@ -172,6 +175,10 @@ pub struct PluginSupervisor {
     updates: durable::Updates,
     /// Waiting deliveries kept in memory per instance (`None`: all; see `window.rs`).
     window: Option<usize>,
+    /// A digest or quiet hours hold something: the tick that releases them is wanted
+    /// (set where there is no context to arm it), or armed.
+    want_tick: bool,
+    tick_armed: bool,
 }
 
 /// Send the outboxes (posted to itself at the end of a mailbox turn).
@@ -227,6 +234,7 @@ impl PluginSupervisor {
                 max_in_flight: spec.max_in_flight.unwrap_or(config.max_in_flight).max(1),
                 limiter: spec.rate_limit.and_then(limiter),
                 stats: Stats::default(),
+                held: Default::default(),
             })
             .collect::<Vec<_>>();
         let mut sup = PluginSupervisor {
@@ -244,6 +252,8 @@ impl PluginSupervisor {
             window: store.memory_window(),
             store,
             updates: durable::Updates::default(),
+            want_tick: false,
+            tick_armed: false,
         };
         sup.resume(resume);
         sup
@@ -300,6 +310,8 @@ impl Actor for PluginSupervisor {
                 self.drain(idx, ctx);
             }
         }
+        // Digests and quiet hours held before the restart.
+        self.arm_tick(ctx);
         // Updates made while resuming, before there was an address to ask for a flush.
         self.flush_updates();
     }

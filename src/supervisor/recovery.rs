@@ -308,10 +308,12 @@ impl PluginSupervisor {
         let mut r = ShutdownReport::default();
         for slot in &mut self.slots {
             r.abandoned_in_flight += u64::from(slot.in_flight);
-            r.kept += slot.backlog.len() as u64 + u64::from(slot.in_flight);
-            if !slot.backlog.is_empty() || slot.in_flight > 0 {
+            let kept = slot.backlog.len() + slot.held.len();
+            r.kept += kept as u64 + u64::from(slot.in_flight);
+            if kept > 0 || slot.in_flight > 0 {
                 tracing::info!(
-                    target: "supervision", plugin = %slot.spec.name, kept = slot.backlog.len(),
+                    target: "supervision", plugin = %slot.spec.name, kept,
+                    held_for_digest_or_quiet_hours = slot.held.len(),
                     in_flight = slot.in_flight, "kept for the next start"
                 );
             }

@@ -33,6 +33,29 @@ pub(crate) struct Pending {
     pub enrich: bool,
     /// The instance's pause epoch when it was sent (see `Slot::pause_epoch`).
     pub epoch: u64,
+    /// Through the instance's digest and quiet hours already: sent as it is.
+    pub released: bool,
+    /// Has been in an overflow digest group (it does not join another).
+    pub overflowed: bool,
+    /// This delivery carries a digest of these other deliveries (`event` is the digest).
+    pub digest: Option<Box<super::digest::DigestSend>>,
+}
+
+impl Pending {
+    /// A delivery of `event` (store sequence `seq`), waiting since `queued_at`.
+    pub fn new(event: Arc<Event>, seq: u64, queued_at: Instant) -> Pending {
+        Pending {
+            event,
+            seq,
+            crashes: 0,
+            queued_at,
+            enrich: false,
+            epoch: 0,
+            released: false,
+            overflowed: false,
+            digest: None,
+        }
+    }
 }
 
 /// Where a waiting caller (`emit_sync`) gets this delivery's report.
@@ -42,6 +65,8 @@ pub(crate) type Waiter = Option<oneshot::Sender<super::DeliveryReport>>;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Stats {
     pub delivered: u64,
+    /// Digest and quiet-hours summary messages sent (their events count in `delivered`).
+    pub digests: u64,
     pub failed: u64,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
@@ -84,6 +109,8 @@ pub(crate) struct Slot {
     /// The instance's own rate limit, if it has one.
     pub limiter: Option<DefaultDirectRateLimiter>,
     pub stats: Stats,
+    /// Deliveries the instance's digest or quiet hours hold.
+    pub held: super::digest::Held,
 }
 
 impl Slot {
@@ -99,6 +126,12 @@ impl Slot {
             && self.misconfigured.is_none()
             && !self.is_held(now)
             && self.in_flight < self.max_in_flight.saturating_mul(1 + QUEUED_PER_RUNNING)
+    }
+
+    /// A digest or quiet hours decide on each delivery as it arrives (so the intake hands
+    /// them over at once, even while older ones wait).
+    pub fn has_policy(&self) -> bool {
+        self.spec.digest.is_some() || self.spec.quiet_hours.is_some()
     }
 
     /// A delivery handed over now starts at once (the actor has a free place).
@@ -169,6 +202,7 @@ impl Slot {
             misconfigured_reason: self.misconfigured.clone(),
             restarts: self.restarts.total(),
             delivered: self.stats.delivered,
+            digests: self.stats.digests,
             failed: self.stats.failed,
             held: 0,
             dead: 0,
@@ -206,8 +240,11 @@ pub struct PluginStatus {
     pub misconfigured_reason: Option<String>,
     /// Restarts since start.
     pub restarts: u64,
-    /// Successful deliveries.
+    /// Events delivered (an event sent in a digest counts once, as delivered).
     pub delivered: u64,
+    /// Digest and quiet-hours summary messages sent. `delivered` counts events, so each
+    /// event a digest carried counts there once, and the digest message only here.
+    pub digests: u64,
     /// Failed delivery attempts.
     pub failed: u64,
     /// Deliveries the store holds for this instance while it is paused, open or

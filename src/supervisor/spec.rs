@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::digest::{DigestSettings, QuietHours};
 use crate::event::EventName;
 use crate::plugins::actor::{self, ActorSetup, PluginHandle};
 use crate::plugins::enrichment::anilist::AniList;
@@ -41,8 +42,24 @@ pub struct InstanceSpec {
     pub max_in_flight: Option<u32>,
     /// Deliveries per minute (with a burst); `None` for no limit of our own.
     pub rate_limit: Option<RateLimit>,
+    /// Bursts of like events sent as one message.
+    pub digest: Option<DigestSettings>,
+    /// Deliveries deferred during a daily window.
+    pub quiet_hours: Option<QuietHours>,
+    /// The wall clock digests and quiet hours read (tests inject one; see [`Clock`]).
+    pub clock: Clock,
     /// Makes a fresh instance.
     pub factory: Factory,
+}
+
+/// Milliseconds since the Unix epoch, now. The supervisor re-reads it at least every
+/// half second while it holds anything, so an injected clock that jumps (a test crossing
+/// midnight or a daylight-saving change) is noticed at once.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The real clock.
+pub fn system_clock() -> Clock {
+    Arc::new(crate::store::now_ms)
 }
 
 impl InstanceSpec {
@@ -71,6 +88,9 @@ impl InstanceSpec {
             timeout: None,
             max_in_flight: None,
             rate_limit: None,
+            digest: None,
+            quiet_hours: None,
+            clock: system_clock(),
             factory: Arc::new(move |setup| Ok(actor::spawn(instance.clone(), make()?, setup))),
         }
     }
@@ -90,6 +110,24 @@ impl InstanceSpec {
     /// Limit deliveries to `per_minute`, allowing bursts of `burst`.
     pub fn with_rate_limit(mut self, per_minute: u32, burst: u32) -> Self {
         self.rate_limit = Some(RateLimit { per_minute, burst });
+        self
+    }
+
+    /// Send bursts of like events as one message.
+    pub fn with_digest(mut self, digest: DigestSettings) -> Self {
+        self.digest = Some(digest);
+        self
+    }
+
+    /// Hold deliveries during a daily window.
+    pub fn with_quiet_hours(mut self, quiet: QuietHours) -> Self {
+        self.quiet_hours = Some(quiet);
+        self
+    }
+
+    /// Read this clock instead of the system's (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -167,6 +205,8 @@ impl InstanceSpec {
             events: cfg.common.events.clone(),
             timeout: cfg.common.timeout,
             rate_limit: cfg.common.rate_limit,
+            digest: cfg.common.digest.clone(),
+            quiet_hours: cfg.common.quiet_hours.clone(),
             max_in_flight: cfg
                 .common
                 .max_in_flight

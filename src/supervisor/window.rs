@@ -107,14 +107,11 @@ impl PluginSupervisor {
                 Duration::from_millis((crate::store::now_ms() - row.created_at).max(0) as u64);
             slot.backlog.insert(
                 at,
-                Pending {
-                    event: Arc::clone(&row.event),
+                Pending::new(
+                    Arc::clone(&row.event),
                     seq,
-                    crashes: 0,
-                    queued_at: now.checked_sub(age).unwrap_or(now),
-                    enrich: false,
-                    epoch: 0,
-                },
+                    now.checked_sub(age).unwrap_or(now),
+                ),
             );
             spill.after = seq;
         }

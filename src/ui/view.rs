@@ -129,6 +129,7 @@ mod tests {
             misconfigured_reason: None,
             restarts: 0,
             delivered: 3,
+            digests: 0,
             failed: 11,
             held: 2,
             dead: 0,

@@ -83,6 +83,11 @@ struct Run {
 }
 
 async fn start(c: &Contract, answer: ResponseTemplate) -> Run {
+    start_with(c, answer, "").await
+}
+
+/// Like [`start`], with more YAML lines for the instance (each indented as a field).
+async fn start_with(c: &Contract, answer: ResponseTemplate, extra: &str) -> Run {
     let mock = MockServer::start().await;
     let secret = format!("CANARY{}", uuid::Uuid::new_v4().simple());
     Mock::given(method(c.method))
@@ -96,7 +101,7 @@ async fn start(c: &Contract, answer: ResponseTemplate) -> Run {
         .replace("{secret}", &secret);
     let indented: String = instance.lines().map(|l| format!("    {l}\n")).collect();
     let yaml = format!(
-        "hooks: {{enabled: false}}\nsupervision: {{breaker_window: 50, breaker_min_calls: 50, open_cooldown_secs: 60}}\nplugins:\n  under_test:\n{indented}    timeout_ms: {}\n    events: [on_import_failed]\n",
+        "hooks: {{enabled: false}}\nsupervision: {{breaker_window: 50, breaker_min_calls: 50, open_cooldown_secs: 60}}\nplugins:\n  under_test:\n{indented}    timeout_ms: {}\n    events: [on_import_failed]\n{extra}",
         c.timeout_ms
     );
     let config = Config::parse(&yaml, None).unwrap_or_else(|e| panic!("{}: {e}", c.kind));
@@ -172,6 +177,63 @@ async fn success_is_delivered_once_with_the_secret_sent_to_the_service() {
         run.assert_no_secret(&r, c.kind).await;
         run.handle.shutdown().await;
     }
+}
+
+#[actix_rt::test]
+async fn a_digest_is_one_message_with_its_title_for_every_notification_and_chat_plugin() {
+    for c in CONTRACTS.iter().filter(|c| c.kind != "webhook") {
+        let run = start_with(
+            c,
+            (c.ok)(),
+            "    digest: {wait_secs: 1, max_wait_secs: 1, min_events: 2}\n",
+        )
+        .await;
+        for _ in 0..3 {
+            run.emit().await;
+        }
+        assert!(
+            crate::support::wait_until(Duration::from_secs(20), || async {
+                run.requests().await == 1
+            })
+            .await,
+            "{}: one request for the three",
+            c.kind
+        );
+        let req = &run.mock.received_requests().await.unwrap()[0];
+        let body = percent_decoded(&req.body);
+        assert!(
+            body.contains("Dune: 3 imports failed")
+                && body.contains("Dune (2021) · Error: disk full"),
+            "{}: {body}",
+            c.kind
+        );
+        run.handle.shutdown().await;
+    }
+}
+
+/// A form body (Pushover) as text; JSON bodies pass through.
+fn percent_decoded(body: &[u8]) -> String {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'%' if i + 2 < body.len() => {
+                let hex = std::str::from_utf8(&body[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[actix_rt::test]

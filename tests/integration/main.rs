@@ -9,6 +9,7 @@ mod canary;
 mod config;
 mod contract;
 mod crash;
+mod digest;
 mod discord;
 mod durable;
 mod echo;

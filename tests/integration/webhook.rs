@@ -489,6 +489,8 @@ fn problems(yaml: &str, allow_insecure_http: bool) -> Vec<String> {
         rate_limit: None,
         max_in_flight: None,
         templates: None,
+        digest: None,
+        quiet_hours: None,
     };
     let mut p = Problems::default();
     config.validate("plugins.hook", &common, &mut p);

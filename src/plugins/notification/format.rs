@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::text::{human_size, one_line};
-use crate::event::{Event, EventName};
+use crate::event::{Digest, Event, EventName};
 use crate::message::{Part, Rendered, Templates};
 
 /// What kind of media an event is about, from `media_item.type`.
@@ -121,6 +121,9 @@ pub struct Notice {
 /// The title, message and link for `event`. Never fails: missing data only drops lines.
 pub fn notice(event: &Event) -> Notice {
     use EventName::*;
+    if let Some(digest) = &event.digest {
+        return digest_notice(digest);
+    }
     let sections = Sections::of(event);
     let media = MediaKind::of_item(sections.item);
     let noun = media.noun();
@@ -232,7 +235,18 @@ pub fn notice(event: &Event) -> Notice {
 /// with none for this event, exactly [`notice`].
 pub fn templated(event: &Event, templates: Option<&Templates>) -> (Notice, Option<Rendered>) {
     let mut notice = notice(event);
-    let rendered = templates.and_then(|t| t.render(event));
+    let rendered = templates.and_then(|t| match (&event.digest, t.digest()) {
+        // A digest has a template of its own (`templates.digest`), with the digest in its
+        // context; the events' templates would read one event's data. Without one, the
+        // built-in digest text.
+        (Some(digest), Some(template)) => {
+            let base = t.context(template, event);
+            let ctx = minijinja::context! { digest => minijinja::value::Serde(&**digest), ..base };
+            Some(t.render_with(template, ctx))
+        }
+        (Some(_), None) => None,
+        (None, _) => t.render(event),
+    });
     if let Some(r) = &rendered {
         for (template, reason) in &r.failed {
             crate::preview::notes::template_fell_back(template, reason);
@@ -258,6 +272,54 @@ pub fn templated_url(rendered: Option<&Rendered>, part: Part, max_chars: usize) 
         && text.chars().count() <= max_chars
         && !text.chars().any(|c| c.is_whitespace() || c.is_control());
     fits.then(|| text.to_owned())
+}
+
+/// The text of a digest or a quiet-hours summary: its title, one line per event (at most
+/// [`Digest::MAX_LINES`], then "and N more"), the link and media kind its events share,
+/// and the gravest tone among them (a failure in a summary still reads as one).
+pub fn digest_notice(digest: &Digest) -> Notice {
+    let mut message = digest.lines.join("\n");
+    if digest.more > 0 {
+        let _ = write!(message, "\nand {} more", digest.more);
+    }
+    // Cheap per event (a digest may stand for thousands): the kind and link of each; the
+    // tone from the listed ones, and from every name (a failure anywhere shows).
+    let events = &digest.events;
+    let media = events
+        .first()
+        .map(|e| MediaKind::of(e))
+        .filter(|m| events.iter().all(|e| MediaKind::of(e) == *m))
+        .unwrap_or(MediaKind::Unknown);
+    let link = events
+        .first()
+        .and_then(|e| link(e, media))
+        .filter(|l| events.iter().all(|e| link(e, media).as_ref() == Some(l)));
+    let rank = |t: &Tone| match t {
+        Tone::Info => 0,
+        Tone::Success => 1,
+        Tone::Warning => 2,
+        Tone::Failure => 3,
+    };
+    let failed = events.iter().any(|e| {
+        matches!(
+            e.name,
+            EventName::OnDownloadFailed | EventName::OnImportFailed
+        )
+    });
+    let tone = events
+        .iter()
+        .take(Digest::MAX_LINES)
+        .map(|e| notice(e).tone)
+        .chain(failed.then_some(Tone::Failure))
+        .max_by_key(rank)
+        .unwrap_or(Tone::Info);
+    Notice {
+        title: digest.title.clone(),
+        message,
+        link,
+        media,
+        tone,
+    }
 }
 
 /// The lines present, one per line; `None` when there are none.

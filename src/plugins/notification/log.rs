@@ -143,6 +143,8 @@ mod tests {
             rate_limit: None,
             max_in_flight: None,
             templates: None,
+            digest: None,
+            quiet_hours: None,
         };
         let mut p = Problems::default();
         LogConfig {

@@ -343,6 +343,7 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap(),
+            digest: None,
         }
     }
 

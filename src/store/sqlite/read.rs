@@ -8,7 +8,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::super::{
-    Attempt, Detail, Page, Query, Result, Seq, State, StoreError, Summary, Unfinished,
+    Attempt, Detail, Page, Parked, Query, Result, Seq, State, StoreError, Summary, Unfinished,
 };
 use crate::event::Event;
 
@@ -16,7 +16,7 @@ use crate::event::Event;
 pub(super) const EVENT_COLUMNS: &str = "e.id, e.name, e.timestamp, e.data";
 
 const SUMMARY_COLUMNS: &str = "d.seq, e.id, e.name, d.instance, d.state, d.reason, d.attempts,
-    d.last_status, d.last_error, d.created_at, d.updated_at, d.next_attempt_at";
+    d.last_status, d.last_error, d.created_at, d.updated_at, d.next_attempt_at, d.digest_id";
 
 fn read_err(e: rusqlite::Error) -> StoreError {
     StoreError::Read(e.to_string())
@@ -40,6 +40,7 @@ pub(super) fn event_from_row(r: &Row, at: usize) -> rusqlite::Result<Event> {
             .map_err(|e| bad(at + 2, e.to_string()))?
             .to_utc(),
         data: serde_json::from_str(&data).map_err(|e| bad(at + 3, e.to_string()))?,
+        digest: None,
     })
 }
 
@@ -48,7 +49,8 @@ fn state_at(r: &Row, at: usize) -> rusqlite::Result<State> {
     s.parse().map_err(|e| bad(at, e))
 }
 
-/// `d.seq, d.instance, d.state, d.attempts, d.created_at` and then the event.
+/// `d.seq, d.instance, d.state, d.attempts, d.created_at, d.parked, d.digest_id` and then
+/// the event.
 pub(super) fn unfinished_from_row(r: &Row) -> rusqlite::Result<Unfinished> {
     Ok(Unfinished {
         seq: r.get(0)?,
@@ -56,7 +58,9 @@ pub(super) fn unfinished_from_row(r: &Row) -> rusqlite::Result<Unfinished> {
         state: state_at(r, 2)?,
         attempts: r.get(3)?,
         created_at: r.get(4)?,
-        event: Arc::new(event_from_row(r, 5)?),
+        parked: Parked::from_code(r.get(5)?),
+        digest: r.get(6)?,
+        event: Arc::new(event_from_row(r, 7)?),
     })
 }
 
@@ -74,6 +78,7 @@ fn summary_from_row(r: &Row) -> rusqlite::Result<Summary> {
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
         next_attempt_at: r.get(11)?,
+        digest: r.get(12)?,
     })
 }
 
@@ -83,7 +88,7 @@ pub(super) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>> {
     let mut stmt = conn
         .prepare(
             "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, d.event_seq,
-                    e.id, e.name, e.timestamp, e.data
+                    e.id, e.name, e.timestamp, e.data, d.parked, d.digest_id
              FROM deliveries d JOIN events e ON e.seq = d.event_seq
              WHERE d.state <> 'delivered' AND d.state <> 'dead' ORDER BY d.seq",
         )
@@ -107,6 +112,8 @@ pub(super) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>> {
             state: state_at(r, 2).map_err(read_err)?,
             attempts: r.get(3).map_err(read_err)?,
             created_at: r.get(4).map_err(read_err)?,
+            parked: Parked::from_code(r.get(10).map_err(read_err)?),
+            digest: r.get(11).map_err(read_err)?,
             event,
         });
     }
@@ -121,10 +128,11 @@ pub(super) fn waiting_after(
 ) -> Result<Vec<Unfinished>> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, {EVENT_COLUMNS}
+            "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, d.parked, d.digest_id,
+                    {EVENT_COLUMNS}
              FROM deliveries d JOIN events e ON e.seq = d.event_seq
              WHERE d.instance = ?1 AND d.seq > ?2 AND d.state <> 'delivered'
-                 AND d.state IN ('pending', 'held')
+                 AND d.state IN ('pending', 'held') AND d.parked = 0
              ORDER BY d.seq LIMIT ?3"
         ))
         .map_err(read_err)?;
@@ -200,17 +208,17 @@ pub(super) fn get(conn: &Connection, seq: Seq) -> Result<Option<Detail>> {
             ),
             [seq],
             |r| {
-                let success = match (r.get::<_, Option<i64>>(17)?, state_at(r, 4)?) {
+                let success = match (r.get::<_, Option<i64>>(18)?, state_at(r, 4)?) {
                     (Some(ms), State::Delivered) => Some(Attempt {
                         at: r.get(10)?,
                         outcome: "delivered".into(),
                         status: r.get(7)?,
-                        error: r.get(16)?,
+                        error: r.get(17)?,
                         duration_ms: ms.max(0) as u64,
                     }),
                     _ => None,
                 };
-                Ok((summary_from_row(r)?, event_from_row(r, 12)?, success))
+                Ok((summary_from_row(r)?, event_from_row(r, 13)?, success))
             },
         )
         .optional()

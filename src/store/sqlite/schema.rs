@@ -10,7 +10,7 @@ use crate::config::Synchronous;
 
 /// Schema version, kept in `meta`; a newer file than this build is refused, an older one
 /// is brought up to date.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 /// From version 1 (one development day's files): an event's delivery range, the success
 /// in the row, no event index.
@@ -23,6 +23,13 @@ UPDATE events SET
 ALTER TABLE deliveries ADD COLUMN detail TEXT;
 ALTER TABLE deliveries ADD COLUMN duration_ms INTEGER;
 DROP INDEX IF EXISTS deliveries_by_event;
+";
+
+/// From version 2: digests and quiet hours (the digest a delivery goes out in, and
+/// whether the instance's own policy holds it).
+const FROM_2: &str = "
+ALTER TABLE deliveries ADD COLUMN digest_id INTEGER;
+ALTER TABLE deliveries ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
 ";
 
 const SCHEMA: &str = "
@@ -52,7 +59,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at INTEGER,
     -- The successful attempt, kept in the row (failed attempts have rows of their own).
     detail TEXT,
-    duration_ms INTEGER
+    duration_ms INTEGER,
+    -- The delivery that carries this one in a digest; whether a digest (1) or quiet
+    -- hours (2) hold it, which an instance's pause and recovery leave alone.
+    digest_id INTEGER,
+    parked INTEGER NOT NULL DEFAULT 0
 );
 -- What is still to do (and the dead letters), per instance in order: counts, holds, resume.
 CREATE INDEX IF NOT EXISTS deliveries_open ON deliveries(instance, state, seq) WHERE state <> 'delivered';
@@ -107,9 +118,15 @@ pub(super) fn open(path: &Path, sync: Synchronous) -> Result<Connection> {
             e => Err(e),
         })
         .map_err(|e| fail(&e))?;
-    if version.as_deref() == Some("1") {
+    let steps = match version.as_deref() {
+        Some("1") => vec![FROM_1, FROM_2],
+        Some("2") => vec![FROM_2],
+        _ => vec![],
+    };
+    if !steps.is_empty() {
         conn.execute_batch(&format!(
-            "BEGIN; {FROM_1} UPDATE meta SET value = '2' WHERE key = 'version'; COMMIT;"
+            "BEGIN; {} UPDATE meta SET value = '{VERSION}' WHERE key = 'version'; COMMIT;",
+            steps.concat()
         ))
         .map_err(|e| fail(&format!("cannot bring the file up to date: {e}")))?;
     }

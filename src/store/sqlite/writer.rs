@@ -220,7 +220,7 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
     match u {
         Update::Started { seq } => {
             tx.prepare_cached(
-                "UPDATE deliveries SET state = 'in_flight', updated_at = ?2
+                "UPDATE deliveries SET state = 'in_flight', parked = 0, updated_at = ?2
                  WHERE seq = ?1 AND state IN ('pending', 'held')",
             )?
             .execute(params![seq, now])?;
@@ -234,7 +234,7 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
             // Most deliveries succeed at once: the success lives in the row itself, which
             // saves an insert (and its index) per delivery.
             tx.prepare_cached(
-                "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
+                "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, parked = 0,
                      last_status = ?2, last_error = NULL, reason = NULL, next_attempt_at = NULL,
                      detail = ?3, duration_ms = ?4, updated_at = ?5
                  WHERE seq = ?1",
@@ -268,7 +268,7 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
             ])?;
             let last_error = attempt.error.as_deref();
             tx.prepare_cached(
-                "UPDATE deliveries SET state = ?2, attempts = attempts + 1, last_status = ?3,
+                "UPDATE deliveries SET state = ?2, attempts = attempts + 1, parked = 0, last_status = ?3,
                      last_error = ?4, reason = ?5, next_attempt_at = ?6, updated_at = ?7
                  WHERE seq = ?1",
             )?
@@ -296,7 +296,8 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
         } => {
             tx.prepare_cached(
                 "UPDATE deliveries SET state = 'held', reason = ?2, next_attempt_at = ?3,
-                     updated_at = ?4 WHERE instance = ?1 AND state IN ('pending', 'held')",
+                     updated_at = ?4
+                 WHERE instance = ?1 AND state IN ('pending', 'held') AND parked = 0",
             )?
             .execute(params![&**instance, reason, until, now])?;
         }
@@ -310,9 +311,46 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
         Update::Release { instance } => {
             tx.prepare_cached(
                 "UPDATE deliveries SET state = 'pending', reason = NULL, next_attempt_at = NULL,
-                     updated_at = ?2 WHERE instance = ?1 AND state = 'held'",
+                     updated_at = ?2 WHERE instance = ?1 AND state = 'held' AND parked = 0",
             )?
             .execute(params![&**instance, now])?;
+        }
+        Update::Park { seq, why, reason } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'held', parked = ?2, reason = ?3, updated_at = ?4
+                 WHERE seq = ?1 AND state IN ('pending', 'held', 'in_flight')",
+            )?
+            .execute(params![seq, why.code(), reason, now])?;
+        }
+        Update::Unpark { seq, held } => {
+            let state = if held.is_some() { "held" } else { "pending" };
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = ?2, parked = 0, reason = ?3, digest_id = NULL,
+                     updated_at = ?4 WHERE seq = ?1 AND state IN ('pending', 'held', 'in_flight')",
+            )?
+            .execute(params![seq, state, held, now])?;
+        }
+        Update::Digested {
+            seqs,
+            digest,
+            why,
+            reason,
+        } => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE deliveries SET state = 'held', parked = ?2, digest_id = ?3, reason = ?4,
+                     updated_at = ?5 WHERE seq = ?1 AND state IN ('pending', 'held', 'in_flight')",
+            )?;
+            for seq in seqs {
+                stmt.execute(params![seq, why.code(), digest, reason, now])?;
+            }
+        }
+        Update::DeliveredVia { seq, digest } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'delivered', parked = 0, digest_id = ?2,
+                     reason = NULL, next_attempt_at = NULL, updated_at = ?3
+                 WHERE seq = ?1 AND state <> 'delivered'",
+            )?
+            .execute(params![seq, digest, now])?;
         }
     }
     Ok(())
@@ -320,7 +358,8 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
 
 fn requeue(tx: &Transaction, r: &Requeue, now: i64) -> rusqlite::Result<Vec<Unfinished>> {
     let select = format!(
-        "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, {EVENT_COLUMNS}
+        "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, d.parked, d.digest_id,
+                {EVENT_COLUMNS}
          FROM deliveries d JOIN events e ON e.seq = d.event_seq"
     );
     let rows = match r {
@@ -345,7 +384,7 @@ fn requeue(tx: &Transaction, r: &Requeue, now: i64) -> rusqlite::Result<Vec<Unfi
     };
     let mut revive = tx.prepare_cached(
         "UPDATE deliveries SET state = 'pending', reason = NULL, next_attempt_at = NULL,
-             updated_at = ?2 WHERE seq = ?1",
+             parked = 0, digest_id = NULL, updated_at = ?2 WHERE seq = ?1",
     )?;
     for row in &rows {
         revive.execute(params![row.seq, now])?;

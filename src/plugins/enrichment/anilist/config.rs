@@ -147,6 +147,8 @@ mod tests {
             rate_limit: None,
             max_in_flight: None,
             templates: None,
+            digest: None,
+            quiet_hours: None,
         }
     }
 
