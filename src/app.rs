@@ -45,6 +45,8 @@ struct Inner {
     /// build each instance fresh from its config).
     plugins: Arc<[crate::plugins::PluginConfig]>,
     delivery_timeout: Duration,
+    /// The config file, when there is one.
+    source: Option<std::path::PathBuf>,
 }
 
 /// Start everything `config` describes, opening its delivery store. Call from inside a
@@ -125,6 +127,7 @@ pub fn start_with_store(
             metrics: Arc::default(),
             plugins: config.plugins.clone().into(),
             delivery_timeout: config.supervision.delivery_timeout,
+            source: config.source.clone(),
         }),
     }
 }
@@ -231,6 +234,16 @@ impl Handle {
             store_commits: self.inner.store.commit_timings(),
         };
         crate::metrics::render(scrape)
+    }
+
+    /// The configured instances (not those added with [`start_with`]'s own specs).
+    pub fn plugin_configs(&self) -> &[crate::plugins::PluginConfig] {
+        &self.inner.plugins
+    }
+
+    /// The config file the handle was started from, when there is one.
+    pub fn config_source(&self) -> Option<&std::path::Path> {
+        self.inner.source.as_deref()
     }
 
     /// The hook chain this handle runs.

@@ -25,6 +25,7 @@ pub const PAGE_PATHS: &[&str] = &[
     "/activity",
     "/hooks",
     "/try",
+    "/plugins/{name}",
     "/ui/login",
     "/assets/{file}",
 ];

@@ -92,3 +92,16 @@ fn unknown<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
     };
     format!("no plugin instance named `{name}`; configured: {known}")
 }
+
+/// `GET /api/v1/plugins/{name}/settings`: the instance's fields with their values and
+/// where they come from; secrets as `"set"` or `null`.
+pub(super) async fn settings(handle: web::Data<Handle>, name: web::Path<String>) -> HttpResponse {
+    let configs = handle.plugin_configs();
+    match configs.iter().find(|c| c.name == *name) {
+        Some(cfg) => HttpResponse::Ok().json(crate::plugins::settings::view(cfg)),
+        None => error(
+            StatusCode::NOT_FOUND,
+            unknown(&name, configs.iter().map(|c| c.name.as_str())),
+        ),
+    }
+}

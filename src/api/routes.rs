@@ -33,6 +33,7 @@ fn table() -> Vec<Endpoint> {
         at(M::GET, "/activity", web::to(ui::activity_page)),
         at(M::GET, "/hooks", web::to(ui::hooks_page)),
         at(M::GET, "/try", web::to(ui::try_page)),
+        at(M::GET, "/plugins/{name}", web::to(ui::settings_page)),
         at(M::POST, "/ui/preview", web::to(ui::preview_fragment)),
         at(M::POST, "/ui/login", web::to(ui::login)),
         at(M::GET, "/ui/plugins", web::to(ui::plugins_fragment)),
@@ -52,6 +53,11 @@ fn table() -> Vec<Endpoint> {
         ),
         at(M::GET, "/api/v1/plugins", web::to(plugins::list)),
         at(M::GET, "/api/v1/plugins/{name}", web::to(plugins::one)),
+        at(
+            M::GET,
+            "/api/v1/plugins/{name}/settings",
+            web::to(plugins::settings),
+        ),
         at(
             M::POST,
             "/api/v1/plugins/{name}/test",

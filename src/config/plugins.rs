@@ -169,6 +169,7 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
             "is empty, so this enabled instance receives nothing; list events or remove `events:` for the defaults",
         );
     }
+    let written = written(kind, &rest);
     let mut settings = cx.mapping(path, rest, COMMON_FIELDS, |v| kind.parse_settings(v))?;
     settings.set_allow_private_network(common.allow_private_network);
     settings.set_templates(common.templates.clone());
@@ -178,7 +179,26 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         kind,
         common,
         settings,
+        written,
     })
+}
+
+/// The type's own fields as written, secrets (by the type's list, or by a name that
+/// says credential) replaced by `"set"`.
+fn written(kind: PluginKind, rest: &Mapping) -> serde_json::Map<String, serde_json::Value> {
+    rest.iter()
+        .filter_map(|(k, v)| {
+            let key = k.as_str()?.to_owned();
+            let secret = kind.secret_fields().contains(&key.as_str())
+                || crate::http::capture::is_credential_name(&key);
+            let value = if secret {
+                serde_json::Value::String("set".into())
+            } else {
+                serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+            };
+            (!v.is_null()).then_some((key, value))
+        })
+        .collect()
 }
 
 /// `templates:` compiled for the instance; `None` when absent or wrong (with problems).

@@ -9,6 +9,7 @@ pub mod enrichment;
 pub mod error;
 pub mod notification;
 pub mod registry;
+pub mod settings;
 pub mod webhook;
 
 use std::future::Future;

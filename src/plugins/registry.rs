@@ -154,6 +154,40 @@ impl PluginKind {
         }
     }
 
+    /// The type's own fields that hold a secret (a token, a key, or a URL with one in it):
+    /// shown as "set" or not, never their value.
+    pub fn secret_fields(self) -> &'static [&'static str] {
+        match self {
+            PluginKind::Ntfy => &["auth_token", "password"],
+            PluginKind::Pushover => &["user_key", "api_token"],
+            PluginKind::Telegram => &["bot_token"],
+            PluginKind::Discord | PluginKind::Slack => &["webhook_url"],
+            PluginKind::Webhook => &["url", "headers", "secret"],
+            PluginKind::Fanart => &["api_key", "client_key"],
+            PluginKind::Log | PluginKind::AniList => &[],
+        }
+    }
+
+    /// The type's config schema (field → type, default, meaning), as `GET /api/v1/plugins`
+    /// shows it for a running instance.
+    pub fn config_schema(self) -> serde_json::Value {
+        use crate::plugins::{enrichment, notification, webhook};
+        match self {
+            PluginKind::Ntfy => notification::ntfy::config_schema(),
+            PluginKind::Pushover => notification::pushover::config_schema(),
+            PluginKind::Telegram => notification::telegram::config_schema(),
+            PluginKind::Log => serde_json::json!({
+                "type": "object",
+                "properties": { "level": { "enum": ["info", "warn"], "default": "info" } }
+            }),
+            PluginKind::Discord => webhook::discord::config_schema(),
+            PluginKind::Slack => webhook::slack::config_schema(),
+            PluginKind::Webhook => webhook::generic::config_schema(),
+            PluginKind::AniList => enrichment::anilist::config_schema(),
+            PluginKind::Fanart => enrichment::fanart::config_schema(),
+        }
+    }
+
     /// Parse this type's own settings (`deny_unknown_fields` on each struct).
     pub fn parse_settings(
         self,
@@ -308,6 +342,9 @@ pub struct PluginConfig {
     pub common: CommonSettings,
     /// The type's own fields.
     pub settings: PluginSettings,
+    /// The type's own fields as written in the file (after `${VAR}` expansion), each
+    /// secret replaced by `"set"`: what the settings view shows, never a secret.
+    pub written: serde_json::Map<String, serde_json::Value>,
 }
 
 impl PluginConfig {

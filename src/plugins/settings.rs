@@ -65,6 +65,8 @@ pub fn view(cfg: &PluginConfig) -> Value {
             "max_in_flight": c.max_in_flight,
             "rate_limit": c.rate_limit.map(|r| json!({"per_minute": r.per_minute, "burst": r.burst})),
             "templates": c.templates.is_some(),
+            "digest": c.digest.is_some(),
+            "quiet_hours": c.quiet_hours.is_some(),
         },
     })
 }
@@ -94,7 +96,10 @@ mod tests {
         );
         assert!(!v.to_string().contains("tk_SECRET123"), "{v:#}");
         let token = field(&v, "auth_token");
-        assert_eq!((&token["value"], token["secret"].as_bool()), (&serde_json::json!("set"), Some(true)));
+        assert_eq!(
+            (&token["value"], token["secret"].as_bool()),
+            (&serde_json::json!("set"), Some(true))
+        );
         assert_eq!(field(&v, "password")["value"], serde_json::Value::Null);
         assert_eq!(field(&v, "priority")["value"], 4);
         assert_eq!(field(&v, "priority")["source"], "file");
@@ -117,7 +122,10 @@ mod tests {
         for yaml in secrets {
             let v = settings(yaml);
             let text = v.to_string();
-            assert!(!text.contains("SECRET") && !text.contains("MfKQ9r8"), "{yaml}: {v:#}");
+            assert!(
+                !text.contains("SECRET") && !text.contains("MfKQ9r8"),
+                "{yaml}: {v:#}"
+            );
             assert!(text.contains("\"set\""), "{yaml}: {v:#}");
         }
     }

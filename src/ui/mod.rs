@@ -46,6 +46,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/hooks_table.html"),
     ),
     ("try.html", include_str!("templates/try.html")),
+    ("settings.html", include_str!("templates/settings.html")),
     ("preview.html", include_str!("templates/preview.html")),
     ("error.html", include_str!("templates/error.html")),
 ];
@@ -122,7 +123,16 @@ fn access_of(req: &HttpRequest) -> Option<&Access> {
 }
 
 async fn plugin_rows(handle: &Handle) -> Vec<PluginRow> {
-    handle.status().await.iter().map(PluginRow::from).collect()
+    let configs = handle.plugin_configs();
+    handle
+        .status()
+        .await
+        .iter()
+        .map(|p| PluginRow {
+            configured: configs.iter().any(|c| c.name == p.name),
+            ..PluginRow::from(p)
+        })
+        .collect()
 }
 
 /// `GET /`: the plugins.
@@ -291,6 +301,32 @@ pub async fn hooks_page(req: HttpRequest, handle: web::Data<Handle>) -> HttpResp
 /// `GET /ui/hooks`: the hooks table alone.
 pub async fn hooks_fragment(handle: web::Data<Handle>) -> HttpResponse {
     render("hooks_table.html", hooks_context(&handle))
+}
+
+/// `GET /plugins/{name}`: an instance's settings, where each value comes from, secrets as
+/// set or not.
+pub async fn settings_page(
+    req: HttpRequest,
+    handle: web::Data<Handle>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let configs = handle.plugin_configs();
+    let Some(cfg) = configs.iter().find(|c| c.name == *name) else {
+        let known: Vec<_> = configs.iter().map(|c| c.name.as_str()).collect();
+        let mut r = render(
+            "error.html",
+            context! { error => format!("no configured instance named {name}; configured: {}", known.join(", ")) },
+        );
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    };
+    let s = Serde(crate::plugins::settings::view(cfg));
+    let source = handle
+        .config_source()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the config".to_owned());
+    let ctx = context! { title => format!("Settings: {name}"), s, source };
+    page(&req, access_of(&req), "settings.html", "plugins", ctx)
 }
 
 /// The sign-in form.

@@ -23,6 +23,8 @@ pub struct PluginRow {
     pub held: u64,
     pub dead: u64,
     pub last_delivered_at: Option<String>,
+    /// Whether it comes from the config (so it has a settings view).
+    pub configured: bool,
 }
 
 fn time(t: &Option<DateTime<Utc>>) -> Option<String> {
@@ -109,6 +111,7 @@ impl PluginRow {
             held: p.held,
             dead: p.dead,
             last_delivered_at: time(&p.last_delivered_at),
+            configured: false,
         }
     }
 }

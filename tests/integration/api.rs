@@ -460,3 +460,49 @@ async fn readyz_is_503_while_starting_and_shutting_down() {
     );
     handle.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn settings_show_values_and_their_source_and_never_a_secret() {
+    let yaml = "plugins:\n  ntfy: {enabled: true, topic: media, priority: 4, auth_token: tk_SETTINGSSECRET}\n  tg: {type: telegram, bot_token: '1:TGSETTINGSSECRET', chat_id: 5}\n";
+    let config = mydia_plugins::Config::parse(yaml, None).unwrap();
+    let handle = mydia_plugins::start(&config).expect("start");
+    let (server, addr): (_, SocketAddr) =
+        api::server("127.0.0.1:0".parse().unwrap(), handle.clone()).unwrap();
+    actix_rt::spawn(server);
+    let s = Served {
+        base: format!("http://{addr}"),
+        handle,
+        http: reqwest::Client::new(),
+    };
+    let (status, v) = s.get("/api/v1/plugins/ntfy/settings").await;
+    assert_eq!(status, 200, "{v}");
+    let field = |name: &str| {
+        v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(field("priority")["value"], 4);
+    assert_eq!(field("priority")["source"], "file");
+    assert_eq!(field("server_url")["source"], "default");
+    assert_eq!(field("auth_token")["value"], "set");
+    assert_eq!(field("password")["value"], Value::Null);
+    let (_, tg) = s.get("/api/v1/plugins/tg/settings").await;
+    for text in [v.to_string(), tg.to_string()] {
+        assert!(!text.contains("SETTINGSSECRET"), "{text}");
+    }
+    assert_eq!(tg["common"]["enabled"], false);
+    let (status, v) = s.get("/api/v1/plugins/nope/settings").await;
+    assert_eq!(status, 404);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("configured: ntfy, tg"),
+        "{v}"
+    );
+    s.handle.shutdown().await;
+}

@@ -130,6 +130,21 @@ async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
     );
     b.screenshot("plugins").await;
 
+    // ntfy's settings: the file's values, the defaults, and secrets only as set or not.
+    b.click("tr[data-plugin=ntfy] a[href='/plugins/ntfy']")
+        .await;
+    b.text_when("h1", |t| t.starts_with("Settings: ntfy")).await;
+    let topic = b
+        .text_when("tr[data-field=topic]", |t| t.contains("mydia"))
+        .await;
+    assert!(topic.contains("the config file"), "{topic}");
+    b.text_when("tr[data-field=priority]", |t| t.contains("default"))
+        .await;
+    b.text_when("tr[data-field=auth_token] td.value", |t| t == "not set")
+        .await;
+    b.screenshot("settings").await;
+    b.client.goto(&format!("{base}/")).await.unwrap();
+
     // The dead letter, retried from the activity page once the plugin would take it.
     b.click("tr[data-plugin=picky] a[href^='/activity']").await;
     b.text_when("h1", |t| t == "Activity: picky").await;

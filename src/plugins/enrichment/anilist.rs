@@ -20,8 +20,9 @@ mod config;
 pub mod media;
 pub mod rank;
 
+pub(crate) use config::config_schema;
 pub use config::AniListConfig;
-use config::{config_schema, MAX_CANDIDATES, MAX_RETRIES};
+use config::{MAX_CANDIDATES, MAX_RETRIES};
 use media::Media;
 use rank::Lookup;
 

@@ -25,8 +25,9 @@ mod art;
 mod config;
 
 pub use art::{best_image, Art, Target};
+pub(crate) use config::config_schema;
 pub use config::FanartConfig;
-use config::{config_schema, is_header_safe, is_language, MAX_RETRIES, NOT_A_KEY};
+use config::{is_header_safe, is_language, MAX_RETRIES, NOT_A_KEY};
 
 /// The movie `test_connection` looks up: TMDB 603, The Matrix, which has art.
 const TEST_MOVIE: &str = "603";

@@ -24,7 +24,8 @@ mod config;
 
 use body::Publish;
 pub use body::MAX_JSON_BYTES;
-use config::{config_schema, has_credentials, CREDENTIALS_IN_URL, MAX_RETRIES};
+pub(crate) use config::config_schema;
+use config::{has_credentials, CREDENTIALS_IN_URL, MAX_RETRIES};
 pub use config::{is_valid_topic, NtfyConfig};
 
 /// ntfy's message limit in bytes; a longer message would be turned into an attachment.

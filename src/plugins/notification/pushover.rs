@@ -24,8 +24,9 @@ mod config;
 pub mod message;
 mod reply;
 
+pub(crate) use config::config_schema;
 pub use config::PushoverConfig;
-use config::{config_schema, emergency_problems, priority_problem};
+use config::{emergency_problems, priority_problem};
 pub use message::{MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS, MAX_URL_TITLE_CHARS};
 
 /// The least time between a transient failure and the next request, as Pushover asks.

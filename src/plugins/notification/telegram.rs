@@ -24,7 +24,8 @@ mod config;
 pub mod message;
 mod reply;
 
-use config::{config_schema, is_path_safe, MAX_RETRIES};
+pub(crate) use config::config_schema;
+use config::{is_path_safe, MAX_RETRIES};
 pub use config::{ChatId, TelegramConfig};
 use reply::Answer;
 

@@ -24,8 +24,9 @@ mod config;
 mod embed;
 
 use answer::judge;
+pub(crate) use config::config_schema;
 pub use config::DiscordConfig;
-use config::{config_schema, is_snowflake, parse_webhook_url, MAX_RETRIES};
+use config::{is_snowflake, parse_webhook_url, MAX_RETRIES};
 pub use embed::{
     counted_chars, embed, escape_markdown, overview, poster, templated_embed,
     MAX_DESCRIPTION_CHARS, MAX_EMBEDS_TOTAL_CHARS, MAX_FIELD_VALUE_CHARS, MAX_TITLE_CHARS,

@@ -31,8 +31,9 @@ use crate::plugins::{
 mod config;
 mod signature;
 
+pub(crate) use config::config_schema;
 pub use config::WebhookConfig;
-use config::{check_header, config_schema, origin, parse_url, MAX_RETRIES};
+use config::{check_header, origin, parse_url, MAX_RETRIES};
 pub use signature::{
     webhook_id, SecretError, SigningSecret, MIN_SECRET_BYTES, SECRET_PREFIX, WEBHOOK_ID,
     WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,

@@ -28,8 +28,9 @@ pub use blocks::{
     escape, message, templated_message, MAX_BLOCKS, MAX_FIELDS, MAX_FIELD_CHARS, MAX_HEADER_CHARS,
     MAX_SECTION_CHARS, MAX_TEXT_CHARS,
 };
+pub(crate) use config::config_schema;
 pub use config::SlackConfig;
-use config::{config_schema, parse_webhook_url, MAX_RETRIES};
+use config::{parse_webhook_url, MAX_RETRIES};
 
 /// How much of Slack's own error text goes into an error reason, in characters.
 const MAX_SAID_CHARS: usize = 300;

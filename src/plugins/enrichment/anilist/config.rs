@@ -118,7 +118,8 @@ impl AniListConfig {
 }
 
 /// The config's JSON schema, for the API and docs.
-pub(super) fn config_schema() -> Value {
+/// The config schema: field name → type, default and meaning.
+pub(crate) fn config_schema() -> Value {
     json!({
         "type": "object",
         "required": [],

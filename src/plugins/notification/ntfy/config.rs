@@ -213,7 +213,8 @@ fn is_web_url(s: &str) -> bool {
 }
 
 /// The config's JSON schema, for the API and docs.
-pub(super) fn config_schema() -> Value {
+/// The config schema: field name → type, default and meaning.
+pub(crate) fn config_schema() -> Value {
     let field = |kind: &str, about: &str| json!({"type": kind, "description": about});
     json!({
         "type": "object",

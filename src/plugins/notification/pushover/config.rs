@@ -186,7 +186,8 @@ fn is_device_name(d: &str) -> bool {
 }
 
 /// The config's JSON schema, for the API and docs.
-pub(super) fn config_schema() -> Value {
+/// The config schema: field name → type, default and meaning.
+pub(crate) fn config_schema() -> Value {
     json!({
         "type": "object",
         "required": ["user_key", "api_token"],

@@ -238,7 +238,8 @@ fn is_valid_username(name: &str) -> bool {
 }
 
 /// The config's JSON schema, for the API and docs.
-pub(super) fn config_schema() -> Value {
+/// The config schema: field name → type, default and meaning.
+pub(crate) fn config_schema() -> Value {
     json!({
         "type": "object",
         "required": ["bot_token", "chat_id"],

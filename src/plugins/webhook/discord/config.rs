@@ -243,7 +243,8 @@ pub(super) fn is_web_url(s: &str) -> bool {
 }
 
 /// The config's JSON schema, for the API and docs.
-pub(super) fn config_schema() -> Value {
+/// The config schema: field name → type, default and meaning.
+pub(crate) fn config_schema() -> Value {
     json!({
         "type": "object",
         "required": ["webhook_url"],

@@ -181,7 +181,8 @@ pub(super) fn check_header(name: &str, value: &str) -> Result<(HeaderName, Heade
 }
 
 /// The config's JSON schema, for the API and docs.
-pub(super) fn config_schema() -> Value {
+/// The config schema: field name → type, default and meaning.
+pub(crate) fn config_schema() -> Value {
     json!({
         "type": "object",
         "required": ["url"],

@@ -116,7 +116,8 @@ pub(super) fn parse_webhook_url(
 }
 
 /// The config's JSON schema, for the API and docs.
-pub(super) fn config_schema() -> Value {
+/// The config schema: field name → type, default and meaning.
+pub(crate) fn config_schema() -> Value {
     json!({
         "type": "object",
         "required": ["webhook_url"],
