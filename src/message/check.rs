@@ -14,13 +14,16 @@ use crate::config::Problems;
 use crate::event::{Event, EventName};
 use crate::suggest::closest;
 
+/// A sample to render against: what to call it in a warning, and its context.
+type Sample = (&'static str, Map<String, Json>);
+
 /// Marks a message about a render that failed (not a variable that is missing).
 const FAILS: &str = "\u{0}fails";
 
 /// Warnings (at `path.<piece>`) for variables of `templates` missing from the sample of
 /// each event they would render for: an event's own template against that event,
-/// `default` against every received event without its own. `digest` is not checked:
-/// its context is the digest's, not an event's.
+/// `default` against every received event without its own, `digest` against a sample
+/// digest of three imports.
 pub fn against_samples(
     templates: &Templates,
     path: &str,
@@ -35,26 +38,30 @@ pub fn against_samples(
         let _ = strict.add_template_owned(name.clone(), source.clone());
     }
     let globals: HashSet<String> = strict.globals().map(|(n, _)| n.to_owned()).collect();
-    let mut jobs: Vec<(&MessageTemplate, Vec<EventName>)> = templates
+    let instance = templates.instance();
+    let of_event = |e: EventName| (e.as_str(), sample_context(&sample::event(e), instance));
+    let mut jobs: Vec<(&MessageTemplate, Vec<Sample>)> = templates
         .events
         .iter()
-        .map(|(e, t)| (t, vec![*e]))
+        .map(|(e, t)| (t, vec![of_event(*e)]))
         .collect();
     if let Some(default) = &templates.default {
-        let rest: Vec<EventName> = events
+        let rest = events
             .iter()
             .copied()
             .filter(|e| !templates.events.iter().any(|(own, _)| own == e))
+            .map(of_event)
             .collect();
         jobs.push((default, rest));
     }
-    for (template, events) in jobs {
-        // (piece, message) → events it applies to, in config order, so `default` warns
+    if let Some(digest) = &templates.digest {
+        jobs.push((digest, vec![("digest", digest_context(instance))]));
+    }
+    for (template, samples) in jobs {
+        // (piece, message) → samples it applies to, in config order, so `default` warns
         // once per variable.
         let mut found: Vec<((String, String), Vec<&'static str>)> = Vec::new();
-        for event in events {
-            let sample = sample::event(event);
-            let json = sample_context(&sample, templates.instance());
+        for (event, json) in samples {
             let ctx = context::to_value(&Json::Object(json.clone()));
             for name in piece_names(template) {
                 let Ok(tmpl) = strict.get_template(name) else {
@@ -79,8 +86,8 @@ pub fn against_samples(
                 for m in messages {
                     let key = (name.to_owned(), m);
                     match found.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, events)) => events.push(event.as_str()),
-                        None => found.push((key, vec![event.as_str()])),
+                        Some((_, events)) => events.push(event),
+                        None => found.push((key, vec![event])),
                     }
                 }
             }
@@ -112,6 +119,29 @@ fn piece_names(t: &MessageTemplate) -> impl Iterator<Item = &str> {
             .iter()
             .flat_map(|f| [f.name.name.as_str(), f.value.name.as_str()]),
     )
+}
+
+/// A digest's context as JSON: the first of three sample imports as its event, and
+/// `digest` with the three.
+fn digest_context(instance: &str) -> Map<String, Json> {
+    let events: Vec<std::sync::Arc<Event>> = (0..3)
+        .map(|_| std::sync::Arc::new(sample::event(EventName::AfterImportCompleted)))
+        .collect();
+    let digest = crate::event::Digest {
+        kind: crate::event::DigestKind::Burst,
+        title: "The Office S02: 3 episodes imported".into(),
+        count: events.len(),
+        lines: vec!["The Office (2005) S02E03".into(); 3],
+        more: 0,
+        counts: [(EventName::AfterImportCompleted.as_str().to_owned(), 3)].into(),
+        events,
+    };
+    let mut ctx = sample_context(&digest.events[0], instance);
+    ctx.insert(
+        "digest".into(),
+        serde_json::to_value(&digest).unwrap_or_default(),
+    );
+    ctx
 }
 
 /// The sample's context as JSON: its data, then `event`, `plugin` and `data` on top.

@@ -456,3 +456,24 @@ fn check_warns_about_a_template_that_fails_on_its_sample() {
         c.warnings[0]
     );
 }
+
+#[test]
+fn check_renders_the_digest_template_against_a_sample_digest() {
+    let c = compile_for(
+        r#"
+digest:
+  title: "{{ digest.count }} new: {{ digest.title }}"
+  message: "{{ digest.cont }} {% for e in digest.events %}{{ e.data.media_item.title }} {% endfor %}"
+"#,
+        ALL_PARTS,
+        &[EventName::AfterImportCompleted],
+    );
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("plugins.ntfy_home.templates.digest.message: `digest.cont` is undefined (did you mean `count`?)")
+            && c.warnings[0].contains("sample digest"),
+        "{}",
+        c.warnings[0]
+    );
+}
