@@ -86,12 +86,17 @@ impl Scrape {
     fn encode_plugins(&self, enc: &mut DescriptorEncoder<'_>) -> Result {
         let mut m = enc.encode_descriptor(
             "mydia_deliveries",
-            "Delivery outcomes since start, by plugin instance, its type and the outcome",
+            "Delivery outcomes since start, by plugin instance, its type and the outcome (delivered, failed attempts, dead letters made, events delivered through a digest)",
             None,
             MetricType::Counter,
         )?;
         for p in &self.plugins {
-            for (outcome, n) in [("delivered", p.delivered), ("failed", p.failed)] {
+            for (outcome, n) in [
+                ("delivered", p.delivered),
+                ("failed", p.failed),
+                ("dead", p.dead_lettered),
+                ("digested", p.digested),
+            ] {
                 let labels = [
                     ("plugin", p.name.as_str()),
                     ("type", p.kind.as_str()),
@@ -99,6 +104,16 @@ impl Scrape {
                 ];
                 counter(&mut m.encode_family(&labels)?, n)?;
             }
+        }
+        let mut m = enc.encode_descriptor(
+            "mydia_delivery_duration_seconds",
+            "Time of one delivery attempt (success or failure), by plugin instance",
+            None,
+            MetricType::Histogram,
+        )?;
+        for p in &self.plugins {
+            let labels = [("plugin", p.name.as_str())];
+            histogram(&mut m.encode_family(&labels)?, &p.durations)?;
         }
         let mut m = enc.encode_descriptor(
             "mydia_deliveries_held",

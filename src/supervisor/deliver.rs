@@ -194,6 +194,9 @@ impl PluginSupervisor {
         let current = self.slots[idx].generation == generation;
         let slot = &mut self.slots[idx];
         slot.in_flight = slot.in_flight.saturating_sub(1);
+        if !pending.enrich {
+            slot.stats.durations.observe(took);
+        }
         // Deliveries that were in flight when the current pause began fail with it: a pause
         // grows once per round of failures, not once per delivery that shared the round.
         let fresh = pending.epoch == slot.pause_epoch;
@@ -264,6 +267,7 @@ impl PluginSupervisor {
                         slot.breaker.record_neutral();
                         if !pending.enrich {
                             let reason = err.to_string();
+                            self.slots[idx].stats.dead_lettered += 1;
                             self.settle_members(idx, &pending, Some(&reason));
                             self.record_attempt(
                                 pending.seq,
@@ -359,6 +363,7 @@ impl PluginSupervisor {
                 crashes = pending.crashes, error = %err, "dead letter: a delivery that crashed the plugin repeatedly"
             );
             let reason = format!("crashed the plugin {} times: {err}", pending.crashes);
+            self.slots[idx].stats.dead_lettered += 1;
             self.settle_members(idx, &pending, Some(&reason));
             self.record_attempt(pending.seq, err, took, State::Dead, Some(reason), None);
         } else {
@@ -399,6 +404,7 @@ impl PluginSupervisor {
                     "too old: not delivered within backlog_max_age ({}s)",
                     max_age.as_secs()
                 );
+                self.slots[idx].stats.dead_lettered += 1;
                 self.settle_members(idx, &p, Some(&reason));
                 self.updates.push(
                     Update::Dead {

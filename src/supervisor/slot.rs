@@ -67,6 +67,12 @@ pub(crate) struct Stats {
     pub delivered: u64,
     /// Digest and quiet-hours summary messages sent (their events count in `delivered`).
     pub digests: u64,
+    /// Events delivered through a digest (they count in `delivered` too).
+    pub digested: u64,
+    /// Deliveries given up on since start (dead letters made).
+    pub dead_lettered: u64,
+    /// How long each attempt took, success or failure.
+    pub durations: Arc<crate::metrics::Timings>,
     pub failed: u64,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
@@ -203,6 +209,9 @@ impl Slot {
             restarts: self.restarts.total(),
             delivered: self.stats.delivered,
             digests: self.stats.digests,
+            digested: self.stats.digested,
+            dead_lettered: self.stats.dead_lettered,
+            durations: self.stats.durations.snapshot(),
             failed: self.stats.failed,
             held: 0,
             dead: 0,
@@ -245,6 +254,13 @@ pub struct PluginStatus {
     /// Digest and quiet-hours summary messages sent. `delivered` counts events, so each
     /// event a digest carried counts there once, and the digest message only here.
     pub digests: u64,
+    /// Events delivered through a digest since start (counted in `delivered` too).
+    pub digested: u64,
+    /// Dead letters made since start (`dead` is what the store keeps now).
+    pub dead_lettered: u64,
+    /// How long its attempts took (for `/metrics`).
+    #[serde(skip)]
+    pub durations: crate::metrics::TimingsSnapshot,
     /// Failed delivery attempts.
     pub failed: u64,
     /// Deliveries the store holds for this instance while it is paused, open or

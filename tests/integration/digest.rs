@@ -185,6 +185,16 @@ async fn thirteen_imports_of_one_season_in_40_seconds_are_one_message() {
         (13, 1),
         "events delivered, digests sent"
     );
+    // /metrics counts the events that went out through the digest.
+    assert_eq!(s.digested, 13, "{s:?}");
+    let text = h.metrics().await;
+    assert!(
+        text.contains(&format!(
+            "mydia_deliveries_total{{plugin=\"ntfy\",type=\"scripted\",outcome=\"digested\"}} {}",
+            s.digested
+        )),
+        "{text}"
+    );
     h.shutdown().await;
 }
 

@@ -42,6 +42,10 @@ async fn metrics_show_what_happened_under_their_documented_names() {
         ..StorageConfig::default()
     };
     let sink = Script::new(Mode::Ok);
+    let picky = Script::new(Mode::Fail(PluginError::Rejected {
+        status: Some(400),
+        reason: "400 Bad Request".into(),
+    }));
     let broken = Script::new(Mode::Fail(PluginError::Misconfigured {
         status: Some(401),
         reason: "401 Unauthorized".into(),
@@ -50,6 +54,9 @@ async fn metrics_show_what_happened_under_their_documented_names() {
     let specs = vec![
         sink.spec("sink").with_events(only()),
         broken.spec("broken").with_events(only()),
+        picky
+            .spec("picky")
+            .with_events(vec![EventName::OnDownloadFailed]),
     ];
     let h = start_with(&config, specs).expect("start");
     let (server, addr): (_, SocketAddr) =
@@ -61,6 +68,10 @@ async fn metrics_show_what_happened_under_their_documented_names() {
             .await
             .unwrap();
     }
+    h.emit(EventName::OnDownloadFailed, data!({}))
+        .await
+        .unwrap();
+    assert!(wait_until(LONG, || async { state(&h, "picky").await.dead == 1 }).await);
     let rejected = h
         .emit(EventName::AfterMediaAdded, data!({"cam": true}))
         .await;
@@ -86,7 +97,8 @@ async fn metrics_show_what_happened_under_their_documented_names() {
         |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
 
     assert_eq!(at("mydia_events_total{event=\"after_media_added\"}"), 3.0);
-    assert_eq!(at("mydia_events_total{event=\"on_download_failed\"}"), 0.0);
+    assert_eq!(at("mydia_events_total{event=\"on_download_failed\"}"), 1.0);
+    assert_eq!(at("mydia_events_total{event=\"on_import_failed\"}"), 0.0);
     assert_eq!(
         at("mydia_events_rejected_total{hook=\"after_media_added/10_no_cams.lua\"}"),
         1.0

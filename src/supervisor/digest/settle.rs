@@ -31,10 +31,14 @@ impl PluginSupervisor {
             };
             self.updates.push(update, &self.me);
         }
+        let stats = &mut self.slots[idx].stats;
         if dead.is_none() {
-            let stats = &mut self.slots[idx].stats;
             stats.delivered += send.members.len() as u64;
+            // The carrier's own event went out in the digest too.
+            stats.digested += send.members.len() as u64 + 1;
             stats.digests += 1;
+        } else {
+            stats.dead_lettered += send.members.len() as u64;
         }
     }
 
