@@ -6,6 +6,7 @@
 //! latter after installing chromium and chromium-driver).
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,7 +66,10 @@ impl Browser {
             return None;
         };
         let port = free_port();
+        // Its own process group, so the browsers it starts go with it, even when a test
+        // fails before it could end its session.
         let child = Command::new(&driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -167,15 +171,22 @@ struct BrowserProcess(Option<Child>);
 impl Drop for BrowserProcess {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            kill_group(&mut c);
         }
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        kill_group(&mut self.driver);
     }
+}
+
+/// Kill the driver and everything in its process group (the browsers it started).
+fn kill_group(driver: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &format!("-{}", driver.id())])
+        .status();
+    let _ = driver.kill();
+    let _ = driver.wait();
 }
