@@ -17,11 +17,7 @@ pub(super) async fn hooks(handle: web::Data<Handle>) -> HttpResponse {
         .hooks
         .iter()
         .map(|h| {
-            let state = match (&h.quarantined, h.loaded) {
-                (Some(_), _) => "quarantined",
-                (None, true) => "active",
-                (None, false) => "not_loaded",
-            };
+            let state = h.state();
             json!({
                 "file": h.file, "event": h.event, "state": state, "loaded": h.loaded,
                 "quarantined_reason": h.quarantined, "runs": h.runs, "failures": h.failures,

@@ -59,6 +59,17 @@ pub struct HookStat {
     pub durations: TimingsSnapshot,
 }
 
+impl HookStat {
+    /// `quarantined`, `active` or `not_loaded` (it did not compile).
+    pub fn state(&self) -> &'static str {
+        match (&self.quarantined, self.loaded) {
+            (Some(_), _) => "quarantined",
+            (None, true) => "active",
+            (None, false) => "not_loaded",
+        }
+    }
+}
+
 /// The live counters; index `i` belongs to the `i`-th discovered file.
 pub struct SharedStats {
     pub hooks: Vec<Counters>,

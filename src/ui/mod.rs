@@ -269,11 +269,7 @@ fn hooks_context(handle: &Handle) -> Value {
         .hooks
         .iter()
         .map(|h| {
-            let state = match (&h.quarantined, h.loaded) {
-                (Some(_), _) => "quarantined",
-                (None, true) => "active",
-                (None, false) => "not_loaded",
-            };
+            let state = h.state();
             context! {
                 file => &h.file, state, runs => h.runs, failures => h.failures,
                 rejections => h.rejections, quarantined => &h.quarantined, last_error => &h.last_error,

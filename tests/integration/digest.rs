@@ -603,10 +603,9 @@ plugins:
     }
 }
 
-/// The real ntfy plugin, configured from YAML, against a mock ntfy server: a season is one
-/// published message with the digest's title and list.
-#[actix_rt::test]
-async fn ntfy_publishes_one_message_for_a_season() {
+/// The real ntfy plugin, configured from YAML (with `extra` lines under it), against a
+/// mock ntfy server: a season of 12 imports, held, then the digest's one published body.
+async fn ntfy_season_body(extra: &str) -> Value {
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -627,7 +626,7 @@ plugins:
     topic: shows
     events: [after_import_completed]
     digest: {{wait_secs: 30, max_wait_secs: 300, min_events: 3}}
-",
+{extra}",
         server.uri()
     );
     let config = Config::parse(&yaml, None).expect("valid config");
@@ -652,7 +651,15 @@ plugins:
     assert!(settled(&h, "ntfy").await);
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 1, "one message for the season");
-    let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    h.shutdown().await;
+    serde_json::from_slice(&requests[0].body).unwrap()
+}
+
+/// The real ntfy plugin against a mock server: a season is one published message with
+/// the digest's title and list.
+#[actix_rt::test]
+async fn ntfy_publishes_one_message_for_a_season() {
+    let body = ntfy_season_body("").await;
     assert_eq!(body["title"], "Breaking Bad S02: 12 episodes imported");
     let message = body["message"].as_str().unwrap();
     assert_eq!(message.lines().count(), 11, "{message}");
@@ -661,70 +668,26 @@ plugins:
         "{message}"
     );
     assert!(message.ends_with("and 2 more"), "{message}");
-    h.shutdown().await;
 }
 
 /// `templates.digest` writes the digest's message from the digest itself (its count,
 /// title, lines and events); the events' own template is not used for it.
 #[actix_rt::test]
 async fn a_digest_template_writes_the_digest_message() {
-    use wiremock::matchers::method;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "m1"})))
-        .mount(&server)
-        .await;
-    let yaml = format!(
-        "hooks: {{enabled: false}}
-storage: {{backend: memory}}
-plugins:
-  ntfy:
-    enabled: true
-    server_url: {}
-    allow_insecure_http: true
-    allow_private_network: true
-    topic: shows
-    events: [after_import_completed]
-    digest: {{wait_secs: 30, max_wait_secs: 300, min_events: 3}}
-    templates:
-      default: {{title: \"one event\"}}
+    let body = ntfy_season_body(
+        "    templates:
+      default: {title: \"one event\"}
       digest:
-        title: \"{{{{ digest.count }}}} new: {{{{ digest.title }}}}\"
-        message: \"{{{{ digest.events | map(attribute='data.episode.episode_number') | join(', ') }}}}\"
+        title: \"{{ digest.count }} new: {{ digest.title }}\"
+        message: \"{{ digest.events | map(attribute='data.episode.episode_number') | join(', ') }}\"
 ",
-        server.uri()
-    );
-    let config = Config::parse(&yaml, None).expect("valid config");
-    let clock = TestClock::at("2026-05-01T12:00:00Z");
-    let specs = config
-        .plugins
-        .iter()
-        .map(|p| clock.spec(InstanceSpec::from_config(p)))
-        .collect();
-    let h = start_with(&config, specs).expect("start");
-    for n in 1..=12 {
-        import(&h, "Breaking Bad", 2, n).await;
-    }
-    assert!(
-        wait_until(LONG, || async {
-            held_with(&h, "ntfy", "digest").await == 12
-        })
-        .await
-    );
-    assert!(server.received_requests().await.unwrap().is_empty());
-    clock.advance(31);
-    assert!(settled(&h, "ntfy").await);
-    let requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1, "one message for the season");
-    let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    )
+    .await;
     assert_eq!(
         body["title"],
         "12 new: Breaking Bad S02: 12 episodes imported"
     );
     assert_eq!(body["message"], "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12");
-    h.shutdown().await;
 }
 
 /// The real binary, killed (-9) while a digest is held: the next start regroups the held
