@@ -316,7 +316,24 @@ pub async fn settings_page(
         *r.status_mut() = StatusCode::NOT_FOUND;
         return r;
     };
-    let s = Serde(crate::plugins::settings::view(cfg));
+    let mut view = crate::plugins::settings::view(cfg);
+    // Shown as YAML writes them (`true`), not as the template engine prints a boolean.
+    let yaml_bool = |v: &mut serde_json::Value| {
+        if let Some(b) = v.as_bool() {
+            *v = serde_json::Value::String(b.to_string());
+        }
+    };
+    for f in view["fields"].as_array_mut().into_iter().flatten() {
+        yaml_bool(&mut f["value"]);
+    }
+    for v in view["common"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|m| m.values_mut())
+    {
+        yaml_bool(v);
+    }
+    let s = Serde(view);
     let source = handle
         .config_source()
         .map(|p| p.display().to_string())
