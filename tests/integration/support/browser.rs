@@ -6,7 +6,6 @@
 //! latter after installing chromium and chromium-driver).
 
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,10 +65,7 @@ impl Browser {
             return None;
         };
         let port = free_port();
-        // Its own process group, so the browsers it starts go with it, even when a test
-        // fails before it could end its session.
         let child = Command::new(&driver)
-            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -171,21 +167,22 @@ struct BrowserProcess(Option<Child>);
 impl Drop for BrowserProcess {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
-            kill_group(&mut c);
+            kill_driver(&mut c);
         }
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        kill_group(&mut self.driver);
+        kill_driver(&mut self.driver);
     }
 }
 
-/// Kill the driver and everything in its process group (the browsers it started).
-fn kill_group(driver: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{}", driver.id())])
+/// Kill the browsers the driver started (its children: a test that fails before it
+/// ends its session would leave them running), then the driver.
+fn kill_driver(driver: &mut Child) {
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-P", &driver.id().to_string()])
         .status();
     let _ = driver.kill();
     let _ = driver.wait();
