@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use mydia_plugins::config::{Config, StorageBackend, StorageConfig};
+use mydia_plugins::config::{Config, StorageBackend, StorageConfig, Synchronous};
 use mydia_plugins::event::EventName;
 use mydia_plugins::store::Store;
 use mydia_plugins::supervisor::InstanceSpec;
@@ -20,10 +20,23 @@ fn config(storage: StorageConfig) -> Config {
     config
 }
 
+/// `BENCH_SYNC=normal` measures the SQLite sides with `synchronous: normal` (no fsync per
+/// commit), to see how much of the gap to the memory store is the fsync; default `full`.
+pub fn synchronous_name() -> &'static str {
+    match std::env::var("BENCH_SYNC").as_deref() {
+        Ok("normal") => "normal",
+        _ => "full",
+    }
+}
+
 fn sqlite(dir: &tempfile::TempDir) -> StorageConfig {
     StorageConfig {
         backend: StorageBackend::Sqlite,
         path: dir.path().join("bench.sqlite3"),
+        synchronous: match synchronous_name() {
+            "normal" => Synchronous::Normal,
+            _ => Synchronous::Full,
+        },
         ..StorageConfig::default()
     }
 }
