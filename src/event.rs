@@ -125,6 +125,18 @@ impl<'de> Deserialize<'de> for EventName {
     }
 }
 
+/// "an array", "a string", ... : what a JSON value is, for error messages.
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Object(_) => "an object",
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+    }
+}
+
 /// One event: what happened, when, and its data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::error;
 use crate::app::Handle;
 use crate::bus::EmitError;
-use crate::event::{Event, EventName};
+use crate::event::{json_kind, Event, EventName};
 use crate::hooks::RejectKind;
 
 /// The request body. Unknown fields are refused so a typo (`"evnet"`) is not silently ignored.
@@ -30,7 +30,7 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
         Value::Object(_) => serde_json::from_value(v),
         other => Err(serde::de::Error::custom(format!(
             "the body must be a JSON object, got {}",
-            kind(&other)
+            json_kind(&other)
         ))),
     }) {
         Ok(r) => r,
@@ -58,7 +58,7 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
         Some(other) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("`data` must be a JSON object, got {}", kind(&other)),
+                format!("`data` must be a JSON object, got {}", json_kind(&other)),
             );
         }
     };
@@ -115,18 +115,6 @@ pub(super) async fn post_event(handle: web::Data<Handle>, body: web::Bytes) -> H
         }
         Err(EmitError::Store(e)) => super::deliveries::store_error(e),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
-}
-
-/// "an array", "a string", ... for error messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Object(_) => "an object",
-        Value::Array(_) => "an array",
-        Value::String(_) => "a string",
-        Value::Number(_) => "a number",
-        Value::Bool(_) => "a boolean",
-        Value::Null => "null",
     }
 }
 

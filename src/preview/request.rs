@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::event::{Event, EventName};
+use crate::event::{json_kind, Event, EventName};
 
 /// A dry run to do.
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ impl PreviewRequest {
         if !value.is_object() {
             return Err(bad(format!(
                 "invalid request body: the body must be a JSON object, got {}; {EXAMPLE}",
-                kind(&value)
+                json_kind(&value)
             )));
         }
         let body: Body = serde_json::from_value(value)
@@ -127,7 +127,7 @@ fn event(name: &str, data: Option<Value>, id: Option<String>) -> Result<Event, I
         Some(other) => {
             return Err(InvalidRequest(format!(
                 "`data` must be a JSON object, got {}",
-                kind(&other)
+                json_kind(&other)
             )))
         }
     };
@@ -141,18 +141,6 @@ fn event(name: &str, data: Option<Value>, id: Option<String>) -> Result<Event, I
         event = event.with_id(id);
     }
     Ok(event)
-}
-
-/// "an array", "a string", ... for error messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Object(_) => "an object",
-        Value::Array(_) => "an array",
-        Value::String(_) => "a string",
-        Value::Number(_) => "a number",
-        Value::Bool(_) => "a boolean",
-        Value::Null => "null",
-    }
 }
 
 #[cfg(test)]
