@@ -13,7 +13,7 @@ mod deliveries;
 mod preview;
 pub use deliveries::RequeueError;
 
-use crate::bus::{Emit, EmitError, Emitted, EventBus, Subscriptions};
+use crate::bus::{Emit, EmitError, Emitted, EventBus, Routing, Subscriptions};
 use crate::config::Config;
 use crate::event::{Event, EventData, EventName};
 use crate::hooks::Hooks;
@@ -35,7 +35,7 @@ struct Inner {
     supervisor: Addr<PluginSupervisor>,
     handoff: Handoff,
     hooks: Hooks,
-    subscriptions: Arc<Subscriptions>,
+    subscriptions: Arc<Routing>,
     closed: Arc<AtomicBool>,
     grace: Duration,
     core: Arbiter,
@@ -89,7 +89,7 @@ pub fn start_with_store(
     let closed = Arc::new(AtomicBool::new(false));
     let core = Arbiter::new();
     let sup_config = config.supervision.clone();
-    let subscriptions = Arc::new(Subscriptions::new(&specs));
+    let subscriptions = Arc::new(Routing::new(Subscriptions::new(&specs)));
     let bus_subs = Arc::clone(&subscriptions);
     let supervisor = PluginSupervisor::new(specs, sup_config, store.clone(), resume);
     let intake = supervisor.intake();
@@ -163,7 +163,7 @@ impl Handle {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(EmitError::ShuttingDown);
         }
-        let subs = &self.inner.subscriptions;
+        let subs = &self.inner.subscriptions.current();
         if !self.inner.hooks.has_hooks(event.name) && subs.enrichers(event.name).is_empty() {
             // No hook or enricher can change or refuse it: store it and hand it over from
             // here, without a turn of the bus's mailbox.
@@ -190,6 +190,22 @@ impl Handle {
                 },
             ))
         })
+    }
+
+    /// Turn an instance on or off now (not kept across a restart: the config decides then).
+    /// Off, it sends nothing and gets no new events; what waits for it stays held.
+    pub async fn set_enabled(&self, plugin: &str, enabled: bool) -> Result<(), TestError> {
+        let msg = crate::supervisor::SetEnabled {
+            plugin: plugin.to_owned(),
+            enabled,
+        };
+        let table = self.inner.supervisor.send(msg).await.map_err(|_| {
+            TestError::Failed(crate::plugins::PluginError::Unavailable {
+                state: "shut down".into(),
+            })
+        })??;
+        self.inner.subscriptions.replace(table);
+        Ok(())
     }
 
     /// Every instance's state and counters.

@@ -56,6 +56,36 @@ pub enum EmitError {
     Store(#[from] StoreError),
 }
 
+/// The subscription table in use, replaced when an instance is enabled or disabled while
+/// running. Read once per event (an uncontended read lock and an `Arc` clone).
+#[derive(Debug)]
+pub struct Routing(std::sync::RwLock<Arc<Subscriptions>>);
+
+impl Routing {
+    /// Routing by `table`.
+    pub fn new(table: Subscriptions) -> Self {
+        Routing(std::sync::RwLock::new(Arc::new(table)))
+    }
+
+    /// The table now.
+    pub fn current(&self) -> Arc<Subscriptions> {
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Route by `table` from the next event on.
+    pub fn replace(&self, table: Subscriptions) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+    }
+}
+
 /// Event name → the supervisor's indices of the instances that act on it: enrichment
 /// plugins (asked first, their fields merged) and delivery plugins (notifications and
 /// webhooks, which get the enriched event).
@@ -234,7 +264,7 @@ pub struct EventBus {
     hooks: Hooks,
     supervisor: Addr<PluginSupervisor>,
     handoff: Handoff,
-    subscriptions: Arc<Subscriptions>,
+    subscriptions: Arc<Routing>,
     closed: Arc<AtomicBool>,
     store: Store,
 }
@@ -246,7 +276,7 @@ impl EventBus {
         hooks: Hooks,
         supervisor: Addr<PluginSupervisor>,
         handoff: Handoff,
-        subscriptions: Arc<Subscriptions>,
+        subscriptions: Arc<Routing>,
         closed: Arc<AtomicBool>,
         store: Store,
     ) -> Self {
@@ -279,9 +309,9 @@ impl Handler<Emit> for EventBus {
         let hooks = self.hooks.clone();
         let supervisor = self.supervisor.clone();
         let handoff = self.handoff.clone();
-        let subscriptions = Arc::clone(&self.subscriptions);
+        let subscriptions = self.subscriptions.current();
         let store = self.store.clone();
-        let enrichers = self.subscriptions.enrichers(msg.event.name);
+        let enrichers = subscriptions.enrichers(msg.event.name);
         Box::pin(async move {
             let mut event = Arc::new(hooks.apply(msg.event).await?);
             if !enrichers.is_empty() {

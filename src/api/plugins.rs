@@ -101,3 +101,24 @@ pub(super) async fn settings(handle: web::Data<Handle>, name: web::Path<String>)
         ),
     }
 }
+
+/// `POST /api/v1/plugins/{name}/enable` and `/disable`: on or off at once (until the
+/// next start, where the config decides).
+async fn set_enabled(handle: &Handle, name: &str, enabled: bool) -> HttpResponse {
+    match handle.set_enabled(name, enabled).await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "plugin": name, "enabled": enabled })),
+        Err(TestError::UnknownPlugin { name, known }) => error(
+            StatusCode::NOT_FOUND,
+            format!("no plugin instance named `{name}`; configured: {known}"),
+        ),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+pub(super) async fn enable(handle: web::Data<Handle>, name: web::Path<String>) -> HttpResponse {
+    set_enabled(&handle, &name, true).await
+}
+
+pub(super) async fn disable(handle: web::Data<Handle>, name: web::Path<String>) -> HttpResponse {
+    set_enabled(&handle, &name, false).await
+}

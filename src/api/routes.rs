@@ -65,6 +65,16 @@ fn table() -> Vec<Endpoint> {
         ),
         at(
             M::POST,
+            "/api/v1/plugins/{name}/enable",
+            web::to(plugins::enable),
+        ),
+        at(
+            M::POST,
+            "/api/v1/plugins/{name}/disable",
+            web::to(plugins::disable),
+        ),
+        at(
+            M::POST,
             "/api/v1/plugins/{name}/replay",
             web::to(deliveries::replay),
         ),

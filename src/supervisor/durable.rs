@@ -300,6 +300,12 @@ fn hold_reason(slot: &Slot, now: Instant) -> Option<(String, Option<i64>)> {
         return None;
     }
     let at = |t: Instant| now_ms() + t.saturating_duration_since(now).as_millis() as i64;
+    if !slot.spec.enabled {
+        return Some((
+            "disabled: held until the instance is enabled again".into(),
+            None,
+        ));
+    }
     if let Some(r) = &slot.misconfigured {
         return Some((format!("misconfigured: {r}"), None));
     }

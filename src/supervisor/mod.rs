@@ -20,6 +20,7 @@ mod recovery;
 pub mod restart;
 mod slot;
 pub mod spec;
+mod toggle;
 mod window;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use handoff::{Handoff, Intake, Take, TAKE_AT};
 pub use restart::RestartPolicy;
 pub use slot::PluginStatus;
 pub use spec::InstanceSpec;
+pub use toggle::SetEnabled;
 
 use crate::config::SupervisionConfig;
 use crate::event::Event;

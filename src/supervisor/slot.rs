@@ -128,7 +128,8 @@ impl Slot {
     /// The actor runs `max_in_flight` at once and queues more, so it has the next one at
     /// hand when one ends.
     pub fn can_send(&self, now: Instant) -> bool {
-        self.handle.is_some()
+        self.spec.enabled
+            && self.handle.is_some()
             && self.misconfigured.is_none()
             && !self.is_held(now)
             && self.in_flight < self.max_in_flight.saturating_mul(1 + QUEUED_PER_RUNNING)

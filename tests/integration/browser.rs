@@ -130,6 +130,16 @@ async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
     );
     b.screenshot("plugins").await;
 
+    // Disable and enable at once, from the page.
+    b.click("tr[data-plugin=sink] button.toggle").await;
+    b.text_when("tr[data-plugin=sink] .badge", |t| t == "disabled")
+        .await;
+    assert_eq!(state(&handle, "sink").await.state, "disabled");
+    b.click("tr[data-plugin=sink] button.toggle").await;
+    b.text_when("tr[data-plugin=sink] .badge", |t| t == "healthy")
+        .await;
+    assert_eq!(state(&handle, "sink").await.state, "closed");
+
     // ntfy's settings: the file's values, the defaults, and secrets only as set or not.
     b.click("tr[data-plugin=ntfy] a[href='/plugins/ntfy']")
         .await;

@@ -494,3 +494,115 @@ async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_or
     assert_eq!(up.delivered_ids(), accepted_order(&h, "ntfy").await);
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn an_instance_turned_off_holds_and_gets_nothing_new_and_turned_on_sends_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: Config = fast_config();
+    config.storage = StorageConfig {
+        backend: StorageBackend::Sqlite,
+        path: dir.path().join("store.sqlite3"),
+        ..StorageConfig::default()
+    };
+    let down = Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503".into(),
+    }));
+    let other = Script::new(Mode::Ok);
+    let h = start_with(
+        &config,
+        vec![one_at_a_time(down.spec("ntfy")), other.spec("other")],
+    )
+    .expect("start");
+    let first = emit_n(&h, 5).await;
+    assert!(wait_until(LONG, || async { state(&h, "ntfy").await.failed >= 1 }).await);
+    h.set_enabled("ntfy", false).await.unwrap();
+    down.set(Mode::Ok);
+    assert_eq!(state(&h, "ntfy").await.state, "disabled");
+    // Off: what waits stays, held as disabled; a new event goes to the others only.
+    let later = emit_n(&h, 3).await;
+    assert!(wait_until(LONG, || async { other.delivered_count() == 8 }).await);
+    let disabled = |r: &Summary| {
+        r.state == State::Held
+            && r.reason
+                .as_deref()
+                .is_some_and(|x| x.starts_with("disabled"))
+    };
+    assert!(
+        wait_until(LONG, || async {
+            listed(&h, Some("ntfy"), None)
+                .await
+                .iter()
+                .filter(|r| disabled(r))
+                .count()
+                == 5
+        })
+        .await,
+        "{:?}",
+        listed(&h, Some("ntfy"), None).await
+    );
+    assert_eq!(down.delivered_count(), 0, "nothing is sent while off");
+    let rows = listed(&h, Some("ntfy"), None).await;
+    assert!(
+        later
+            .iter()
+            .all(|id| !rows.iter().any(|r| r.event_id == *id)),
+        "no delivery row for an event while off"
+    );
+    // On again: the held ones go out, in order, and new events arrive again.
+    h.set_enabled("ntfy", true).await.unwrap();
+    let again = emit_n(&h, 2).await;
+    assert!(
+        wait_until(LONG, || async { down.delivered_count() == 7 }).await,
+        "{:?}",
+        state(&h, "ntfy").await
+    );
+    let expected: Vec<String> = first.iter().chain(&again).cloned().collect();
+    assert_eq!(down.delivered_ids(), expected);
+    let unknown = h.set_enabled("nope", true).await.unwrap_err();
+    assert!(
+        unknown.to_string().contains("configured: ntfy, other"),
+        "{unknown}"
+    );
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_instance_off_at_start_and_turned_on_sends_what_waited_for_it_from_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: Config = fast_config();
+    config.storage = StorageConfig {
+        backend: StorageBackend::Sqlite,
+        path: dir.path().join("store.sqlite3"),
+        ..StorageConfig::default()
+    };
+    // A first run leaves 4 deliveries waiting for an instance that is down.
+    let down = Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503".into(),
+    }));
+    let h = start_with(&config, vec![one_at_a_time(down.spec("ntfy"))]).expect("start");
+    let before = emit_n(&h, 4).await;
+    assert_eq!(h.shutdown().await.kept, 4);
+    // The next start has it disabled: nothing is sent, nothing new is routed to it.
+    let up = Script::new(Mode::Ok);
+    let h = start_with(
+        &config,
+        vec![one_at_a_time(up.spec("ntfy")).with_enabled(false)],
+    )
+    .expect("start");
+    assert_eq!(state(&h, "ntfy").await.state, "disabled");
+    emit_n(&h, 2).await;
+    // Turned on: the four from before go out in order, then new events.
+    h.set_enabled("ntfy", true).await.unwrap();
+    let after = emit_n(&h, 1).await;
+    assert!(
+        wait_until(LONG, || async { up.delivered_count() == 5 }).await,
+        "{} {:?}",
+        up.delivered_count(),
+        state(&h, "ntfy").await
+    );
+    let expected: Vec<String> = before.iter().chain(&after).cloned().collect();
+    assert_eq!(up.delivered_ids(), expected);
+    h.shutdown().await;
+}

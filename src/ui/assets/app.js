@@ -46,6 +46,7 @@ function summary(status, body) {
     if (body.detail) return (body.ok === false ? "failed: " : "ok: ") + body.detail;
     if (typeof body.requeued === "number") return `${body.requeued} requeued`;
     if (body.state) return "now " + body.state;
+    if (typeof body.enabled === "boolean") return body.enabled ? "enabled" : "disabled: what waits stays held";
     if (body.released !== undefined) return body.was_quarantined ? "released" : "was not quarantined";
   }
   return status < 300 ? "done" : `failed (${status})`;
@@ -56,6 +57,7 @@ document.addEventListener("click", async (e) => {
   if (!b) return;
   const out = document.getElementById(b.dataset.result);
   b.disabled = true;
+  let changed = false;
   say(out, "working…", true);
   try {
     const headers = { "Content-Type": "application/json", Accept: "application/json" };
@@ -64,11 +66,15 @@ document.addEventListener("click", async (e) => {
     let body = null;
     try { body = await r.json(); } catch (_) { /* not JSON */ }
     say(out, summary(r.status, body), r.ok);
+    changed = r.ok && b.classList.contains("toggle");
   } catch (err) {
     say(out, "the service did not answer: " + err, false);
   } finally {
     b.disabled = false;
   }
+  // A change of state shows at once, not at the next refresh.
+  const part = b.closest("[data-refresh]");
+  if (changed && part) refresh(part);
 });
 
 function jsonHeaders(accept) {
