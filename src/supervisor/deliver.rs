@@ -53,6 +53,10 @@ impl PluginSupervisor {
     ) {
         let now = Instant::now();
         let slot = &mut self.slots[idx];
+        if seq <= slot.read_back {
+            // Read back from the store already (it was committed while a read ran).
+            return reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
+        }
         if self.shutting_down {
             // Accepted and stored: the next start sends it.
             return reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));

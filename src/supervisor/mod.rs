@@ -217,6 +217,7 @@ impl PluginSupervisor {
                 name: Arc::from(spec.name.as_str()),
                 store_hold: None,
                 spill: None,
+                read_back: 0,
                 spec: spec.clone(),
                 handle: None,
                 generation: 0,

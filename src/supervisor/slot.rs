@@ -87,6 +87,9 @@ pub(crate) struct Slot {
     pub store_hold: Option<String>,
     /// Waiting deliveries kept only in the store (the memory window is full).
     pub spill: Option<super::window::Spill>,
+    /// The newest delivery read back from the store (0: none). A new delivery handed over
+    /// with a sequence up to this was committed while a read ran, and the read has it.
+    pub read_back: u64,
     pub handle: Option<PluginHandle>,
     /// Bumped at every restart; answers from an older actor do not judge the new one.
     pub generation: u64,

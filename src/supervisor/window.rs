@@ -114,6 +114,7 @@ impl PluginSupervisor {
                 ),
             );
             spill.after = seq;
+            slot.read_back = slot.read_back.max(seq);
         }
         if got < asked {
             if spill.newest > spill.after && !spill.reread {
