@@ -120,9 +120,12 @@ async fn metrics_show_what_happened_under_their_documented_names() {
         0.0
     );
     assert_eq!(at("mydia_deliveries_held{plugin=\"broken\"}"), 3.0);
+    // Its first attempts found it misconfigured (one or more were running at once).
+    let failed = state(&h, "broken").await.failed;
+    assert!(failed >= 1);
     assert_eq!(
         at("mydia_deliveries_total{plugin=\"broken\",type=\"scripted\",outcome=\"failed\"}"),
-        1.0
+        failed as f64
     );
     assert_eq!(at("mydia_plugin_restarts_total{plugin=\"sink\"}"), 0.0);
     // Four calls of the hook (three passed, one rejected), each timed.
