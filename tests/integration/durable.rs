@@ -39,6 +39,25 @@ async fn accepted_order(h: &Handle, instance: &str) -> Vec<String> {
 }
 
 /// One at a time, as notification plugins send by default.
+/// Fast supervision and a SQLite store in `dir`.
+fn sqlite_config(dir: &tempfile::TempDir) -> Config {
+    let mut config: Config = fast_config();
+    config.storage = StorageConfig {
+        backend: StorageBackend::Sqlite,
+        path: dir.path().join("store.sqlite3"),
+        ..StorageConfig::default()
+    };
+    config
+}
+
+/// A plugin whose service answers 503 until its mode is changed.
+fn unavailable() -> std::sync::Arc<Script> {
+    Script::new(Mode::Fail(PluginError::Transient {
+        status: Some(503),
+        reason: "503".into(),
+    }))
+}
+
 fn one_at_a_time(spec: InstanceSpec) -> InstanceSpec {
     InstanceSpec {
         max_in_flight: Some(1),
@@ -202,16 +221,8 @@ async fn one_round_of_failures_grows_the_pause_once() {
 #[actix_rt::test]
 async fn a_restart_resumes_pending_deliveries_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config: Config = fast_config();
-    config.storage = StorageConfig {
-        backend: StorageBackend::Sqlite,
-        path: dir.path().join("store.sqlite3"),
-        ..StorageConfig::default()
-    };
-    let down = Script::new(Mode::Fail(PluginError::Transient {
-        status: Some(503),
-        reason: "503".into(),
-    }));
+    let config = sqlite_config(&dir);
+    let down = unavailable();
     let h = start_with(&config, vec![one_at_a_time(down.spec("ntfy"))]).expect("start");
     let ids = emit_n(&h, 5).await;
     assert!(wait_until(LONG, || async { !down.received.lock().unwrap().is_empty() }).await);
@@ -227,10 +238,7 @@ async fn a_restart_resumes_pending_deliveries_in_order() {
     h.shutdown().await;
 
     // An instance taken out of the config dead-letters what it left.
-    let down = Script::new(Mode::Fail(PluginError::Transient {
-        status: Some(503),
-        reason: "503".into(),
-    }));
+    let down = unavailable();
     let h = start_with(&config, vec![one_at_a_time(down.spec("ntfy"))]).expect("start");
     emit_n(&h, 2).await;
     h.shutdown().await;
@@ -409,12 +417,7 @@ async fn the_deliveries_api_pages_filters_retries_and_replays() {
 #[actix_rt::test]
 async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_order() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config: Config = fast_config();
-    config.storage = StorageConfig {
-        backend: StorageBackend::Sqlite,
-        path: dir.path().join("store.sqlite3"),
-        ..StorageConfig::default()
-    };
+    let config = sqlite_config(&dir);
     let open = || {
         let store = mydia_plugins::store::Store::open(&config.storage)
             .unwrap()
@@ -422,10 +425,7 @@ async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_or
         let resume = store.unfinished().unwrap();
         (store, resume)
     };
-    let down = Script::new(Mode::Fail(PluginError::Transient {
-        status: Some(503),
-        reason: "503".into(),
-    }));
+    let down = unavailable();
     let (store, resume) = open();
     let h = mydia_plugins::start_with_store(
         &config,
@@ -498,16 +498,8 @@ async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_or
 #[actix_rt::test]
 async fn an_instance_turned_off_holds_and_gets_nothing_new_and_turned_on_sends_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config: Config = fast_config();
-    config.storage = StorageConfig {
-        backend: StorageBackend::Sqlite,
-        path: dir.path().join("store.sqlite3"),
-        ..StorageConfig::default()
-    };
-    let down = Script::new(Mode::Fail(PluginError::Transient {
-        status: Some(503),
-        reason: "503".into(),
-    }));
+    let config = sqlite_config(&dir);
+    let down = unavailable();
     let other = Script::new(Mode::Ok);
     let h = start_with(
         &config,
@@ -570,17 +562,9 @@ async fn an_instance_turned_off_holds_and_gets_nothing_new_and_turned_on_sends_i
 #[actix_rt::test]
 async fn an_instance_off_at_start_and_turned_on_sends_what_waited_for_it_from_before() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config: Config = fast_config();
-    config.storage = StorageConfig {
-        backend: StorageBackend::Sqlite,
-        path: dir.path().join("store.sqlite3"),
-        ..StorageConfig::default()
-    };
+    let config = sqlite_config(&dir);
     // A first run leaves 4 deliveries waiting for an instance that is down.
-    let down = Script::new(Mode::Fail(PluginError::Transient {
-        status: Some(503),
-        reason: "503".into(),
-    }));
+    let down = unavailable();
     let h = start_with(&config, vec![one_at_a_time(down.spec("ntfy"))]).expect("start");
     let before = emit_n(&h, 4).await;
     assert_eq!(h.shutdown().await.kept, 4);
