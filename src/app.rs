@@ -11,7 +11,9 @@ use actix::prelude::*;
 
 mod deliveries;
 mod preview;
+mod reload;
 pub use deliveries::RequeueError;
+pub use reload::{ReloadError, ReloadReport};
 
 use crate::bus::{Emit, EmitError, Emitted, EventBus, Routing, Subscriptions};
 use crate::config::Config;
@@ -43,8 +45,11 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
     /// The configured instances and the default delivery timeout, for previews (which
     /// build each instance fresh from its config).
-    plugins: Arc<[crate::plugins::PluginConfig]>,
+    plugins: std::sync::RwLock<Arc<[crate::plugins::PluginConfig]>>,
     delivery_timeout: Duration,
+    /// The config running now, which the next reload compares with (locked for the
+    /// whole of a reload, so reloads run one at a time).
+    running: tokio::sync::Mutex<Arc<Config>>,
     /// The config file, when there is one.
     source: Option<std::path::PathBuf>,
 }
@@ -125,7 +130,8 @@ pub fn start_with_store(
             core,
             store,
             metrics: Arc::default(),
-            plugins: config.plugins.clone().into(),
+            plugins: std::sync::RwLock::new(config.plugins.clone().into()),
+            running: tokio::sync::Mutex::new(Arc::new(config.clone())),
             delivery_timeout: config.supervision.delivery_timeout,
             source: config.source.clone(),
         }),
@@ -253,8 +259,13 @@ impl Handle {
     }
 
     /// The configured instances (not those added with [`start_with`]'s own specs).
-    pub fn plugin_configs(&self) -> &[crate::plugins::PluginConfig] {
-        &self.inner.plugins
+    pub fn plugin_configs(&self) -> Arc<[crate::plugins::PluginConfig]> {
+        Arc::clone(&self.inner.plugins.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether shutdown has begun.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
     }
 
     /// The config file the handle was started from, when there is one.

@@ -25,6 +25,6 @@ pub mod supervisor;
 pub mod telemetry;
 pub mod ui;
 
-pub use app::{start, start_with, start_with_store, Handle};
+pub use app::{start, start_with, start_with_store, Handle, ReloadError, ReloadReport};
 pub use config::Config;
 pub use event::{Event, EventData, EventName};

@@ -112,7 +112,7 @@ fn main() -> ExitCode {
 
 fn serve(config: Config) -> ExitCode {
     actix_rt::System::new().block_on(async move {
-        // Installed first: from here on SIGHUP is answered with a warning, not death.
+        // Installed first: from here on SIGHUP reloads instead of killing the process.
         let mut signals = signals::Signals::install();
         if config.enabled_plugins().next().is_none() {
             tracing::warn!(target: "config", "no plugin is enabled: events are accepted and hooks run, but nothing will be delivered; set `enabled: true` on a plugin in the config");
@@ -147,7 +147,14 @@ fn serve(config: Config) -> ExitCode {
             listen = %listen, plugins = config.enabled_plugins().count(), hooks_dir = %config.hooks.directory.display(),
             "mydia-plugins is running; send an event with: curl -X POST http://{listen}/api/v1/events -d '{{\"event\":\"after_media_added\",\"data\":{{\"media_item\":{{\"title\":\"Dune\",\"year\":2021,\"type\":\"movie\"}}}}}}'"
         );
-        signals.wait_for_stop().await;
+        while signals.next().await == signals::Asked::Reload {
+            tracing::info!(target: "supervision", signal = "SIGHUP", "reloading the config");
+            // Reloads run one at a time; the result is logged by the reload itself.
+            let handle = handle.clone();
+            actix_rt::spawn(async move {
+                let _ = handle.reload().await;
+            });
+        }
         // The API stays up while deliveries drain: callers get 503 (`/readyz` too), not a
         // refused connection, until the server stops.
         readiness.set_shutting_down();

@@ -11,6 +11,7 @@ mod health;
 mod metrics;
 mod plugins;
 mod preview;
+mod reload;
 mod routes;
 pub(crate) mod session;
 

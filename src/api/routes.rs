@@ -10,7 +10,7 @@ use actix_web::{guard as method, web, HttpRequest, HttpResponse, Route};
 
 use super::auth::Access;
 use super::guard::{guard, Limits};
-use super::{deliveries, error, events, health, metrics, plugins, preview};
+use super::{deliveries, error, events, health, metrics, plugins, preview, reload};
 use crate::ui;
 
 /// One endpoint: a method, a path pattern and its handler.
@@ -44,6 +44,7 @@ fn table() -> Vec<Endpoint> {
         at(M::GET, "/api/v1/events", web::to(events::catalog)),
         at(M::POST, "/api/v1/events", web::to(events::post_event)),
         at(M::POST, "/api/v1/preview", web::to(preview::preview)),
+        at(M::POST, "/api/v1/reload", web::to(reload::reload)),
         at(M::GET, "/api/v1/hooks", web::to(plugins::hooks)),
         // A hook's name holds a slash (`event_dir/file.lua`), so the segment may too.
         at(

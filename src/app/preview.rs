@@ -27,8 +27,9 @@ impl Handle {
             }
         };
         let status = self.status().await;
+        let configs = self.plugin_configs();
         let setup = Setup {
-            plugins: &self.inner.plugins,
+            plugins: &configs,
             hooks: &self.inner.hooks,
             delivery_timeout: self.inner.delivery_timeout,
             status: &status,

@@ -1,7 +1,6 @@
-//! The signals `serve` answers: SIGTERM and Ctrl-C stop it; SIGHUP is acknowledged.
+//! The signals `serve` answers: SIGTERM and Ctrl-C stop it; SIGHUP reloads the config.
 //!
-//! Without a handler SIGHUP kills the process with no word in the log. Until live reload
-//! exists it is logged at WARN and the service goes on.
+//! Without a handler SIGHUP would kill the process with no word in the log.
 
 /// The installed handlers; install before anything that takes time, so no signal finds
 /// the default action.
@@ -34,23 +33,31 @@ impl Signals {
         Signals {}
     }
 
-    /// Return on SIGTERM or Ctrl-C; log each SIGHUP and keep waiting.
-    pub async fn wait_for_stop(&mut self) {
+    /// The next signal that asks for something.
+    pub async fn next(&mut self) -> Asked {
         #[cfg(unix)]
-        loop {
+        {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return,
-                Some(()) = recv(&mut self.term) => return,
-                Some(()) = recv(&mut self.hup) => {
-                    tracing::warn!(signal = "SIGHUP", "reloading the config is not supported yet; still running with the config loaded at start (restart the service to apply changes)");
-                }
+                _ = tokio::signal::ctrl_c() => Asked::Stop,
+                Some(()) = recv(&mut self.term) => Asked::Stop,
+                Some(()) = recv(&mut self.hup) => Asked::Reload,
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
+            Asked::Stop
         }
     }
+}
+
+/// What a signal asks of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// SIGTERM or Ctrl-C.
+    Stop,
+    /// SIGHUP.
+    Reload,
 }
 
 /// The next delivery of a signal, or never when it has no handler.

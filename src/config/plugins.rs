@@ -72,6 +72,7 @@ pub fn parse(section: Value, cx: &mut Collector) -> Vec<PluginConfig> {
 }
 
 fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<PluginConfig> {
+    let fingerprint = fingerprint(&value);
     let mut rest = match value {
         Value::Mapping(m) => m,
         Value::Null => Mapping::new(),
@@ -180,7 +181,22 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         common,
         settings,
         written,
+        fingerprint,
     })
+}
+
+/// A hash of everything written for an instance but `enabled` (after `${VAR}`
+/// expansion, secrets included): a reload rebuilds the instance when it differs, and
+/// only turns it on or off when `enabled` alone changed.
+fn fingerprint(value: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut value = value.clone();
+    if let Value::Mapping(m) = &mut value {
+        m.shift_remove("enabled");
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
 }
 
 /// The type's own fields as written, secrets (by the type's list, or by a name that

@@ -135,6 +135,23 @@ impl Mem {
                     }
                 }
             }
+            Update::NotStarted { seq, held } => {
+                if self
+                    .deliveries
+                    .get(&seq)
+                    .is_some_and(|r| r.state == State::InFlight)
+                {
+                    let state = if held.is_some() {
+                        State::Held
+                    } else {
+                        State::Pending
+                    };
+                    if let Some(row) = self.set_state(seq, state) {
+                        row.reason = held;
+                        row.updated_at = now;
+                    }
+                }
+            }
             Update::Attempted {
                 seq,
                 attempt,
@@ -367,6 +384,24 @@ impl DeliveryStore for MemoryStore {
         for u in updates {
             m.apply(u, now);
         }
+    }
+
+    fn bury(&self, instance: Arc<str>, reason: String, reply: Box<dyn FnOnce(Result<u64>) + Send>) {
+        let now = now_ms();
+        let mut m = self.lock();
+        let mut n = 0;
+        for row in m.deliveries.values_mut() {
+            if matches!(row.state, State::Pending | State::Held) && row.instance == instance {
+                row.state = State::Dead;
+                row.parked = None;
+                row.reason = Some(reason.clone());
+                row.next_attempt_at = None;
+                row.updated_at = now;
+                n += 1;
+            }
+        }
+        drop(m);
+        reply(Ok(n))
     }
 
     fn requeue(&self, which: Requeue, reply: Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>) {

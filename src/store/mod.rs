@@ -32,6 +32,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
             self.update(u);
         }
     }
+    /// Every waiting delivery of `instance` (pending or held, parked too; not those in
+    /// flight) made dead with `reason`; then `reply` with how many (after the commit).
+    fn bury(&self, instance: Arc<str>, reason: String, reply: Box<dyn FnOnce(Result<u64>) + Send>);
     /// Dead or held deliveries made pending again, oldest first; then `reply` with them.
     fn requeue(&self, which: Requeue, reply: Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>);
     /// Every delivery not yet delivered or dead, oldest first, with its event (for a restart).
@@ -178,6 +181,27 @@ impl Store {
                 if let Ok(rows) = &r {
                     let revived = rows.iter().filter(|u| u.state == State::Dead).count();
                     inner.unfinished.fetch_add(revived as i64, Ordering::AcqRel);
+                }
+                reply(r)
+            }),
+        );
+    }
+
+    /// Every waiting delivery of `instance` is dead with `reason` (the instance was removed
+    /// from the config); `reply` gets how many, once committed. Those in flight finish.
+    pub fn bury(
+        &self,
+        instance: Arc<str>,
+        reason: String,
+        reply: impl FnOnce(Result<u64>) + Send + 'static,
+    ) {
+        let inner = Arc::clone(&self.inner);
+        self.inner.backend.bury(
+            instance,
+            reason,
+            Box::new(move |r: Result<u64>| {
+                if let Ok(n) = &r {
+                    inner.unfinished.fetch_sub(*n as i64, Ordering::AcqRel);
                 }
                 reply(r)
             }),

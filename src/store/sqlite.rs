@@ -105,6 +105,12 @@ impl DeliveryStore for SqliteStore {
         let _ = self.send(Op::Updates(updates));
     }
 
+    fn bury(&self, instance: Arc<str>, reason: String, reply: Box<dyn FnOnce(Result<u64>) + Send>) {
+        if let Err(Op::Bury(_, _, reply)) = self.send(Op::Bury(instance, reason, reply)) {
+            reply(Err(StoreError::Closed));
+        }
+    }
+
     fn requeue(&self, which: Requeue, reply: Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>) {
         if let Err(Op::Requeue(_, reply)) = self.send(Op::Requeue(which, reply)) {
             reply(Err(StoreError::Closed));

@@ -153,6 +153,14 @@ pub enum Update {
         /// The delivery.
         seq: Seq,
     },
+    /// Handed to the plugin but given back unstarted: waiting again, held with `held`
+    /// when the instance is held.
+    NotStarted {
+        /// The delivery.
+        seq: Seq,
+        /// The instance's hold reason, when it has one.
+        held: Option<String>,
+    },
     /// An attempt ended; the delivery is now in `state`.
     Attempted {
         /// The delivery.

@@ -19,6 +19,7 @@ use super::slot::{Pending, Waiter};
 use super::PluginSupervisor;
 use crate::plugins::actor::{DeliverBatch, Done, Finished, CANCEL_GRACE, QUEUED_PER_RUNNING};
 use crate::plugins::PluginError;
+use crate::store::Update;
 
 /// A batch on its way: what each position was, so results can be judged.
 pub(super) struct Batch {
@@ -143,27 +144,48 @@ impl PluginSupervisor {
                 report(&slot.spec.name, "skipped", Duration::ZERO)
             });
         }
+        let seq = pending.seq;
         slot.requeue(pending);
         reply(waiter, || report(&slot.spec.name, "queued", Duration::ZERO));
+        // Not started after all: the store shows it waiting again.
+        let held = slot.store_hold.clone();
+        self.updates.push(
+            Update::NotStarted {
+                seq: seq as crate::store::Seq,
+                held,
+            },
+            &self.me,
+        );
     }
 
     /// Take a `Done` report: deliveries handed back go back in the backlog first, in
     /// order, so nothing drained while judging the results overtakes them.
     pub(super) fn on_done(&mut self, done: Done, ctx: &mut Context<Self>) {
+        let mut waiting = Vec::new();
         for (tag, index) in done.returned {
-            self.returned(tag, index);
+            if let Some(idx) = self.returned(tag, index) {
+                waiting.push(idx);
+            }
         }
         for finished in done.results {
             self.on_result(finished, ctx);
         }
+        // A reload waits for these to come back before it rebuilds or drops the instance.
+        waiting.dedup();
+        for idx in waiting {
+            let slot = &self.slots[idx];
+            if slot.removed || slot.rebuild.is_some() {
+                self.drain(idx, ctx);
+            }
+        }
     }
 
     /// The item at `index` of batch `tag` was handed back unstarted.
-    fn returned(&mut self, tag: u64, index: usize) {
+    fn returned(&mut self, tag: u64, index: usize) -> Option<usize> {
         // An unknown batch timed out already, and its deliveries were put back then.
-        if let Some((idx, pending, waiter)) = self.take_item(tag, index) {
-            self.put_back(idx, pending, waiter);
-        }
+        let (idx, pending, waiter) = self.take_item(tag, index)?;
+        self.put_back(idx, pending, waiter);
+        Some(idx)
     }
 
     /// Judge one result.

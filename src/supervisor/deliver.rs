@@ -52,6 +52,9 @@ impl PluginSupervisor {
         ctx: &mut Context<Self>,
     ) {
         let now = Instant::now();
+        if self.slots[idx].removed {
+            return self.offer_removed(idx, seq, waiter);
+        }
         let slot = &mut self.slots[idx];
         if seq <= slot.read_back {
             // Read back from the store already (it was committed while a read ran).
@@ -384,6 +387,11 @@ impl PluginSupervisor {
 
     /// Send what the backlog holds, in order, as far as the instance's state allows.
     pub(super) fn drain(&mut self, idx: usize, ctx: &mut Context<Self>) {
+        if self.slots[idx].removed {
+            return self.drain_removed(idx, ctx);
+        }
+        // A reload changed it: rebuilt once nothing of it is in flight.
+        self.finish_rebuild(idx);
         self.drain_backlog(idx, ctx);
         self.refill(idx, ctx);
         self.backlog_changed(idx);

@@ -236,7 +236,7 @@ impl PluginSupervisor {
     pub(super) fn requeued(&mut self, rows: Vec<Unfinished>, retry: bool, ctx: &mut Context<Self>) {
         let mut touched = BTreeSet::new();
         for row in rows {
-            let Some(idx) = self.slots.iter().position(|s| s.spec.name == row.instance) else {
+            let Some(idx) = self.index_of(&row.instance) else {
                 self.bury_removed(&row);
                 continue;
             };

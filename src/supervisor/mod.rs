@@ -16,6 +16,7 @@ mod deliver;
 mod digest;
 mod durable;
 mod handoff;
+mod reconfigure;
 mod recovery;
 pub mod restart;
 mod slot;
@@ -32,6 +33,7 @@ use tokio::sync::oneshot;
 
 pub use breaker::{BreakerPolicy, BreakerState};
 pub use handoff::{Handoff, Intake, Take, TAKE_AT};
+pub use reconfigure::{Reconfigure, Reconfigured};
 pub use restart::RestartPolicy;
 pub use slot::PluginStatus;
 pub use spec::InstanceSpec;
@@ -197,48 +199,9 @@ impl PluginSupervisor {
         store: Store,
         resume: Vec<Unfinished>,
     ) -> Self {
-        let breaker = BreakerPolicy {
-            window: config.breaker_window,
-            min_calls: config.breaker_min_calls,
-            failure_rate: config.breaker_failure_rate,
-            cooldown: config.open_cooldown,
-            cooldown_max: config.open_cooldown_max,
-        };
-        let restart = RestartPolicy {
-            base: config.restart_backoff_base,
-            max: config.restart_backoff_max,
-            reset_after: config.restart_reset_after,
-            max_restarts: config.max_restarts,
-            window: config.restart_window,
-        };
         let slots = specs
             .into_iter()
-            .map(|spec| Slot {
-                name: Arc::from(spec.name.as_str()),
-                store_hold: None,
-                spill: None,
-                read_back: 0,
-                spec: spec.clone(),
-                handle: None,
-                generation: 0,
-                breaker: breaker::Breaker::new(breaker.clone()),
-                restarts: restart::RestartTracker::new(restart.clone()),
-                misconfigured: None,
-                held_until: None,
-                hold_reason: None,
-                pause_streak: 0,
-                rate_streak: 0,
-                pause_epoch: 0,
-                pinging: false,
-                in_flight: 0,
-                backlog: Default::default(),
-                outbox: Vec::new(),
-                timeout: spec.timeout.unwrap_or(config.delivery_timeout),
-                max_in_flight: spec.max_in_flight.unwrap_or(config.max_in_flight).max(1),
-                limiter: spec.rate_limit.and_then(limiter),
-                stats: Stats::default(),
-                held: Default::default(),
-            })
+            .map(|spec| Slot::new(spec, &config))
             .collect::<Vec<_>>();
         let mut sup = PluginSupervisor {
             intake: Intake::new(slots.len()),
@@ -271,6 +234,54 @@ impl PluginSupervisor {
             reply: self.reply.clone().expect("set when the supervisor starts"),
             max_concurrent: self.slots[idx].max_in_flight as usize,
             store_tag: self.store.tag(),
+        }
+    }
+}
+
+impl Slot {
+    /// A fresh slot for `spec`: nothing sent, held or counted yet.
+    fn new(spec: InstanceSpec, config: &SupervisionConfig) -> Slot {
+        let breaker = BreakerPolicy {
+            window: config.breaker_window,
+            min_calls: config.breaker_min_calls,
+            failure_rate: config.breaker_failure_rate,
+            cooldown: config.open_cooldown,
+            cooldown_max: config.open_cooldown_max,
+        };
+        let restart = RestartPolicy {
+            base: config.restart_backoff_base,
+            max: config.restart_backoff_max,
+            reset_after: config.restart_reset_after,
+            max_restarts: config.max_restarts,
+            window: config.restart_window,
+        };
+        Slot {
+            name: Arc::from(spec.name.as_str()),
+            store_hold: None,
+            spill: None,
+            read_back: 0,
+            handle: None,
+            generation: 0,
+            breaker: breaker::Breaker::new(breaker),
+            restarts: restart::RestartTracker::new(restart),
+            misconfigured: None,
+            held_until: None,
+            hold_reason: None,
+            pause_streak: 0,
+            rate_streak: 0,
+            pause_epoch: 0,
+            pinging: false,
+            in_flight: 0,
+            backlog: Default::default(),
+            outbox: Vec::new(),
+            timeout: spec.timeout.unwrap_or(config.delivery_timeout),
+            max_in_flight: spec.max_in_flight.unwrap_or(config.max_in_flight).max(1),
+            limiter: spec.rate_limit.and_then(limiter),
+            stats: Stats::default(),
+            held: Default::default(),
+            removed: false,
+            rebuild: None,
+            spec,
         }
     }
 }
@@ -408,21 +419,9 @@ impl Handler<TestConnection> for PluginSupervisor {
     type Result = ResponseActFuture<Self, Result<ConnectionReport, TestError>>;
 
     fn handle(&mut self, msg: TestConnection, _: &mut Context<Self>) -> Self::Result {
-        let Some(idx) = self.slots.iter().position(|s| s.spec.name == msg.plugin) else {
-            let known = self
-                .slots
-                .iter()
-                .map(|s| s.spec.name.as_str())
-                .collect::<Vec<_>>();
-            let known = if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            };
-            return Box::pin(actix::fut::ready(Err(TestError::UnknownPlugin {
-                name: msg.plugin,
-                known,
-            })));
+        let idx = match self.find(&msg.plugin) {
+            Ok(idx) => idx,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         self.test_connection(idx)
     }
@@ -435,7 +434,13 @@ impl Handler<GetStatus> for PluginSupervisor {
         // Count what was handed over but not taken yet.
         self.take_intake(ctx);
         let now = Instant::now();
-        MessageResult(self.slots.iter().map(|s| s.status(now)).collect())
+        MessageResult(
+            self.slots
+                .iter()
+                .filter(|s| !s.removed)
+                .map(|s| s.status(now))
+                .collect(),
+        )
     }
 }
 

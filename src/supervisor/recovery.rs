@@ -76,6 +76,9 @@ impl PluginSupervisor {
     /// Start a fresh actor for `idx`; a plugin that cannot be built from its config is
     /// marked misconfigured (false).
     pub(super) fn spawn_actor(&mut self, idx: usize) -> bool {
+        if self.slots[idx].removed {
+            return false;
+        }
         let setup = self.actor_setup(idx);
         let slot = &mut self.slots[idx];
         match (slot.spec.factory)(setup) {

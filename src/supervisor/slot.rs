@@ -120,6 +120,12 @@ pub(crate) struct Slot {
     pub stats: Stats,
     /// Deliveries the instance's digest or quiet hours hold.
     pub held: super::digest::Held,
+    /// No longer in the config (a reload removed it): it gets nothing, shows nowhere, and
+    /// what comes back to it is dead. Its place stays so every other index stays valid.
+    pub removed: bool,
+    /// A reload changed its config: sending stops, and once what is in flight has come
+    /// back it is rebuilt from this spec (see `reconfigure.rs`).
+    pub rebuild: Option<Box<InstanceSpec>>,
 }
 
 impl Slot {
@@ -132,6 +138,7 @@ impl Slot {
     /// hand when one ends.
     pub fn can_send(&self, now: Instant) -> bool {
         self.spec.enabled
+            && self.rebuild.is_none()
             && self.handle.is_some()
             && self.misconfigured.is_none()
             && !self.is_held(now)

@@ -9,7 +9,6 @@ use actix::prelude::*;
 use super::window::Spill;
 use super::{PluginSupervisor, TestError};
 use crate::bus::Subscriptions;
-use crate::supervisor::InstanceSpec;
 
 /// Turn instance `plugin` on or off; answers the routing table to use from now on.
 #[derive(Message)]
@@ -25,45 +24,47 @@ impl Handler<SetEnabled> for PluginSupervisor {
     type Result = Result<Subscriptions, TestError>;
 
     fn handle(&mut self, msg: SetEnabled, ctx: &mut Context<Self>) -> Self::Result {
-        let Some(idx) = self.slots.iter().position(|s| s.spec.name == msg.plugin) else {
-            let known: Vec<&str> = self.slots.iter().map(|s| s.spec.name.as_str()).collect();
-            return Err(TestError::UnknownPlugin {
-                name: msg.plugin,
-                known: if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                },
-            });
-        };
-        let slot = &mut self.slots[idx];
-        if slot.spec.enabled != msg.enabled {
-            slot.spec.enabled = msg.enabled;
-            let (to, from) = if msg.enabled {
-                ("closed", "disabled")
-            } else {
-                ("disabled", "closed")
-            };
-            tracing::info!(target: "supervision", plugin = %slot.spec.name, from = %from, to = %to, reason = %"asked through the API", "plugin {}", if msg.enabled { "enabled" } else { "disabled" });
-            if msg.enabled {
-                // Disabled since the start: its actor never ran, and what waits for it was
-                // left in the store. Read that back, oldest first, through the window.
-                let never_ran = slot.handle.is_none() && slot.backlog.is_empty();
-                if never_ran && slot.spill.is_none() && self.window.is_some() {
-                    slot.spill = Some(Spill {
-                        after: 0,
-                        newest: 0,
-                        loading: false,
-                        reread: false,
-                    });
-                }
-                if self.slots[idx].handle.is_none() {
-                    self.spawn_actor(idx);
-                }
-            }
-            self.drain(idx, ctx);
+        let idx = self.find(&msg.plugin)?;
+        if self.slots[idx].spec.enabled != msg.enabled {
+            self.switch(idx, msg.enabled, "asked through the API", ctx);
         }
-        let specs: Vec<InstanceSpec> = self.slots.iter().map(|s| s.spec.clone()).collect();
-        Ok(Subscriptions::new(&specs))
+        Ok(self.routing())
+    }
+}
+
+impl PluginSupervisor {
+    /// Turn instance `idx` on or off now, for `why`, and send what may go.
+    pub(super) fn switch(&mut self, idx: usize, enabled: bool, why: &str, ctx: &mut Context<Self>) {
+        self.switch_state(idx, enabled, why);
+        self.drain(idx, ctx);
+    }
+
+    /// Turn instance `idx` on or off (the caller drains it).
+    pub(super) fn switch_state(&mut self, idx: usize, enabled: bool, why: &str) {
+        let slot = &mut self.slots[idx];
+        slot.spec.enabled = enabled;
+        let (to, from) = if enabled {
+            ("closed", "disabled")
+        } else {
+            ("disabled", "closed")
+        };
+        tracing::info!(target: "supervision", plugin = %slot.spec.name, from = %from, to = %to, reason = %why, "plugin {}", if enabled { "enabled" } else { "disabled" });
+        if !enabled {
+            return;
+        }
+        // Disabled since the start: its actor never ran, and what waits for it was left
+        // in the store. Read that back, oldest first, through the window.
+        let never_ran = slot.handle.is_none() && slot.backlog.is_empty();
+        if never_ran && slot.spill.is_none() && self.window.is_some() {
+            slot.spill = Some(Spill {
+                after: 0,
+                newest: 0,
+                loading: false,
+                reread: false,
+            });
+        }
+        if self.slots[idx].handle.is_none() {
+            self.spawn_actor(idx);
+        }
     }
 }

@@ -23,6 +23,7 @@ mod ntfy;
 mod outbound;
 mod preview;
 mod pushover;
+mod reload;
 mod server;
 mod shipped;
 mod slack;

@@ -135,19 +135,6 @@ fn healthz_answers_while_many_slow_connections_are_open() {
 }
 
 #[test]
-fn sighup_is_logged_and_the_service_goes_on() {
-    let mut service = Service::start(&console_config(""));
-    service.signal("HUP");
-    let line = service.wait_for(|l| l.contains("SIGHUP"));
-    assert!(line.contains("WARN"), "{line}");
-    assert!(line.contains("not supported yet"), "{line}");
-    assert!(service
-        .request(&get("/healthz"))
-        .starts_with("HTTP/1.1 200"));
-    assert!(!service.exited());
-}
-
-#[test]
 fn logged_text_cannot_forge_lines_and_has_no_colour_in_a_pipe() {
     let mut service = Service::start(&console_config(""));
     // The shipped anime hook logs the title as it came: the way in for a forged line.

@@ -25,6 +25,8 @@ pub(super) enum Op {
     /// Several, from one turn of the supervisor.
     Updates(Vec<Update>),
     Requeue(Requeue, RequeueReply),
+    /// An instance's waiting deliveries made dead; answered with how many.
+    Bury(Arc<str>, String, Box<dyn FnOnce(Result<u64>) + Send>),
     /// Answered once everything queued before it is committed.
     Flush(Sender<()>),
 }
@@ -93,6 +95,8 @@ impl Writer {
                 (Op::Accept(a), _) => (a.done)(Err(err())),
                 (Op::Requeue(_, reply), Some(Outcome::Requeued(rows))) => reply(Ok(rows)),
                 (Op::Requeue(_, reply), _) => reply(Err(err())),
+                (Op::Bury(_, _, reply), Some(Outcome::Buried(n))) => reply(Ok(n)),
+                (Op::Bury(_, _, reply), _) => reply(Err(err())),
                 (Op::Flush(tx), _) => {
                     let _ = tx.send(());
                 }
@@ -137,6 +141,14 @@ impl Writer {
                     Outcome::Done
                 }
                 Op::Requeue(r, _) => Outcome::Requeued(requeue(&tx, r, now)?),
+                Op::Bury(instance, reason, _) => Outcome::Buried(
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET state = 'dead', parked = 0, reason = ?2,
+                             next_attempt_at = NULL, updated_at = ?3
+                         WHERE instance = ?1 AND state IN ('pending', 'held')",
+                    )?
+                    .execute(params![&**instance, reason, now])? as u64,
+                ),
                 Op::Flush(_) => Outcome::Done,
             });
         }
@@ -168,6 +180,7 @@ impl Writer {
 enum Outcome {
     Accepted(Accepted),
     Requeued(Vec<Unfinished>),
+    Buried(u64),
     Done,
 }
 
@@ -224,6 +237,14 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
                  WHERE seq = ?1 AND state IN ('pending', 'held')",
             )?
             .execute(params![seq, now])?;
+        }
+        Update::NotStarted { seq, held } => {
+            let state = if held.is_some() { "held" } else { "pending" };
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = ?2, reason = ?3, updated_at = ?4
+                 WHERE seq = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![seq, state, held, now])?;
         }
         Update::Attempted {
             seq,

@@ -53,6 +53,17 @@ impl Held {
         self.quiet.len() + self.groups.values().map(|g| g.members.len()).sum::<usize>()
     }
 
+    /// Everything held, in delivery order; nothing is held after.
+    pub fn take_all(&mut self) -> Vec<Pending> {
+        let mut all = std::mem::take(&mut self.quiet);
+        for (_, g) in self.groups.drain() {
+            all.extend(g.members);
+        }
+        self.overflow = false;
+        all.sort_by_key(|p| p.seq);
+        all
+    }
+
     /// Whether delivery `seq` is held, and if so takes it out (a person asked to send it now).
     fn take(&mut self, seq: u64) -> Option<Pending> {
         if let Some(i) = self.quiet.iter().position(|p| p.seq == seq) {

@@ -155,6 +155,31 @@ impl PluginSupervisor {
         self.slots[idx].requeue(carrier);
     }
 
+    /// The instance's digest or quiet hours changed (a reload): what they held goes back
+    /// in the backlog at its place, and through the new ones as it goes out.
+    pub(in crate::supervisor) fn release_all_held(&mut self, idx: usize) {
+        let held = self.slots[idx].held.take_all();
+        if held.is_empty() {
+            return;
+        }
+        tracing::info!(target: "supervision", plugin = %self.slots[idx].spec.name, held = held.len(), "digest or quiet hours changed: what they held goes through the new ones");
+        for mut p in held {
+            let held = self.slots[idx].store_hold.clone();
+            self.updates.push(
+                Update::Unpark {
+                    seq: p.seq as Seq,
+                    held,
+                },
+                &self.me,
+            );
+            // Through the new policy as it goes out, not around it.
+            p.released = false;
+            p.overflowed = false;
+            p.queued_at = Instant::now();
+            self.slots[idx].requeue(p);
+        }
+    }
+
     /// Fewer than `min_events`: each goes out as it is, at its place.
     pub(super) fn release_originals(&mut self, idx: usize, members: Vec<Pending>) {
         for mut p in members {

@@ -42,7 +42,17 @@ function say(out, text, ok) {
 // What an API answer says, in one line.
 function summary(status, body) {
   if (body && typeof body === "object") {
+    if (Array.isArray(body.problems) && body.problems.length) {
+      const each = body.problems.map((p) => `${p.path || "config"}${p.line ? " (line " + p.line + ")" : ""}: ${p.message}`);
+      return "not reloaded, the running config goes on: " + each.join("; ");
+    }
     if (body.error) return body.error;
+    if (body.reloaded && body.report) {
+      const r = body.report, parts = [];
+      for (const k of ["added", "changed", "removed", "toggled"]) if (r[k].length) parts.push(`${k}: ${r[k].join(", ")}`);
+      if (r.restart_needed.length) parts.push(`needs a restart: ${r.restart_needed.join(", ")}`);
+      return "reloaded" + (parts.length ? ": " + parts.join("; ") : ": nothing changed");
+    }
     if (body.detail) return (body.ok === false ? "failed: " : "ok: ") + body.detail;
     if (typeof body.requeued === "number") return `${body.requeued} requeued`;
     if (body.state) return "now " + body.state;
@@ -73,8 +83,8 @@ document.addEventListener("click", async (e) => {
     b.disabled = false;
   }
   // A change of state shows at once, not at the next refresh.
-  const part = b.closest("[data-refresh]");
-  if (changed && part) refresh(part);
+  const part = b.dataset.refreshes ? document.getElementById(b.dataset.refreshes) : b.closest("[data-refresh]");
+  if ((changed || b.dataset.refreshes) && part) refresh(part);
 });
 
 function jsonHeaders(accept) {

@@ -70,6 +70,11 @@ impl Service {
         s
     }
 
+    /// The config file it runs from (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("config.yaml")
+    }
+
     /// The next log line that matches `pred` (within 20 s; panics with the log otherwise).
     pub fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
