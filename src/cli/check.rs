@@ -68,6 +68,15 @@ fn report(config: &Config, hooks: &[HookSummary]) {
             p.kind.as_str(),
             events.join(", ")
         );
+        let from = config
+            .overrides
+            .as_ref()
+            .and_then(|f| f.file_name())
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (field, value) in mydia_plugins::plugins::settings::overridden(p) {
+            println!("    plugins.{}.{field} = {value} ({from})", p.name);
+        }
         if let Some(templates) = &p.common.templates {
             println!("    message templates: {}", templates.keys().join(", "));
         }

@@ -12,6 +12,10 @@ pub struct Problem {
     pub line: Option<usize>,
     /// What is wrong and what to do about it.
     pub message: String,
+    /// The file the line is in, when it is not the config file itself (a value from
+    /// `overrides.yaml`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
 }
 
 /// Collects problems during validation, so every one is reported in one go.
@@ -27,6 +31,7 @@ impl Problems {
             path: path.into(),
             line: None,
             message: message.into(),
+            file: None,
         });
     }
 
@@ -41,7 +46,13 @@ impl Problems {
             path: path.into(),
             line,
             message: message.into(),
+            file: None,
         });
+    }
+
+    /// Record a problem as it is (its line and file kept).
+    pub fn push_problem(&mut self, problem: Problem) {
+        self.items.push(problem);
     }
 
     /// No problems so far.
@@ -113,9 +124,12 @@ fn render(file: Option<&PathBuf>, problems: &[Problem]) -> String {
 
 impl Problem {
     fn to_string_in(&self, file: &str) -> String {
-        let loc = match self.line {
-            Some(l) => format!("{file}:{l}: "),
-            None => String::new(),
+        let own = self.file.as_ref().map(|f| f.display().to_string());
+        let file = own.as_deref().unwrap_or(file);
+        let loc = match (self.line, &own) {
+            (Some(l), _) => format!("{file}:{l}: "),
+            (None, Some(_)) => format!("{file}: "),
+            (None, None) => String::new(),
         };
         if self.path.is_empty() {
             format!("{loc}{}", self.message)

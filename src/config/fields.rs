@@ -21,6 +21,8 @@ pub struct Collector {
     pub warnings: Problems,
     /// Paths whose value was exactly one `${VAR}` (see [`WholeRefs`]).
     pub whole_refs: WholeRefs,
+    /// Paths whose value came from the overrides file (`plugins.ntfy.priority`).
+    pub overridden: Vec<String>,
 }
 
 impl Collector {

@@ -13,6 +13,7 @@ pub mod error; // `Problem`, `Problems`, `ConfigError`
 mod fields; // field-by-field deserialization and serde message rewriting
 mod listen; // `server.listen`: IP or host name, resolved when the API binds
 mod locate; // field path → line in the text
+pub mod overrides; // `overrides.yaml`: settings changed from the page, merged before validation
 mod parse; // the pipeline
 mod plugins; // `plugins:`: common fields, the type's own settings, planned types
 mod sections; // `server:`, `hooks:`, `supervision:`
@@ -52,6 +53,8 @@ pub struct Config {
     /// (skipped), an event listed twice, an enabled instance with an empty `events` list.
     /// `check` prints them; `serve` logs them at WARN.
     pub warnings: Vec<Problem>,
+    /// The overrides file merged over `source` (see [`overrides`]), when there was one.
+    pub overrides: Option<PathBuf>,
 }
 
 /// `server:`: where the HTTP API listens and what one request or client may take.
@@ -235,16 +238,40 @@ impl Config {
             storage: StorageConfig::memory(),
             plugins: Vec::new(),
             warnings: Vec::new(),
+            overrides: None,
         }
     }
 
-    /// Read, expand, parse and validate the file at `path`.
+    /// Read, expand, parse and validate the file at `path`, with the overrides file
+    /// beside it (`overrides.yaml`, when there is one) merged over it before validation.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = overrides::path_for(path);
+        let text = overrides::read(&file).map_err(|p| ConfigError::Invalid {
+            file: Some(path.to_owned()),
+            problems: vec![p],
+            hooks: None,
+        })?;
+        Config::load_with_overrides(path, text.as_deref())
+    }
+
+    /// [`Config::load`] with `overrides` as the overrides file's text (`None`: no
+    /// overrides), read from nowhere: what a change would load as, before it is written.
+    pub fn load_with_overrides(
+        path: &Path,
+        overrides: Option<&str>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text, Some(path))
+        let file = overrides::path_for(path);
+        let env = |name: &str| std::env::var(name).ok();
+        parse::parse(
+            &text,
+            Some(path),
+            overrides.map(|o| (file.as_path(), o)),
+            &env,
+        )
     }
 
     /// Parse and validate YAML text; `source` names the file and anchors relative paths.
@@ -260,7 +287,7 @@ impl Config {
         source: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        parse::parse(text, source, &env)
+        parse::parse(text, source, None, &env)
     }
 
     /// The enabled plugin instances.

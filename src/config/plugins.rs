@@ -175,7 +175,15 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
     settings.set_allow_private_network(common.allow_private_network);
     settings.set_templates(common.templates.clone());
     settings.validate(path, &common, &mut cx.problems);
+    let prefix = format!("{path}.");
+    let overridden = cx
+        .overridden
+        .iter()
+        .filter_map(|o| o.strip_prefix(&prefix))
+        .map(str::to_owned)
+        .collect();
     Some(PluginConfig {
+        overridden,
         name: name.to_owned(),
         kind,
         common,

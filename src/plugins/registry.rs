@@ -345,6 +345,8 @@ pub struct PluginConfig {
     /// The type's own fields as written in the file (after `${VAR}` expansion), each
     /// secret replaced by `"set"`: what the settings view shows, never a secret.
     pub written: serde_json::Map<String, serde_json::Value>,
+    /// The fields (own or common) whose value came from `overrides.yaml`, not the file.
+    pub overridden: Vec<String>,
     /// Identifies what was written for it, `enabled` aside (secrets included, never
     /// shown): a reload rebuilds the instance when this differs.
     pub fingerprint: u64,

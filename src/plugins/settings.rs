@@ -1,6 +1,6 @@
 //! What `GET /api/v1/plugins/{name}/settings` and the page's settings view show of an
 //! instance: every field of its type's schema with its value and where the value comes
-//! from, secrets only as "set" or not.
+//! from (`file`, `overrides`, `default` or `unset`), secrets only as "set" or not.
 
 use serde_json::{json, Map, Value};
 
@@ -23,6 +23,7 @@ pub fn view(cfg: &PluginConfig) -> Value {
             let written = cfg.written.get(name);
             let default = spec.get("default").cloned();
             let source = match (written, &default) {
+                _ if cfg.overridden.contains(name) => "overrides",
                 (Some(_), _) => "file",
                 (None, Some(_)) => "default",
                 (None, None) => "unset",
@@ -56,6 +57,7 @@ pub fn view(cfg: &PluginConfig) -> Value {
         "type": cfg.kind.as_str(),
         "role": cfg.kind.role(),
         "fields": fields,
+        "overridden": cfg.overridden,
         "common": {
             "enabled": c.enabled,
             "events": c.events,
@@ -69,6 +71,25 @@ pub fn view(cfg: &PluginConfig) -> Value {
             "quiet_hours": c.quiet_hours.is_some(),
         },
     })
+}
+
+/// The values `overrides.yaml` gave `cfg`, field by field in its order, secrets as
+/// `"set"`: what `check` lists.
+pub fn overridden(cfg: &PluginConfig) -> Vec<(String, Value)> {
+    let c = &cfg.common;
+    cfg.overridden
+        .iter()
+        .map(|field| {
+            let value = match field.as_str() {
+                "enabled" => json!(c.enabled),
+                "events" => json!(c.events),
+                "timeout_ms" => json!(c.timeout.map(|t| t.as_millis() as u64)),
+                "max_in_flight" => json!(c.max_in_flight),
+                own => cfg.written.get(own).cloned().unwrap_or(Value::Null),
+            };
+            (field.clone(), value)
+        })
+        .collect()
 }
 
 #[cfg(test)]
