@@ -14,6 +14,7 @@ mod preview;
 mod reload;
 mod routes;
 pub(crate) mod session;
+pub(crate) mod settings;
 
 use std::net::SocketAddr;
 

@@ -94,7 +94,7 @@ fn unknown<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
 pub(super) async fn settings(handle: web::Data<Handle>, name: web::Path<String>) -> HttpResponse {
     let configs = handle.plugin_configs();
     match configs.iter().find(|c| c.name == *name) {
-        Some(cfg) => HttpResponse::Ok().json(crate::plugins::settings::view(cfg)),
+        Some(cfg) => HttpResponse::Ok().json(super::settings::live_view(&handle, cfg).await),
         None => error(
             StatusCode::NOT_FOUND,
             unknown(&name, configs.iter().map(|c| c.name.as_str())),
@@ -102,11 +102,19 @@ pub(super) async fn settings(handle: web::Data<Handle>, name: web::Path<String>)
     }
 }
 
-/// `POST /api/v1/plugins/{name}/enable` and `/disable`: on or off at once (until the
-/// next start, where the config decides).
+/// `POST /api/v1/plugins/{name}/enable` and `/disable`: on or off at once, and kept in
+/// `overrides.yaml` for the next start when the service runs from a config file
+/// (`"kept": true`; an Enable the config would refuse, such as a missing required field,
+/// is a 400 with the problems, and nothing changes).
 async fn set_enabled(handle: &Handle, name: &str, enabled: bool) -> HttpResponse {
+    let (kept, _one) = match super::settings::keep_enabled(handle, name, enabled).await {
+        Ok(kept) => kept,
+        Err(refused) => return *refused,
+    };
     match handle.set_enabled(name, enabled).await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "plugin": name, "enabled": enabled })),
+        Ok(()) => {
+            HttpResponse::Ok().json(json!({ "plugin": name, "enabled": enabled, "kept": kept }))
+        }
         Err(TestError::UnknownPlugin { name, known }) => error(
             StatusCode::NOT_FOUND,
             format!("no plugin instance named `{name}`; configured: {known}"),

@@ -60,6 +60,11 @@ fn table() -> Vec<Endpoint> {
             web::to(plugins::settings),
         ),
         at(
+            M::PATCH,
+            "/api/v1/plugins/{name}/settings",
+            web::to(super::settings::patch),
+        ),
+        at(
             M::POST,
             "/api/v1/plugins/{name}/test",
             web::to(plugins::test),

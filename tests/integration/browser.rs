@@ -1,7 +1,8 @@
 //! The operator's page in a real headless browser (chromium through chromedriver): sign in
 //! with the API token, see the plugins and their states, press Test against a mock
-//! server, retry a dead letter, and look at the hooks. A screenshot of each page is saved
-//! under `target/screenshots/`.
+//! server, retry a dead letter, look at the hooks, and change a setting (an invalid value
+//! shows its error beside the field; a valid one applies at once). A screenshot of each
+//! page is saved under `target/screenshots/`.
 
 use std::net::SocketAddr;
 
@@ -41,7 +42,11 @@ async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
         "server: {{listen: 127.0.0.1:0, api_token: {TOKEN}}}\nhooks: {{enabled: false}}\nplugins:\n  ntfy: {{enabled: true, server_url: '{}', topic: mydia, allow_insecure_http: true, allow_private_network: true, events: [on_download_failed]}}\n",
         ntfy.uri()
     );
-    let mut config = Config::parse(&yaml, None).expect("the test config");
+    // From a file, so the settings form can keep a change (in overrides.yaml beside it).
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, &yaml).unwrap();
+    let mut config = Config::load(&config_path).expect("the test config");
     config.supervision = fast_supervision();
     let picky = Script::new(Mode::Fail(PluginError::Rejected {
         status: Some(400),
@@ -144,15 +149,26 @@ async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
     b.click("tr[data-plugin=ntfy] a[href='/plugins/ntfy']")
         .await;
     b.text_when("h1", |t| t.starts_with("Settings: ntfy")).await;
-    let topic = b
-        .text_when("tr[data-field=topic]", |t| t.contains("mydia"))
-        .await;
-    assert!(topic.contains("the config file"), "{topic}");
+    b.text_when("tr[data-field=topic] td.source", |t| {
+        t == "from config.yaml"
+    })
+    .await;
+    let value_of = |css: &'static str| async move {
+        let input = b.client.find(fantoccini::Locator::Css(css)).await.unwrap();
+        input.prop("value").await.unwrap().unwrap_or_default()
+    };
+    assert_eq!(value_of("input[name=topic]").await, "mydia");
+    assert_eq!(
+        value_of("input[name=auth_token]").await,
+        "",
+        "a secret's input is empty"
+    );
     b.text_when("tr[data-field=priority]", |t| t.contains("default"))
         .await;
-    b.text_when("tr[data-field=auth_token] td.value", |t| t == "not set")
-        .await;
-    b.screenshot("settings").await;
+    b.text_when("tr[data-field=auth_token] td.value", |t| {
+        t.contains("not set")
+    })
+    .await;
     b.client.goto(&format!("{base}/")).await.unwrap();
 
     // The dead letter, retried from the activity page once the plugin would take it.
@@ -228,6 +244,67 @@ async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
     b.text_when("tr[data-plugin=ntfy]", |t| t.contains("healthy"))
         .await;
     b.screenshot("plugins-phone").await;
+
+    // Change a setting (last: the reload it triggers applies the file's plugins, and the
+    // scripted ones above are not in it). An invalid value shows its error beside the
+    // field and changes nothing; a valid one applies without a restart.
+    b.client.set_window_size(1280, 900).await.unwrap();
+    b.client
+        .goto(&format!("{base}/plugins/ntfy"))
+        .await
+        .unwrap();
+    b.text_when("h1", |t| t.starts_with("Settings: ntfy")).await;
+    let set_priority = |value: &'static str| async move {
+        let input = b
+            .client
+            .find(fantoccini::Locator::Css("input[name=priority]"))
+            .await
+            .unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+        b.click("form[data-settings] button[type=submit]").await;
+    };
+    set_priority("9").await;
+    let beside = b
+        .text_when("tr[data-field=priority] .problem", |t| !t.is_empty())
+        .await;
+    assert!(beside.contains("between 1"), "{beside}");
+    b.text_when("#settings-result", |t| t.contains("nothing was changed"))
+        .await;
+    assert!(!dir.path().join("overrides.yaml").exists());
+    set_priority("5").await;
+    b.text_when("#settings-result", |t| t.starts_with("applied"))
+        .await;
+    b.text_when("tr[data-field=priority] td.source", |t| {
+        t.contains("changed here")
+    })
+    .await;
+    assert_eq!(value_of("input[name=priority]").await, "5");
+    b.screenshot("settings").await;
+    let before = posts(&ntfy.received_requests().await.unwrap());
+    handle
+        .emit(
+            EventName::OnDownloadFailed,
+            data!({"download": {"title": "x"}, "error_message": "disk full"}),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_until(PAGE_WAIT, || async {
+            posts(&ntfy.received_requests().await.unwrap()) > before
+        })
+        .await
+    );
+    let last = ntfy.received_requests().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(
+        &last
+            .iter()
+            .rfind(|r| r.method.as_str() == "POST")
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(body["priority"], 5, "the next delivery uses it: {body}");
 
     browser.close().await;
     handle.shutdown().await;

@@ -25,6 +25,7 @@ mod preview;
 mod pushover;
 mod reload;
 mod server;
+mod settings;
 mod shipped;
 mod slack;
 mod supervision;

@@ -162,5 +162,100 @@ document.addEventListener("toggle", async (e) => {
   }
 }, true);
 
+// The settings form: send only what changed, as typed values; show each problem beside
+// its field; on success show the new values (the page as the service now renders it).
+function settingValue(el) {
+  const kind = el.dataset.kind;
+  if (kind === "bool") return el.checked;
+  const v = el.value.trim();
+  if (v === "") return null; // back to the config file's value or the default
+  if (kind === "int" || kind === "number") return Number.isFinite(Number(v)) ? Number(v) : v;
+  if (kind === "int_or_text") return /^-?\d+$/.test(v) ? Number(v) : v;
+  if (kind === "list") return v.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  if (kind === "json") return JSON.parse(v);
+  return v;
+}
+
+function settingChanged(el) {
+  if (el.dataset.secret) return el.value !== "";
+  if (el.dataset.kind === "bool") return String(el.checked) !== el.dataset.initial;
+  return el.value.trim() !== el.dataset.initial;
+}
+
+function showProblems(form, problems) {
+  const loose = [];
+  for (const p of problems) {
+    const at = p.field && form.querySelector(`[data-problem-for="${CSS.escape(p.field)}"]`);
+    if (at) {
+      at.textContent = at.textContent ? at.textContent + "; " + p.message : p.message;
+      at.closest("tr")?.classList.add("invalid");
+    } else {
+      loose.push((p.path || p.field || "config") + ": " + p.message);
+    }
+  }
+  return loose;
+}
+
+async function saveSettings(form, body) {
+  const out = document.getElementById("settings-result");
+  for (const el of form.querySelectorAll("[data-problem-for]")) el.textContent = "";
+  for (const tr of form.querySelectorAll("tr.invalid")) tr.classList.remove("invalid");
+  say(out, "saving…", true);
+  let r, answer = null;
+  try {
+    r = await fetch(form.dataset.settings, { method: "PATCH", headers: jsonHeaders("application/json"), body: JSON.stringify(body) });
+    answer = await r.json().catch(() => null);
+  } catch (err) {
+    say(out, "the service did not answer: " + err, false);
+    return;
+  }
+  if (!r.ok) {
+    const loose = showProblems(form, (answer && answer.problems) || []);
+    say(out, [(answer && answer.error) || `failed (${r.status})`, ...loose].join(" · "), false);
+    return;
+  }
+  // The new values and where they come from, as the service renders them now.
+  const page = await fetch(location.href, { headers: { Accept: "text/html" } }).then((p) => p.text()).catch(() => null);
+  const fresh = page && new DOMParser().parseFromString(page, "text/html").getElementById("settings");
+  if (fresh) form.innerHTML = fresh.innerHTML;
+  const a = (answer && answer.applied) || {};
+  const what = [...(a.changed || []), ...(a.toggled || [])];
+  say(document.getElementById("settings-result"), "applied" + (what.length ? ": " + what.join(", ") + " now runs with it" : ""), true);
+}
+
+document.addEventListener("submit", (e) => {
+  const form = e.target.closest("form[data-settings]");
+  if (!form) return;
+  e.preventDefault();
+  const body = {};
+  const bad = [];
+  for (const el of form.querySelectorAll("[data-kind]")) {
+    if (!settingChanged(el)) continue;
+    try {
+      body[el.name] = settingValue(el);
+    } catch (err) {
+      bad.push({ field: el.name, message: "is not JSON: " + err.message });
+    }
+  }
+  const out = document.getElementById("settings-result");
+  if (bad.length) {
+    for (const el of form.querySelectorAll("[data-problem-for]")) el.textContent = "";
+    showProblems(form, bad);
+    say(out, "nothing was sent", false);
+    return;
+  }
+  if (Object.keys(body).length === 0) {
+    say(out, "nothing changed", true);
+    return;
+  }
+  saveSettings(form, body);
+});
+
+document.addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-reset]");
+  const form = b && b.closest("form[data-settings]");
+  if (form) saveSettings(form, { [b.dataset.reset]: null });
+});
+
 localTimes(document);
 startRefreshing();
