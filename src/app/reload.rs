@@ -105,6 +105,12 @@ impl Handle {
             })
             .map(|p| p.name.clone())
             .collect();
+        let removed: HashSet<String> = running
+            .plugins
+            .iter()
+            .filter(|o| !config.plugins.iter().any(|p| p.name == o.name))
+            .map(|o| o.name.clone())
+            .collect();
         let specs: Vec<InstanceSpec> = config
             .plugins
             .iter()
@@ -113,7 +119,11 @@ impl Handle {
         let done = self
             .inner
             .supervisor
-            .send(Reconfigure { specs, changed })
+            .send(Reconfigure {
+                specs,
+                changed,
+                removed,
+            })
             .await
             .map_err(|_| ReloadError::ShuttingDown)?;
         if let Some(table) = done.table {

@@ -33,6 +33,9 @@ pub struct Reconfigure {
     pub specs: Vec<InstanceSpec>,
     /// The names among them whose config differs from the running one.
     pub changed: HashSet<String>,
+    /// Instances the old config had and the new one does not. Only these are removed:
+    /// instances an embedder started with specs of its own are left alone.
+    pub removed: HashSet<String>,
 }
 
 /// What a [`Reconfigure`] did, by instance name.
@@ -62,10 +65,9 @@ impl Handler<Reconfigure> for PluginSupervisor {
         self.take_intake(ctx);
         self.flush(ctx);
         let mut done = Reconfigured::default();
-        let wanted: HashSet<&str> = msg.specs.iter().map(|s| s.name.as_str()).collect();
         for idx in 0..self.slots.len() {
             let slot = &self.slots[idx];
-            if !slot.removed && !wanted.contains(slot.spec.name.as_str()) {
+            if !slot.removed && msg.removed.contains(slot.spec.name.as_str()) {
                 done.removed.push(slot.spec.name.clone());
                 self.remove(idx, ctx);
             }

@@ -215,7 +215,11 @@ impl Slot {
             enabled: self.spec.enabled,
             events: self.spec.events.clone(),
             state: self.state_label(now),
-            paused: self.hold_reason.filter(|_| self.is_held(now)),
+            paused: if self.rebuild.is_some() {
+                Some("reloading")
+            } else {
+                self.hold_reason.filter(|_| self.is_held(now))
+            },
             misconfigured_reason: self.misconfigured.clone(),
             restarts: self.restarts.total(),
             delivered: self.stats.delivered,
@@ -254,7 +258,7 @@ pub struct PluginStatus {
     /// `closed`, `open`, `half_open`, `misconfigured` or `disabled`.
     pub state: &'static str,
     /// Why sending is paused right now (`restarting`, `rate_limited`, `retry_backoff`,
-    /// `rate_limit`), if it is.
+    /// `rate_limit`, `reloading`: rebuilt once what is in flight is back), if it is.
     pub paused: Option<&'static str>,
     /// What to fix, when misconfigured.
     pub misconfigured_reason: Option<String>,

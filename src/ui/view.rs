@@ -38,6 +38,7 @@ fn pause_words(paused: &str) -> &'static str {
         "rate_limit" => "waiting for its rate limit",
         "retry_backoff" => "waiting to retry after a failure",
         "restarting" => "its actor is restarting",
+        "reloading" => "its new config applies once what is in flight is back",
         _ => "paused",
     }
 }

@@ -343,3 +343,51 @@ async fn sighup_and_the_api_reload_the_real_binary_and_refuse_a_broken_config() 
     assert!(!plugins.contains("\"extra\""), "{plugins}");
     assert!(!service.exited());
 }
+
+#[actix_rt::test]
+async fn reloading_under_load_loses_and_doubles_nothing_and_keeps_the_order() {
+    let good = receiver(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Each reload changes `a` (its timeout), so each rebuilds it while events flow.
+    let config = |timeout_ms: u32| {
+        format!(
+            "{}    timeout_ms: {timeout_ms}\n",
+            webhook("a", &good.uri(), 1)
+        )
+    };
+    let path = write(dir.path(), &config(5_000));
+    let h = start(&path);
+    let sender = {
+        let h = h.clone();
+        actix_rt::spawn(async move { emit_n(&h, 300).await })
+    };
+    let mut rebuilt = 0;
+    for round in 1..=6 {
+        write(dir.path(), &config(5_000 + round));
+        let report = h.reload().await.expect("reloads");
+        rebuilt += report.changed.len();
+        // Pacing only: the reloads spread over the burst.
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ids = sender.await.unwrap();
+    assert_eq!(rebuilt, 6);
+    assert!(
+        wait_until(LONG, || async { got(&good, "/a").await.len() >= ids.len() }).await,
+        "{} of {}",
+        got(&good, "/a").await.len(),
+        ids.len()
+    );
+    // Give a doubled delivery the chance to arrive, then compare: each once.
+    assert!(
+        wait_until(LONG, || async {
+            listed(&h, "a")
+                .await
+                .iter()
+                .all(|r| r.state == State::Delivered)
+        })
+        .await
+    );
+    // One at a time: each once, in the order accepted, across every rebuild.
+    assert_eq!(got(&good, "/a").await, ids);
+    h.shutdown().await;
+}
