@@ -245,9 +245,8 @@ async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
         .await;
     b.screenshot("plugins-phone").await;
 
-    // Change a setting (last: the reload it triggers applies the file's plugins, and the
-    // scripted ones above are not in it). An invalid value shows its error beside the
-    // field and changes nothing; a valid one applies without a restart.
+    // Change a setting: an invalid value shows its error beside the field and changes
+    // nothing; a valid one is kept in overrides.yaml and applies without a restart.
     b.client.set_window_size(1280, 900).await.unwrap();
     b.client
         .goto(&format!("{base}/plugins/ntfy"))
