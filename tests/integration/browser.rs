@@ -1,8 +1,9 @@
 //! The operator's page in a real headless browser (chromium through chromedriver): sign in
 //! with the API token, see the plugins and their states, press Test against a mock
 //! server, retry a dead letter, look at the hooks, and change a setting (an invalid value
-//! shows its error beside the field; a valid one applies at once). A screenshot of each
-//! page is saved under `target/screenshots/`.
+//! shows its error beside the field; a valid one applies at once), and reload the config
+//! (a broken file refused with its line, a fixed one applied). A screenshot of each page
+//! is saved under `target/screenshots/`.
 
 use std::net::SocketAddr;
 
@@ -304,6 +305,26 @@ async fn the_page_shows_plugins_tests_one_and_retries_a_dead_letter() {
     )
     .unwrap();
     assert_eq!(body["priority"], 5, "the next delivery uses it: {body}");
+
+    // Reload config: a broken file is refused with its problem and line; a fixed one
+    // applies (ntfy's topic changed: rebuilt; the others as they were).
+    b.client.goto(&format!("{base}/")).await.unwrap();
+    b.text_when("tr[data-plugin=ntfy]", |t| t.contains("healthy"))
+        .await;
+    std::fs::write(&config_path, yaml.replace("topic: mydia", "topic: [mydia]")).unwrap();
+    b.click("button[data-post='/api/v1/reload']").await;
+    b.text_when("#reload-result", |t| t.starts_with("not reloaded"))
+        .await;
+    let refused = b.text_when("#reload-result", |_| true).await;
+    assert!(refused.contains("plugins.ntfy.topic (line 4)"), "{refused}");
+    std::fs::write(&config_path, yaml.replace("topic: mydia", "topic: media2")).unwrap();
+    b.click("button[data-post='/api/v1/reload']").await;
+    let done = b
+        .text_when("#reload-result", |t| t.starts_with("reloaded"))
+        .await;
+    assert!(done.contains("changed: ntfy"), "{done}");
+    assert_eq!(state(&handle, "sink").await.state, "closed");
+    b.screenshot("reloaded").await;
 
     browser.close().await;
     handle.shutdown().await;
