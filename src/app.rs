@@ -47,6 +47,8 @@ struct Inner {
     delivery_timeout: Duration,
     /// The config file, when there is one.
     source: Option<std::path::PathBuf>,
+    /// Watches the hooks directory while the service runs.
+    _hook_watcher: Option<crate::hooks::HookWatcher>,
 }
 
 /// Start everything `config` describes, opening its delivery store. Call from inside a
@@ -81,11 +83,13 @@ pub fn start_with_store(
     {
         tracing::warn!(plugin = %p.name, "allow_insecure_http is set: this plugin may send data over plain http://");
     }
-    let hooks = if config.hooks.enabled {
-        Hooks::start(&config.hooks)
-    } else {
-        Hooks::disabled()
-    };
+    let hooks = Hooks::start(&config.hooks);
+    // Reloads the hooks when their directory changes (`hooks.watch`); a watch the OS
+    // refuses is logged, and the service runs on without it.
+    let hook_watcher = hooks
+        .watch()
+        .inspect_err(|err| tracing::warn!(target: "hooks", error = %err, "hooks are not reloaded on changes"))
+        .ok();
     let closed = Arc::new(AtomicBool::new(false));
     let core = Arbiter::new();
     let sup_config = config.supervision.clone();
@@ -128,6 +132,7 @@ pub fn start_with_store(
             plugins: config.plugins.clone().into(),
             delivery_timeout: config.supervision.delivery_timeout,
             source: config.source.clone(),
+            _hook_watcher: hook_watcher,
         }),
     }
 }
