@@ -664,6 +664,14 @@ mod tests {
     }
 
     #[test]
+    fn hooks_watch_their_directory_unless_told_not_to() {
+        let mut p = Problems::default();
+        assert!(RawHooks::default().validate(None, &mut p).watch);
+        assert!(!raw::<RawHooks>("watch: false").validate(None, &mut p).watch);
+        assert!(p.is_empty());
+    }
+
+    #[test]
     fn a_written_directory_is_marked_explicit() {
         let mut p = Problems::default();
         assert!(

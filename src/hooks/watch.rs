@@ -189,14 +189,28 @@ impl Watching {
 
     /// Watch what [`Watching::wanted`] says, if that changed; `Ok(true)` when the hooks
     /// directory itself is watched now and was not before (it appeared, or moved).
+    /// A folder above it is looked at again once watched: what was created below it
+    /// before the watch was in place sent no event (`mkdir -p` outruns us).
     fn retarget(&mut self) -> Result<bool, (PathBuf, notify::Error)> {
+        loop {
+            match self.retarget_once()? {
+                None => return Ok(false),
+                Some(true) => return Ok(true),
+                Some(false) => continue,
+            }
+        }
+    }
+
+    /// One step of [`Watching::retarget`]: `None` if nothing changed, else whether the
+    /// directory itself is watched now.
+    fn retarget_once(&mut self) -> Result<Option<bool>, (PathBuf, notify::Error)> {
         let target = self.wanted().map(|dir| match nearest_existing(&dir) {
             Some(found) if found == dir => (dir, true),
             Some(above) => (above, false),
             None => (dir, false),
         });
         if target == self.registered && !self.failed {
-            return Ok(false);
+            return Ok(None);
         }
         if let (Some(watcher), Some((old, _))) = (self.watcher.as_mut(), self.registered.take()) {
             // Fails when the OS dropped the watch already (the folder was removed).
@@ -205,7 +219,7 @@ impl Watching {
         self.failed = false;
         let Some((path, is_dir)) = target else {
             self.watcher = None;
-            return Ok(false);
+            return Ok(Some(false));
         };
         let watcher = match self.watcher.as_mut() {
             Some(watcher) => watcher,
@@ -233,28 +247,12 @@ impl Watching {
             return Err((path, err));
         }
         self.registered = Some((path, is_dir));
-        Ok(is_dir)
+        Ok(Some(is_dir))
     }
 
-    /// Whether `event` may change what the hooks directory holds. Opening and reading
-    /// files (the reload's own reads among them) and hidden files (never run) do not.
+    /// Whether `event` may change what the hooks directory holds.
     fn relevant(&self, event: &notify::Event) -> bool {
-        if let EventKind::Access(kind) = event.kind {
-            if kind != AccessKind::Close(AccessMode::Write) {
-                return false;
-            }
-        }
-        let Some(dir) = self.wanted() else {
-            return false;
-        };
-        event.paths.iter().any(|p| {
-            p.strip_prefix(&dir).is_ok_and(|rel| {
-                !rel.components().any(|c| match c {
-                    Component::Normal(name) => name.to_string_lossy().starts_with('.'),
-                    _ => false,
-                })
-            })
-        })
+        self.wanted().is_some_and(|dir| changes(&dir, event))
     }
 
     /// Reload with the latest settings and log the outcome; false once the hooks are gone.
@@ -287,6 +285,24 @@ impl Watching {
     }
 }
 
+/// Whether `event` may change what `dir` holds. Opening and reading files (the reload's
+/// own reads among them) and hidden files (never run) do not.
+fn changes(dir: &Path, event: &notify::Event) -> bool {
+    if let EventKind::Access(kind) = event.kind {
+        if kind != AccessKind::Close(AccessMode::Write) {
+            return false;
+        }
+    }
+    event.paths.iter().any(|p| {
+        p.strip_prefix(dir).is_ok_and(|rel| {
+            !rel.components().any(|c| match c {
+                Component::Normal(name) => name.to_string_lossy().starts_with('.'),
+                _ => false,
+            })
+        })
+    })
+}
+
 /// `dir` or the nearest folder above it that exists.
 fn nearest_existing(dir: &Path) -> Option<PathBuf> {
     dir.ancestors().find(|p| p.is_dir()).map(Path::to_path_buf)
@@ -295,6 +311,41 @@ fn nearest_existing(dir: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_are_writes_under_the_directory_not_reads_or_hidden_files() {
+        use notify::event::{CreateKind, ModifyKind, RenameMode};
+        let dir = Path::new("/srv/hooks");
+        let at = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+        let script = "/srv/hooks/after_media_added/10_a.lua";
+        assert!(changes(
+            dir,
+            &at(EventKind::Create(CreateKind::File), script)
+        ));
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert!(changes(dir, &at(renamed, script)));
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert!(changes(dir, &at(closed, script)));
+        assert!(changes(
+            dir,
+            &at(
+                EventKind::Remove(notify::event::RemoveKind::Folder),
+                "/srv/hooks"
+            )
+        ));
+        let opened = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        assert!(!changes(dir, &at(opened, script)), "the reload's own reads");
+        let swap = "/srv/hooks/after_media_added/.10_a.lua.swp";
+        assert!(!changes(
+            dir,
+            &at(EventKind::Create(CreateKind::File), swap)
+        ));
+        let beside = "/srv/config.yaml";
+        assert!(!changes(
+            dir,
+            &at(EventKind::Create(CreateKind::File), beside)
+        ));
+    }
 
     #[test]
     fn a_missing_directory_is_waited_for_from_the_nearest_folder_above() {
