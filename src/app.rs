@@ -52,6 +52,8 @@ struct Inner {
     running: tokio::sync::Mutex<Arc<Config>>,
     /// The config file, when there is one.
     source: Option<std::path::PathBuf>,
+    /// Watches the hooks directory while the service runs.
+    _hook_watcher: Option<crate::hooks::HookWatcher>,
 }
 
 /// Start everything `config` describes, opening its delivery store. Call from inside a
@@ -86,11 +88,13 @@ pub fn start_with_store(
     {
         tracing::warn!(plugin = %p.name, "allow_insecure_http is set: this plugin may send data over plain http://");
     }
-    let hooks = if config.hooks.enabled {
-        Hooks::start(&config.hooks)
-    } else {
-        Hooks::disabled()
-    };
+    let hooks = Hooks::start(&config.hooks);
+    // Reloads the hooks when their directory changes (`hooks.watch`); a watch the OS
+    // refuses is logged, and the service runs on without it.
+    let hook_watcher = hooks
+        .watch()
+        .inspect_err(|err| tracing::warn!(target: "hooks", error = %err, "hooks are not reloaded on changes"))
+        .ok();
     let closed = Arc::new(AtomicBool::new(false));
     let core = Arbiter::new();
     let sup_config = config.supervision.clone();
@@ -134,6 +138,7 @@ pub fn start_with_store(
             running: tokio::sync::Mutex::new(Arc::new(config.clone())),
             delivery_timeout: config.supervision.delivery_timeout,
             source: config.source.clone(),
+            _hook_watcher: hook_watcher,
         }),
     }
 }

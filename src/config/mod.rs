@@ -119,6 +119,8 @@ pub struct HooksConfig {
     pub workers: usize,
     /// A hook that fails this many calls in a row is quarantined (default 5; 0: never).
     pub quarantine_after: u32,
+    /// Reload the hooks when a file under `directory` changes (default true).
+    pub watch: bool,
 }
 
 /// `supervision:`: restart policy, circuit breaker and delivery defaults (DESIGN.md's numbers).
@@ -181,6 +183,7 @@ impl Default for HooksConfig {
             fail_closed: HooksConfig::default_fail_closed(),
             workers: HooksConfig::default_workers(),
             quarantine_after: 5,
+            watch: true,
         }
     }
 }

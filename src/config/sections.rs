@@ -55,6 +55,8 @@ pub struct RawHooks {
     workers: Option<i64>,
     #[serde(default)]
     quarantine_after: Option<i64>,
+    #[serde(default)]
+    watch: Option<bool>,
 }
 
 /// More hook VMs than this is a typo, not a plan: each is a thread and a VM of its own.
@@ -184,6 +186,9 @@ impl RawHooks {
         let mut out = HooksConfig::default();
         if let Some(enabled) = self.enabled {
             out.enabled = enabled;
+        }
+        if let Some(watch) = self.watch {
+            out.watch = watch;
         }
         if let Some(dir) = self.directory {
             if dir.trim().is_empty() {
@@ -656,6 +661,14 @@ mod tests {
                 "must be at least 0, got -1".to_owned()
             )
         );
+    }
+
+    #[test]
+    fn hooks_watch_their_directory_unless_told_not_to() {
+        let mut p = Problems::default();
+        assert!(RawHooks::default().validate(None, &mut p).watch);
+        assert!(!raw::<RawHooks>("watch: false").validate(None, &mut p).watch);
+        assert!(p.is_empty());
     }
 
     #[test]

@@ -7,9 +7,16 @@
 //! the `before_*` events by default), which it refuses. A hook failing too often in a
 //! row is quarantined.
 //!
+//! A reload ([`Hooks::reload`], and [`Hooks::watch`] when the directory changes) reads
+//! and compiles the scripts again and swaps the whole set between events; one with a
+//! script that does not compile is refused and the running set stays (see `reload`).
+//!
 //! | module | one responsibility |
 //! |---|---|
 //! | `handle` | [`Hooks`], the cloneable handle (start, apply, stats, release) |
+//! | `set` | one load of the scripts: its workers and counters, swapped whole |
+//! | `reload` | [`Hooks::reload`]: compile again, refuse or swap, say what changed |
+//! | `watch` | [`HookWatcher`]: the directory watched, reloads debounced |
 //! | `check` | [`check`] and [`check_all`] for the CLI |
 //! | [`actor`] | [`HookActor`], one worker on its own arbiter; panics caught, VM rebuilt |
 //! | `queue` | the job queue between handle and workers, both ways: many events and answers per wake |
@@ -33,9 +40,12 @@ mod globals;
 mod handle;
 mod limits;
 mod queue;
+mod reload;
 mod returned;
 mod sandbox;
+mod set;
 mod stats;
+mod watch;
 
 pub use actor::HookActor;
 #[doc(hidden)]
@@ -44,4 +54,6 @@ pub use check::{check, check_all, HookCheck, HookSummary};
 pub use discover::DEFAULT_PRIORITY;
 pub use error::{HookError, HookProblem, HookRejected, RejectKind, MAX_REASON_BYTES};
 pub use handle::{Hooks, UnknownHook};
+pub use reload::{HooksReloadError, HooksReloaded};
 pub use stats::{HookStat, HookStats};
+pub use watch::{HookWatcher, WatchError, QUIET};

@@ -3,9 +3,14 @@
 //! Quarantine lives here because every worker must see it at once: a hook that failed
 //! `quarantine_after` calls in a row, on whichever workers, is skipped by all of them
 //! until it is released.
+//!
+//! A reload keeps the counters of a hook whose file is unchanged (same name, same text):
+//! the new set shares them with the old one, so calls still finishing on the old workers
+//! count where the new ones do. Changed and new files start from zero. The totals
+//! (restarts, skipped events) belong to the service, not to one set, and are kept too.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::event::EventName;
 use crate::metrics::{Timings, TimingsSnapshot};
@@ -72,12 +77,12 @@ impl HookStat {
 
 /// The live counters; index `i` belongs to the `i`-th discovered file.
 pub struct SharedStats {
-    pub hooks: Vec<Counters>,
+    pub hooks: Vec<Arc<Counters>>,
     pub workers: usize,
-    pub vm_restarts: AtomicU64,
-    pub actor_restarts: AtomicU64,
-    pub skipped_too_large: AtomicU64,
-    pub refused_too_large: AtomicU64,
+    pub vm_restarts: Arc<AtomicU64>,
+    pub actor_restarts: Arc<AtomicU64>,
+    pub skipped_too_large: Arc<AtomicU64>,
+    pub refused_too_large: Arc<AtomicU64>,
     /// Failures in a row that quarantine a hook; 0 never does.
     quarantine_after: u32,
 }
@@ -113,19 +118,46 @@ struct PerWorker(AtomicU64);
 impl SharedStats {
     pub fn new(files: &[HookFile], workers: usize, quarantine_after: u32) -> SharedStats {
         SharedStats {
-            hooks: files.iter().map(|f| Counters::new(f, workers)).collect(),
+            hooks: files
+                .iter()
+                .map(|f| Arc::new(Counters::new(f, workers)))
+                .collect(),
             workers,
-            vm_restarts: AtomicU64::new(0),
-            actor_restarts: AtomicU64::new(0),
-            skipped_too_large: AtomicU64::new(0),
-            refused_too_large: AtomicU64::new(0),
+            vm_restarts: Arc::default(),
+            actor_restarts: Arc::default(),
+            skipped_too_large: Arc::default(),
+            refused_too_large: Arc::default(),
+            quarantine_after,
+        }
+    }
+
+    /// Counters for a reloaded set: `keep[i]` are file `i`'s counters from the set before
+    /// (its file is unchanged), `None` starts it fresh; the totals go on from `before`.
+    pub fn carried(
+        files: &[HookFile],
+        keep: Vec<Option<Arc<Counters>>>,
+        before: &SharedStats,
+        workers: usize,
+        quarantine_after: u32,
+    ) -> SharedStats {
+        SharedStats {
+            hooks: files
+                .iter()
+                .zip(keep)
+                .map(|(f, kept)| kept.unwrap_or_else(|| Arc::new(Counters::new(f, workers))))
+                .collect(),
+            workers,
+            vm_restarts: Arc::clone(&before.vm_restarts),
+            actor_restarts: Arc::clone(&before.actor_restarts),
+            skipped_too_large: Arc::clone(&before.skipped_too_large),
+            refused_too_large: Arc::clone(&before.refused_too_large),
             quarantine_after,
         }
     }
 
     pub fn snapshot(&self) -> HookStats {
         HookStats {
-            hooks: self.hooks.iter().map(Counters::snapshot).collect(),
+            hooks: self.hooks.iter().map(|c| c.snapshot()).collect(),
             workers: self.workers,
             vm_restarts: self.vm_restarts.load(Ordering::Relaxed),
             actor_restarts: self.actor_restarts.load(Ordering::Relaxed),
@@ -197,18 +229,18 @@ impl Counters {
             .unwrap_or_else(PoisonError::into_inner) = Some(err.to_owned());
     }
 
-    /// A call on `worker`.
+    /// A call on `worker`. Counters kept across a reload that changed `hooks.workers`
+    /// have a slot count of the set that made them: workers then share slots (modulo),
+    /// which costs a little contention and counts the same.
     pub fn ran(&self, worker: usize) {
-        if let Some(runs) = self.runs.get(worker) {
-            runs.0.fetch_add(1, Ordering::Relaxed);
-        }
+        self.runs[worker % self.runs.len()]
+            .0
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A call on `worker` took `took` (whatever its outcome).
     pub fn took(&self, worker: usize, took: std::time::Duration) {
-        if let Some(t) = self.durations.get(worker) {
-            t.observe(took);
-        }
+        self.durations[worker % self.durations.len()].observe(took);
     }
 
     /// A call that ran to its end (changed, unchanged or rejected): the streak is over.

@@ -17,6 +17,7 @@ mod enrichment;
 mod fanart;
 mod fanout;
 mod hooks;
+mod hooks_reload;
 mod hooks_service;
 mod metrics;
 mod ntfy;
