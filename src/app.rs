@@ -53,7 +53,8 @@ struct Inner {
     /// The config file, when there is one.
     source: Option<std::path::PathBuf>,
     /// Watches the hooks directory while the service runs.
-    _hook_watcher: Option<crate::hooks::HookWatcher>,
+    /// Stopped at shutdown, so a file change then starts no workers.
+    hook_watcher: std::sync::Mutex<Option<crate::hooks::HookWatcher>>,
 }
 
 /// Start everything `config` describes, opening its delivery store. Call from inside a
@@ -138,7 +139,7 @@ pub fn start_with_store(
             running: tokio::sync::Mutex::new(Arc::new(config.clone())),
             delivery_timeout: config.supervision.delivery_timeout,
             source: config.source.clone(),
-            _hook_watcher: hook_watcher,
+            hook_watcher: std::sync::Mutex::new(hook_watcher),
         }),
     }
 }
@@ -288,6 +289,13 @@ impl Handle {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return ShutdownReport::default();
         }
+        drop(
+            self.inner
+                .hook_watcher
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let grace = self.inner.grace;
         let report = self
             .inner

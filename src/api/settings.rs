@@ -246,7 +246,7 @@ async fn apply(handle: &Handle) -> Result<ReloadReport, ReloadError> {
 /// The change was written but the reload refused or failed.
 fn not_applied(e: ReloadError) -> HttpResponse {
     let status = match e {
-        ReloadError::Invalid(_) => StatusCode::CONFLICT,
+        ReloadError::Invalid(_) | ReloadError::Hooks(_) => StatusCode::CONFLICT,
         ReloadError::NoFile => StatusCode::CONFLICT,
         ReloadError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
     };

@@ -1,5 +1,6 @@
 //! Live reload: re-read the config file, refuse it with every problem when it is not
-//! valid (the running one goes on), else apply it as a difference (see
+//! valid (the running one goes on), else swap the hooks (refused too when a script does
+//! not compile: nothing is applied then) and apply the plugins as a difference (see
 //! `supervisor/reconfigure.rs` for what an instance keeps). One `supervision` event per
 //! reload says what changed. Sections that cannot change while running (`server`,
 //! `storage`, `supervision`) are named as applying at the next start.
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use super::Handle;
 use crate::config::{Config, ConfigError, Problem};
+use crate::hooks::{HooksReloadError, HooksReloaded};
 use crate::supervisor::{InstanceSpec, Reconfigure};
 
 /// What a reload changed.
@@ -26,6 +28,8 @@ pub struct ReloadReport {
     pub unchanged: Vec<String>,
     /// Instances the new config turned on or off.
     pub toggled: Vec<String>,
+    /// What the hooks reload did (scripts added, changed, removed, unchanged).
+    pub hooks: HooksReloaded,
     /// Sections that changed but apply only at the next start.
     pub restart_needed: Vec<&'static str>,
     /// The new config's warnings (as `check` shows them).
@@ -40,6 +44,7 @@ impl ReloadReport {
             && self.removed.is_empty()
             && self.toggled.is_empty()
             && self.restart_needed.is_empty()
+            && self.hooks.is_unchanged()
     }
 }
 
@@ -52,17 +57,29 @@ pub enum ReloadError {
     /// The file has problems; each is listed.
     #[error("the config was not reloaded, the running one goes on. {0}")]
     Invalid(ConfigError),
+    /// A hook does not compile (or its folder names no event); nothing was applied.
+    #[error("the config was not reloaded, the running one goes on: {0}")]
+    Hooks(HooksReloadError),
     /// The service is stopping.
     #[error("the service is shutting down")]
     ShuttingDown,
 }
 
 impl ReloadError {
-    /// The problems of an invalid config (empty for the other errors).
-    pub fn problems(&self) -> &[Problem] {
+    /// Every problem, with its file or field and line where known.
+    pub fn problems(&self) -> Vec<Problem> {
         match self {
-            ReloadError::Invalid(e) => e.problems(),
-            _ => &[],
+            ReloadError::Invalid(e) => e.problems().to_vec(),
+            ReloadError::Hooks(HooksReloadError::Refused { problems }) => problems
+                .iter()
+                .map(|p| Problem {
+                    path: p.path.display().to_string(),
+                    line: None,
+                    message: p.message.clone(),
+                    file: Some(p.path.clone()),
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -91,6 +108,14 @@ impl Handle {
         }
         // One reload at a time: each diffs against what the one before applied.
         let mut running = self.inner.running.lock().await;
+        // Hooks first: a script that does not compile refuses the whole reload.
+        let hooks = match self.inner.hooks.reload(&config.hooks) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(target: "supervision", error = %e, "config reload refused; still running the previous config");
+                return Err(ReloadError::Hooks(e));
+            }
+        };
         let old: HashSet<(&str, u64)> = running
             .plugins
             .iter()
@@ -150,13 +175,14 @@ impl Handle {
             removed: done.removed,
             unchanged: done.unchanged,
             toggled: done.toggled,
+            hooks,
             restart_needed,
             warnings: config.warnings.clone(),
         };
         tracing::info!(
             target: "supervision",
             added = ?report.added, changed = ?report.changed, removed = ?report.removed,
-            toggled = ?report.toggled, unchanged = report.unchanged.len(),
+            toggled = ?report.toggled, unchanged = report.unchanged.len(), hooks = %report.hooks,
             restart_needed = ?report.restart_needed, warnings = report.warnings.len(),
             "config reloaded{}",
             if report.is_empty() { ": nothing changed" } else { "" }

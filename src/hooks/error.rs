@@ -139,7 +139,7 @@ pub enum HookError {
 }
 
 /// A hook that cannot be loaded, with the file (or folder) it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("{}: {message}", path.display())]
 pub struct HookProblem {
     /// The script or folder at fault.

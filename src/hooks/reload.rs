@@ -28,7 +28,7 @@ use super::set::HookSet;
 use super::watch::Signal;
 
 /// What a reload changed. Hook names are `<event_dir>/<file>`, each list sorted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct HooksReloaded {
     /// Scripts that are new.
     pub added: Vec<String>,

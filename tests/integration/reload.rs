@@ -240,7 +240,8 @@ async fn a_config_with_problems_is_refused_and_the_running_one_goes_on() {
     .unwrap();
     let err = h.reload().await.expect_err("refused");
     assert!(matches!(err, ReloadError::Invalid(_)), "{err}");
-    let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+    let problems = err.problems();
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
     assert!(paths.contains(&"plugins.a.url"), "{paths:?}");
     assert!(paths.iter().any(|p| p.contains("colour")), "{paths:?}");
     assert!(err.problems().iter().all(|p| p.line.is_some()), "{err}");
@@ -389,5 +390,60 @@ async fn reloading_under_load_loses_and_doubles_nothing_and_keeps_the_order() {
     );
     // One at a time: each once, in the order accepted, across every rebuild.
     assert_eq!(got(&good, "/a").await, ids);
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_reload_swaps_the_hooks_too_and_a_hook_that_does_not_compile_refuses_it_all() {
+    let good = receiver(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hooks/after_media_added/10_tag.lua");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    let stamp = |v: &str| format!("function hook(e) e.data.tag = \"{v}\"; return e end");
+    std::fs::write(&script, stamp("v1")).unwrap();
+    // The watcher off: only the reload asked for here swaps the hooks.
+    let config = |url: &str| {
+        format!(
+            "hooks: {{directory: hooks, watch: false}}\nstorage: {{backend: memory}}\nplugins:\n{}",
+            webhook("a", url, 1)
+        )
+    };
+    std::fs::write(dir.path().join("config.yaml"), config(&good.uri())).unwrap();
+    let h = start(&dir.path().join("config.yaml"));
+    let tag = |h: Handle| async move {
+        let done = h
+            .emit(
+                EventName::AfterMediaAdded,
+                crate::data!({"media_item": {"title": "x"}}),
+            )
+            .await
+            .unwrap();
+        done.event.data["tag"].clone()
+    };
+    assert_eq!(tag(h.clone()).await, "v1");
+
+    std::fs::write(&script, stamp("v2")).unwrap();
+    let report = h.reload().await.expect("reloads");
+    assert_eq!(
+        report.hooks.changed,
+        ["after_media_added/10_tag.lua"],
+        "{report:?}"
+    );
+    assert_eq!(tag(h.clone()).await, "v2");
+
+    // A broken hook and a changed plugin: nothing applies, the problem names the file.
+    std::fs::write(&script, "function hook(e) return e").unwrap();
+    std::fs::write(dir.path().join("config.yaml"), config("http://127.0.0.1:9")).unwrap();
+    let err = h.reload().await.expect_err("refused");
+    assert!(matches!(err, ReloadError::Hooks(_)), "{err}");
+    let problems = err.problems();
+    assert!(
+        problems.iter().any(|p| p.path.ends_with("10_tag.lua")),
+        "{problems:?}"
+    );
+    assert_eq!(tag(h.clone()).await, "v2");
+    let before = got(&good, "/a").await.len();
+    tag(h.clone()).await;
+    assert!(wait_until(LONG, || async { got(&good, "/a").await.len() > before }).await);
     h.shutdown().await;
 }
