@@ -98,7 +98,20 @@ pub(super) async fn keep_enabled(
     if handle.config_source().is_none() || !configured {
         return Ok((false, guard));
     }
-    let changes = [("enabled".to_owned(), Some(Value::Bool(enabled)))];
+    // What config.yaml says alone: an Enable/Disable back to it drops the override, so
+    // the page does not show "changed here" for what the file says anyway.
+    let path = handle.config_source().map(Path::to_path_buf);
+    let plain = tokio::task::spawn_blocking(move || {
+        path.and_then(|p| Config::load_with_overrides(&p, None).ok())
+    })
+    .await
+    .ok()
+    .flatten();
+    let as_written = plain
+        .and_then(|c| c.plugins.into_iter().find(|p| p.name == name))
+        .map(|p| p.common.enabled);
+    let value = (as_written != Some(enabled)).then_some(Value::Bool(enabled));
+    let changes = [("enabled".to_owned(), value)];
     persist(handle, name, &changes, &[]).await?;
     Ok((true, guard))
 }

@@ -348,4 +348,13 @@ async fn the_binary_restarted_after_a_disable_starts_it_disabled() {
         stdout.contains("plugins.console.enabled = false (overrides.yaml)"),
         "{stdout}"
     );
+    // Enabled again, as config.yaml says: the override goes, nothing shows "changed here".
+    let r = http
+        .post(format!("{}/api/v1/plugins/console/enable", second.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let overrides = std::fs::read_to_string(dir.path().join("overrides.yaml")).unwrap();
+    assert!(!overrides.contains("enabled"), "{overrides}");
 }
