@@ -447,3 +447,50 @@ async fn a_reload_swaps_the_hooks_too_and_a_hook_that_does_not_compile_refuses_i
     assert!(wait_until(LONG, || async { got(&good, "/a").await.len() > before }).await);
     h.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_digest_taken_out_by_a_reload_sends_what_it_held() {
+    let ntfy = receiver(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ntfy_config = |digest: &str| {
+        format!(
+            "hooks: {{enabled: false}}\nstorage: {{backend: memory}}\nplugins:\n  ntfy:\n    enabled: true\n    \
+             server_url: '{}'\n    topic: media\n    allow_insecure_http: true\n    allow_private_network: true\n    \
+             events: [after_media_added]\n{digest}",
+            ntfy.uri()
+        )
+    };
+    let path = dir.path().join("config.yaml");
+    // A digest that would hold this burst for ten minutes.
+    std::fs::write(
+        &path,
+        ntfy_config("    digest: {wait_secs: 600, max_wait_secs: 600, min_events: 2}\n"),
+    )
+    .unwrap();
+    let h = start(&path);
+    for _ in 0..3 {
+        h.emit(
+            EventName::AfterMediaAdded,
+            crate::data!({"media_item": {"title": "Severance"}}),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(wait_until(LONG, || async { state(&h, "ntfy").await.held == 3 }).await);
+    assert_eq!(ntfy.received_requests().await.unwrap().len(), 0);
+
+    std::fs::write(&path, ntfy_config("")).unwrap();
+    let report = h.reload().await.expect("reloads");
+    assert_eq!(report.changed, ["ntfy"], "{report:?}");
+    // Without a digest now: the three go out as they are.
+    assert!(
+        wait_until(LONG, || async {
+            ntfy.received_requests().await.unwrap().len() == 3
+        })
+        .await,
+        "{:?}",
+        state(&h, "ntfy").await
+    );
+    assert!(wait_until(LONG, || async { state(&h, "ntfy").await.held == 0 }).await);
+    h.shutdown().await;
+}

@@ -163,25 +163,18 @@ impl PluginSupervisor {
             return;
         }
         tracing::info!(target: "supervision", plugin = %self.slots[idx].spec.name, held = held.len(), "digest or quiet hours changed: what they held goes through the new ones");
-        for mut p in held {
-            let held = self.slots[idx].store_hold.clone();
-            self.updates.push(
-                Update::Unpark {
-                    seq: p.seq as Seq,
-                    held,
-                },
-                &self.me,
-            );
-            // Through the new policy as it goes out, not around it.
-            p.released = false;
-            p.overflowed = false;
-            p.queued_at = Instant::now();
-            self.slots[idx].requeue(p);
-        }
+        // Through the new policy as it goes out, not around it.
+        self.unpark(idx, held, false);
     }
 
     /// Fewer than `min_events`: each goes out as it is, at its place.
     pub(super) fn release_originals(&mut self, idx: usize, members: Vec<Pending>) {
+        self.unpark(idx, members, true);
+    }
+
+    /// `members` leave the digest or quiet hours, back in the backlog at their places;
+    /// `released`: sent as they are (else they go through the policy again).
+    fn unpark(&mut self, idx: usize, members: Vec<Pending>, released: bool) {
         for mut p in members {
             let held = self.slots[idx].store_hold.clone();
             self.updates.push(
@@ -191,7 +184,8 @@ impl PluginSupervisor {
                 },
                 &self.me,
             );
-            p.released = true;
+            p.released = released;
+            p.overflowed &= released;
             p.queued_at = Instant::now();
             self.slots[idx].requeue(p);
         }
