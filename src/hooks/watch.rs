@@ -274,11 +274,11 @@ impl Watching {
                 if done.is_unchanged() {
                     tracing::debug!(target: "hooks", directory = %directory, "hooks directory changed; no script did");
                 } else {
-                    tracing::info!(target: "hooks", directory = %directory, added = ?done.added, changed = ?done.changed, removed = ?done.removed, unchanged = done.unchanged.len(), "hooks reloaded: the hooks directory changed");
+                    tracing::info!(target: "supervision", directory = %directory, added = ?done.added, changed = ?done.changed, removed = ?done.removed, unchanged = done.unchanged.len(), "hooks reloaded: the hooks directory changed");
                 }
             }
             Err(err) => {
-                tracing::warn!(target: "hooks", directory = %directory, error = %err, "hooks directory changed, but the hooks were not reloaded; the running ones stay until it is fixed");
+                tracing::warn!(target: "supervision", directory = %directory, error = %err, "hooks directory changed, but the hooks were not reloaded; the running ones stay until it is fixed");
             }
         }
         true

@@ -336,7 +336,7 @@ fn the_service_logs_each_reload_and_each_refusal() {
     let seen = s.logs_until(|l| message(l).starts_with("hooks reloaded"));
     let line = seen.last().unwrap();
     assert_eq!(line["level"], "INFO", "{line}");
-    assert_eq!(line["target"], "hooks", "{line}");
+    assert_eq!(line["target"], "supervision", "{line}");
     assert!(
         field(line, "added")
             .to_string()
