@@ -1,7 +1,5 @@
 //! The HTTP API against the real server, started by the test on 127.0.0.1 with a free port.
 
-use std::net::SocketAddr;
-
 use mydia_plugins::plugins::PluginError;
 use mydia_plugins::supervisor::InstanceSpec;
 use mydia_plugins::{api, start_with, Handle};
@@ -18,11 +16,8 @@ struct Served {
 
 async fn serve(specs: Vec<InstanceSpec>) -> Served {
     let handle = start_with(&fast_config(), specs).expect("start");
-    let (server, addr): (_, SocketAddr) =
-        api::server("127.0.0.1:0".parse().unwrap(), handle.clone()).unwrap();
-    actix_rt::spawn(server);
     Served {
-        base: format!("http://{addr}"),
+        base: crate::support::serve_api(&handle),
         handle,
         http: reqwest::Client::new(),
     }
@@ -466,11 +461,8 @@ async fn settings_show_values_and_their_source_and_never_a_secret() {
     let yaml = "plugins:\n  ntfy: {enabled: true, topic: media, priority: 4, auth_token: tk_SETTINGSSECRET}\n  tg: {type: telegram, bot_token: '1:TGSETTINGSSECRET', chat_id: 5}\n";
     let config = mydia_plugins::Config::parse(yaml, None).unwrap();
     let handle = mydia_plugins::start(&config).expect("start");
-    let (server, addr): (_, SocketAddr) =
-        api::server("127.0.0.1:0".parse().unwrap(), handle.clone()).unwrap();
-    actix_rt::spawn(server);
     let s = Served {
-        base: format!("http://{addr}"),
+        base: crate::support::serve_api(&handle),
         handle,
         http: reqwest::Client::new(),
     };

@@ -313,10 +313,7 @@ async fn the_deliveries_api_pages_filters_retries_and_replays() {
         reason: "422 Unprocessable Entity".into(),
     }));
     let h = start_with(&fast_config(), vec![one_at_a_time(picky.spec("picky"))]).expect("start");
-    let (server, addr) =
-        mydia_plugins::api::server("127.0.0.1:0".parse().unwrap(), h.clone()).unwrap();
-    actix_rt::spawn(server);
-    let base = format!("http://{addr}");
+    let base = crate::support::serve_api(&h);
     let http = reqwest::Client::new();
     let get = |path: String| {
         let http = http.clone();

@@ -2,13 +2,12 @@
 //! what happened (events, a rejection, deliveries, a misconfigured plugin, hook timings,
 //! store commits).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use mydia_plugins::config::{Config, StorageBackend, StorageConfig};
 use mydia_plugins::event::EventName;
 use mydia_plugins::plugins::PluginError;
-use mydia_plugins::{api, start_with};
+use mydia_plugins::start_with;
 
 use crate::data;
 use crate::support::scripted::{Mode, Script};
@@ -59,9 +58,7 @@ async fn metrics_show_what_happened_under_their_documented_names() {
             .with_events(vec![EventName::OnDownloadFailed]),
     ];
     let h = start_with(&config, specs).expect("start");
-    let (server, addr): (_, SocketAddr) =
-        api::server("127.0.0.1:0".parse().unwrap(), h.clone()).unwrap();
-    actix_rt::spawn(server);
+    let base = crate::support::serve_api(&h);
 
     for i in 0..3 {
         h.emit(EventName::AfterMediaAdded, data!({"n": i}))
@@ -80,9 +77,7 @@ async fn metrics_show_what_happened_under_their_documented_names() {
     // Its first attempt found it misconfigured; all three wait in the store.
     assert!(wait_until(LONG, || async { state(&h, "broken").await.held == 3 }).await);
 
-    let answer = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap();
+    let answer = reqwest::get(format!("{base}/metrics")).await.unwrap();
     assert_eq!(answer.status(), 200);
     let content_type = answer.headers()["content-type"]
         .to_str()

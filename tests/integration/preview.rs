@@ -2,11 +2,10 @@
 //! a mock server that must see zero requests, with nothing stored, secrets redacted, hooks
 //! applied (a rejection shown), limits and subscriptions explained.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use mydia_plugins::{api, Config, Handle};
+use mydia_plugins::{Config, Handle};
 use serde_json::{json, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -61,11 +60,8 @@ struct Served {
 async fn serve(yaml: &str) -> Served {
     let config = Config::parse(yaml, None).unwrap_or_else(|e| panic!("{e}"));
     let handle = mydia_plugins::start(&config).expect("start");
-    let (server, addr): (_, SocketAddr) =
-        api::server("127.0.0.1:0".parse().unwrap(), handle.clone()).unwrap();
-    actix_rt::spawn(server);
     Served {
-        base: format!("http://{addr}"),
+        base: crate::support::serve_api(&handle),
         handle,
         http: reqwest::Client::new(),
     }

@@ -3,7 +3,6 @@
 //! next delivery uses it), never shows a secret; Enable/Disable are kept in
 //! `overrides.yaml`, so the real binary restarted after a Disable starts it disabled.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use mydia_plugins::config::Config;
 use mydia_plugins::event::EventName;
-use mydia_plugins::{api, Handle};
+use mydia_plugins::Handle;
 
 use crate::support::daemon::{free_port, Service};
 use crate::support::wait_until;
@@ -41,11 +40,8 @@ struct Served {
 
 async fn serve(config: &Config) -> Served {
     let handle = mydia_plugins::start(config).expect("start");
-    let (server, addr): (_, SocketAddr) =
-        api::server("127.0.0.1:0".parse().unwrap(), handle.clone()).unwrap();
-    actix_rt::spawn(server);
     Served {
-        base: format!("http://{addr}"),
+        base: crate::support::serve_api(&handle),
         handle,
         http: reqwest::Client::new(),
     }

@@ -65,6 +65,14 @@ macro_rules! data {
     ($($t:tt)*) => { serde_json::json!($($t)*).as_object().cloned().unwrap() };
 }
 
+/// Serve the HTTP API for `handle` on a free loopback port; its base URL.
+pub fn serve_api(handle: &Handle) -> String {
+    let (server, addr) =
+        mydia_plugins::api::server("127.0.0.1:0".parse().unwrap(), handle.clone()).unwrap();
+    actix_rt::spawn(server);
+    format!("http://{addr}")
+}
+
 /// Instance `name`'s status.
 pub async fn state(h: &Handle, name: &str) -> mydia_plugins::supervisor::PluginStatus {
     h.status()
