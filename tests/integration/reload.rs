@@ -67,6 +67,12 @@ async fn got(server: &MockServer, path: &str) -> Vec<String> {
         .collect()
 }
 
+/// Emit one event; whether it arrives at `server`'s `path` as the only one there.
+async fn arrives_alone(h: &Handle, server: &MockServer, path: &str) -> bool {
+    let id = emit_n(h, 1).await.remove(0);
+    wait_until(LONG, || async { got(server, path).await == [id.clone()] }).await
+}
+
 async fn listed(h: &Handle, instance: &str) -> Vec<Summary> {
     let mut rows = h
         .deliveries(Query {
@@ -195,13 +201,7 @@ async fn a_removed_instance_dead_letters_what_it_held_and_a_new_one_starts() {
 
     // The new one gets the next event; the removed one gets nothing more.
     let calls = got(&bad, "/gone").await.len();
-    let id = emit_n(&h, 1).await.remove(0);
-    assert!(
-        wait_until(LONG, || async {
-            got(&good, "/fresh").await == [id.clone()]
-        })
-        .await
-    );
+    assert!(arrives_alone(&h, &good, "/fresh").await);
     assert_eq!(got(&bad, "/gone").await.len(), calls);
     assert_eq!(listed(&h, "gone").await.len(), 3);
 
@@ -216,8 +216,7 @@ async fn a_removed_instance_dead_letters_what_it_held_and_a_new_one_starts() {
     );
     let report = h.reload().await.expect("reloads");
     assert_eq!(report.added, ["gone"], "{report:?}");
-    let id = emit_n(&h, 1).await.remove(0);
-    assert!(wait_until(LONG, || async { got(&good, "/gone").await == [id.clone()] }).await);
+    assert!(arrives_alone(&h, &good, "/gone").await);
     h.shutdown().await;
 }
 
@@ -247,8 +246,7 @@ async fn a_config_with_problems_is_refused_and_the_running_one_goes_on() {
     assert!(err.problems().iter().all(|p| p.line.is_some()), "{err}");
 
     // The old instance still delivers.
-    let id = emit_n(&h, 1).await.remove(0);
-    assert!(wait_until(LONG, || async { got(&good, "/a").await == [id.clone()] }).await);
+    assert!(arrives_alone(&h, &good, "/a").await);
     assert_eq!(state(&h, "a").await.state, "closed");
     h.shutdown().await;
 }
