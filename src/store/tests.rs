@@ -603,3 +603,79 @@ fn sqlite_keeps_parked_rows_across_a_reopen_and_upgrades_a_version_2_file() {
         .unwrap();
     assert_eq!(version, "3");
 }
+
+#[test]
+fn burying_an_instance_makes_what_waits_dead_leaves_in_flight_and_frees_the_places() {
+    for (store, _dir) in stores() {
+        let seqs: Vec<Seq> = (0..4)
+            .map(|i| {
+                accept(&store, event(&format!("E{i}")), &["gone", "kept"])
+                    .unwrap()
+                    .first
+            })
+            .collect();
+        // One pending, one held, one in flight, one delivered.
+        store.update(Update::HoldOne {
+            seq: seqs[1],
+            reason: "open".into(),
+        });
+        store.update(Update::Started { seq: seqs[2] });
+        delivered(&store, seqs[3]);
+        let (tx, rx) = mpsc::channel();
+        store.bury(Arc::from("gone"), "instance removed".into(), move |r| {
+            tx.send(r).unwrap()
+        });
+        let buried = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+        assert_eq!(buried, 2, "the pending and the held one");
+        // 8 accepted, 1 delivered, 2 dead.
+        assert_eq!(store.pending(), 5);
+        store.flush();
+        let gone: Vec<(Seq, State)> = store
+            .unfinished()
+            .unwrap()
+            .iter()
+            .filter(|r| r.instance == "gone")
+            .map(|r| (r.seq, r.state))
+            .collect();
+        assert_eq!(gone, [(seqs[2], State::InFlight)]);
+        let dead = store
+            .list(&Query {
+                instance: Some("gone".into()),
+                state: Some(State::Dead),
+                limit: 50,
+                ..Query::default()
+            })
+            .unwrap()
+            .items;
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        assert!(dead
+            .iter()
+            .all(|d| d.reason.as_deref() == Some("instance removed")));
+    }
+}
+
+#[test]
+fn a_delivery_handed_back_unstarted_is_waiting_again() {
+    for (store, _dir) in stores() {
+        let a = accept(&store, event("A"), &["ntfy", "slack"])
+            .unwrap()
+            .first;
+        for seq in [a, a + 1] {
+            store.update(Update::Started { seq });
+        }
+        store.update(Update::NotStarted { seq: a, held: None });
+        store.update(Update::NotStarted {
+            seq: a + 1,
+            held: Some("open: the circuit breaker is open".into()),
+        });
+        store.flush();
+        let rows = store.unfinished().unwrap();
+        let states: Vec<State> = rows.iter().map(|r| r.state).collect();
+        assert_eq!(states, [State::Pending, State::Held]);
+        // Only an attempt in flight goes back: a finished one stays finished.
+        delivered(&store, a);
+        store.update(Update::NotStarted { seq: a, held: None });
+        store.flush();
+        assert_eq!(seqs(&store.unfinished().unwrap()), [a + 1]);
+    }
+}
