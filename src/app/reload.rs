@@ -5,7 +5,7 @@
 //! reload says what changed. Sections that cannot change while running (`server`,
 //! `storage`, `supervision`) are named as applying at the next start.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -116,7 +116,8 @@ impl Handle {
                 return Err(ReloadError::Hooks(e));
             }
         };
-        let old: HashSet<(&str, u64)> = running
+        // By name: what the running config wrote for each instance (`enabled` aside).
+        let old: HashMap<&str, u64> = running
             .plugins
             .iter()
             .map(|p| (p.name.as_str(), p.fingerprint))
@@ -125,16 +126,16 @@ impl Handle {
             .plugins
             .iter()
             .filter(|p| {
-                running.plugins.iter().any(|o| o.name == p.name)
-                    && !old.contains(&(p.name.as_str(), p.fingerprint))
+                old.get(p.name.as_str())
+                    .is_some_and(|f| *f != p.fingerprint)
             })
             .map(|p| p.name.clone())
             .collect();
-        let removed: HashSet<String> = running
-            .plugins
-            .iter()
-            .filter(|o| !config.plugins.iter().any(|p| p.name == o.name))
-            .map(|o| o.name.clone())
+        let kept: HashSet<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
+        let removed: HashSet<String> = old
+            .keys()
+            .filter(|name| !kept.contains(*name))
+            .map(|name| name.to_string())
             .collect();
         let specs: Vec<InstanceSpec> = config
             .plugins

@@ -388,7 +388,7 @@ impl PluginSupervisor {
     /// Send what the backlog holds, in order, as far as the instance's state allows.
     pub(super) fn drain(&mut self, idx: usize, ctx: &mut Context<Self>) {
         if self.slots[idx].removed {
-            return self.drain_removed(idx, ctx);
+            return self.drain_removed(idx);
         }
         // A reload changed it: rebuilt once nothing of it is in flight.
         self.finish_rebuild(idx);

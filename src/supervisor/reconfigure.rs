@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde::Serialize;
 
 use super::deliver::{reply, report};
 use super::slot::{Slot, Waiter};
@@ -39,7 +38,7 @@ pub struct Reconfigure {
 }
 
 /// What a [`Reconfigure`] did, by instance name.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct Reconfigured {
     /// Started.
     pub added: Vec<String>,
@@ -52,7 +51,6 @@ pub struct Reconfigured {
     /// Turned on or off by the new config (also in `unchanged` or `changed`).
     pub toggled: Vec<String>,
     /// The routing table to use from now on.
-    #[serde(skip)]
     pub table: Option<Subscriptions>,
 }
 
@@ -69,7 +67,7 @@ impl Handler<Reconfigure> for PluginSupervisor {
             let slot = &self.slots[idx];
             if !slot.removed && msg.removed.contains(slot.spec.name.as_str()) {
                 done.removed.push(slot.spec.name.clone());
-                self.remove(idx, ctx);
+                self.remove(idx);
             }
         }
         for spec in msg.specs {
@@ -142,16 +140,16 @@ impl PluginSupervisor {
     }
 
     /// Instance `idx` is no longer configured: what waits for it is dead.
-    fn remove(&mut self, idx: usize, ctx: &mut Context<Self>) {
+    fn remove(&mut self, idx: usize) {
         let slot = &mut self.slots[idx];
+        let name = Arc::clone(&slot.name);
+        tracing::info!(target: "supervision", plugin = %name, from = %slot.state_label(Instant::now()), to = %"removed", in_flight = slot.in_flight, "plugin removed from the config");
         slot.removed = true;
         slot.spec.enabled = false;
         slot.spec.events.clear();
         slot.rebuild = None;
         slot.spill = None;
         slot.store_hold = None;
-        let name = Arc::clone(&slot.name);
-        tracing::info!(target: "supervision", plugin = %name, from = %slot.state_label(Instant::now()), to = %"removed", in_flight = slot.in_flight, "plugin removed from the config");
         // What this supervisor has not written yet goes first: a later write must not
         // make a buried delivery pending again.
         self.flush_updates();
@@ -164,12 +162,12 @@ impl PluginSupervisor {
         let slot = &mut self.slots[idx];
         slot.backlog.clear();
         let _ = slot.held.take_all();
-        self.drain_removed(idx, ctx);
+        self.drain_removed(idx);
     }
 
     /// What came back to a removed instance (a failure of one in flight) is dead; once
     /// nothing is in flight its actor stops.
-    pub(super) fn drain_removed(&mut self, idx: usize, _: &mut Context<Self>) {
+    pub(super) fn drain_removed(&mut self, idx: usize) {
         let slot = &mut self.slots[idx];
         let reason = removed_reason(&slot.name);
         let mut dead: Vec<u64> = slot
