@@ -155,10 +155,13 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event with a fresh id and the current time.
+    /// A new event with a fresh id and the current time. The id is a version 7 UUID:
+    /// the time first, then random bits, increasing in the order this process makes them.
+    /// The store's unique index on ids then grows at its end, instead of taking each new
+    /// id at a random page (which dirtied most of the index's pages in every commit).
     pub fn new(name: EventName, data: EventData) -> Self {
         Event {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
             name,
             timestamp: Utc::now(),
             data,
@@ -224,6 +227,26 @@ mod tests {
         assert!(text.contains("on_plugin_health_changed"), "{text}");
         let far = "completely_different".parse::<EventName>().unwrap_err();
         assert_eq!(far.suggestion, None);
+    }
+
+    #[test]
+    fn generated_ids_are_uuids_increasing_in_creation_order() {
+        let ids: Vec<String> = (0..2000)
+            .map(|_| Event::new(EventName::AfterMediaAdded, EventData::new()).id)
+            .collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+        }
+        let id = uuid::Uuid::parse_str(&ids[0]).expect("a UUID");
+        assert_eq!(id.get_version_num(), 7);
+        let at = id.get_timestamp().expect("a v7 id has a time").to_unix();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        assert!(
+            now.as_secs().abs_diff(at.0) < 60,
+            "the id's time is now: {at:?}"
+        );
     }
 
     #[test]
