@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 
 use super::super::{
     now_ms, Accept, Accepted, Requeue, Result, Seq, State, StoreError, Unfinished, Update,
@@ -124,18 +124,19 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(batch.len());
         let mut next = self.next_seq;
+        let mut hot = Hot::new(&tx);
         for op in batch {
             out.push(match op {
-                Op::Accept(a) => Outcome::Accepted(accept(&tx, a, &mut next, now)?),
+                Op::Accept(a) => Outcome::Accepted(accept(&mut hot, a, &mut next, now)?),
                 Op::Update(Update::Started { seq }) if ended.contains(seq) => Outcome::Done,
                 Op::Update(u) => {
-                    update(&tx, u, now)?;
+                    update(&mut hot, u, now)?;
                     Outcome::Done
                 }
                 Op::Updates(us) => {
                     for u in us {
                         if !matches!(u, Update::Started { seq } if ended.contains(seq)) {
-                            update(&tx, u, now)?;
+                            update(&mut hot, u, now)?;
                         }
                     }
                     Outcome::Done
@@ -152,6 +153,7 @@ impl Writer {
                 Op::Flush(_) => Outcome::Done,
             });
         }
+        drop(hot);
         tx.commit()?;
         self.next_seq = next;
         Ok(out)
@@ -184,23 +186,60 @@ enum Outcome {
     Done,
 }
 
-fn accept(tx: &Transaction, a: &Accept, next: &mut Seq, now: i64) -> rusqlite::Result<Accepted> {
+/// The statements nearly every batch runs once per delivery, prepared once per batch:
+/// taking them from the statement cache costs a hash of their text and a re-insert each
+/// time, per row.
+struct Hot<'c> {
+    tx: &'c Transaction<'c>,
+    insert_event: Option<CachedStatement<'c>>,
+    insert_delivery: Option<CachedStatement<'c>>,
+    started: Option<CachedStatement<'c>>,
+    delivered: Option<CachedStatement<'c>>,
+}
+
+impl<'c> Hot<'c> {
+    fn new(tx: &'c Transaction<'c>) -> Self {
+        Hot {
+            tx,
+            insert_event: None,
+            insert_delivery: None,
+            started: None,
+            delivered: None,
+        }
+    }
+}
+
+/// `slot`'s statement, prepared on first use.
+fn stmt<'s, 'c>(
+    tx: &'c Transaction<'c>,
+    slot: &'s mut Option<CachedStatement<'c>>,
+    sql: &str,
+) -> rusqlite::Result<&'s mut CachedStatement<'c>> {
+    if slot.is_none() {
+        *slot = Some(tx.prepare_cached(sql)?);
+    }
+    Ok(slot.as_mut().expect("prepared just above"))
+}
+
+fn accept(hot: &mut Hot, a: &Accept, next: &mut Seq, now: i64) -> rusqlite::Result<Accepted> {
+    let tx = hot.tx;
     let ev = &a.event;
     let data = serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into());
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO events(id, name, timestamp, data, accepted_at, first_delivery, deliveries)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
-        )?
-        .execute(params![
-            ev.id,
-            ev.name.as_str(),
-            ev.timestamp.to_rfc3339(),
-            data,
-            now,
-            *next,
-            a.instances.len() as i64
-        ])?;
+    let inserted = stmt(
+        tx,
+        &mut hot.insert_event,
+        "INSERT INTO events(id, name, timestamp, data, accepted_at, first_delivery, deliveries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+    )?
+    .execute(params![
+        ev.id,
+        ev.name.as_str(),
+        ev.timestamp.to_rfc3339(),
+        data,
+        now,
+        *next,
+        a.instances.len() as i64
+    ])?;
     if inserted == 0 {
         let stored = tx
             .prepare_cached(&format!(
@@ -215,7 +254,9 @@ fn accept(tx: &Transaction, a: &Accept, next: &mut Seq, now: i64) -> rusqlite::R
     }
     let event_seq = tx.last_insert_rowid();
     let first = *next;
-    let mut insert = tx.prepare_cached(
+    let insert = stmt(
+        tx,
+        &mut hot.insert_delivery,
         "INSERT INTO deliveries(seq, event_seq, instance, state, created_at, updated_at)
          VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
     )?;
@@ -229,10 +270,13 @@ fn accept(tx: &Transaction, a: &Accept, next: &mut Seq, now: i64) -> rusqlite::R
     })
 }
 
-fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
+fn update(hot: &mut Hot, u: &Update, now: i64) -> rusqlite::Result<()> {
+    let tx = hot.tx;
     match u {
         Update::Started { seq } => {
-            tx.prepare_cached(
+            stmt(
+                tx,
+                &mut hot.started,
                 "UPDATE deliveries SET state = 'in_flight', parked = 0, updated_at = ?2
                  WHERE seq = ?1 AND state IN ('pending', 'held')",
             )?
@@ -254,7 +298,9 @@ fn update(tx: &Transaction, u: &Update, now: i64) -> rusqlite::Result<()> {
         } => {
             // Most deliveries succeed at once: the success lives in the row itself, which
             // saves an insert (and its index) per delivery.
-            tx.prepare_cached(
+            stmt(
+                tx,
+                &mut hot.delivered,
                 "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, parked = 0,
                      last_status = ?2, last_error = NULL, reason = NULL, next_attempt_at = NULL,
                      detail = ?3, duration_ms = ?4, updated_at = ?5
