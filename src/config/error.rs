@@ -55,6 +55,26 @@ impl Problems {
         self.items.push(problem);
     }
 
+    /// How many problems so far.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// In the problems recorded since the first `from`, whose field (the name after
+    /// `prefix`, up to the next `.` or `[`) `secret` calls a secret, every value the
+    /// message quotes in backticks is replaced: serde names a wrong value
+    /// (``invalid type: integer `5` ``), and a secret is never shown, not even a wrong one.
+    pub fn redact_quoted(&mut self, from: usize, prefix: &str, secret: impl Fn(&str) -> bool) {
+        for p in self.items.iter_mut().skip(from) {
+            let Some(rest) = p.path.strip_prefix(prefix) else {
+                continue;
+            };
+            if secret(rest.split(['.', '[']).next().unwrap_or(rest)) {
+                p.message = without_quoted(&p.message);
+            }
+        }
+    }
+
     /// No problems so far.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
@@ -69,6 +89,22 @@ impl Problems {
     pub fn into_vec(self) -> Vec<Problem> {
         self.items
     }
+}
+
+/// `message` with every backtick-quoted part replaced by "(the value given)".
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('`');
+    out.push_str(parts.next().unwrap_or(""));
+    while let Some(_quoted) = parts.next() {
+        out.push_str("(the value given)");
+        // An unpaired backtick: what follows is the value's rest, so it goes too.
+        match parts.next() {
+            Some(after) => out.push_str(after),
+            None => break,
+        }
+    }
+    out
 }
 
 /// The config could not be loaded. Display lists every problem, one per line.

@@ -171,11 +171,19 @@ fn instance(name: &str, path: &str, value: Value, cx: &mut Collector) -> Option<
         );
     }
     let written = written(kind, &rest);
-    let mut settings = cx.mapping(path, rest, COMMON_FIELDS, |v| kind.parse_settings(v))?;
+    // Problems about a secret field never quote its value, even a wrong one.
+    let before = cx.problems.len();
+    let prefix = format!("{path}.");
+    let secret = |field: &str| {
+        kind.secret_fields().contains(&field) || crate::http::capture::is_credential_name(field)
+    };
+    let settings = cx.mapping(path, rest, COMMON_FIELDS, |v| kind.parse_settings(v));
+    cx.problems.redact_quoted(before, &prefix, secret);
+    let mut settings = settings?;
     settings.set_allow_private_network(common.allow_private_network);
     settings.set_templates(common.templates.clone());
     settings.validate(path, &common, &mut cx.problems);
-    let prefix = format!("{path}.");
+    cx.problems.redact_quoted(before, &prefix, secret);
     let overridden = cx
         .overridden
         .iter()
@@ -405,6 +413,29 @@ mod tests {
             "{:?}",
             cx.problems
         );
+    }
+
+    #[test]
+    fn a_wrong_value_for_a_secret_is_named_without_being_quoted() {
+        let (_, cx) = run(
+            "ntfy: {password: 87654321, auth_token: true, priority: 99x}\n\
+             hook: {type: webhook, url: 4242, secret: [a]}",
+        );
+        let text = format!("{:?}", cx.problems);
+        for shown in ["87654321", "true", "4242"] {
+            assert!(!text.contains(shown), "{shown} quoted: {text}");
+        }
+        for path in [
+            "plugins.ntfy.password",
+            "plugins.ntfy.auth_token",
+            "plugins.hook.url",
+        ] {
+            let p = cx.problems.items().iter().find(|p| p.path == path);
+            let p = p.unwrap_or_else(|| panic!("{path} named: {text}"));
+            assert!(p.message.contains("(the value given)"), "{p:?}");
+        }
+        // A field that is not a secret keeps its value in the message, to show what is wrong.
+        assert!(text.contains("99x"), "{text}");
     }
 
     #[test]

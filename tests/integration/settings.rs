@@ -239,10 +239,26 @@ async fn a_secret_set_through_the_api_is_never_shown() {
     }
     assert!(html.contains("changed here"), "{html}");
     // A bad value for a secret field is refused without echoing it.
-    let (status, v) = s
-        .patch("ntfy", json!({"password": 12345678, "auth_token": 5}))
-        .await;
-    assert_eq!(status, 400, "{v:#}");
+    for bad in [
+        json!({"password": 12345678, "auth_token": 5}),
+        json!({"auth_token": ["tk_INALIST4242"]}),
+        json!({"auth_token": {"token": "tk_INAMAP4343"}}),
+        json!({"password": true, "username": "me"}),
+    ] {
+        let (status, v) = s.patch("ntfy", bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {v:#}");
+        let text = v.to_string();
+        assert!(
+            text.contains("auth_token") || text.contains("password"),
+            "{text}"
+        );
+        for shown in ["12345678", "tk_INALIST4242", "tk_INAMAP4343", "true"] {
+            assert!(
+                !text.contains(shown),
+                "{bad}: the 400 echoes {shown}: {text}"
+            );
+        }
+    }
 }
 
 #[actix_rt::test]
