@@ -370,3 +370,43 @@ async fn the_binary_restarted_after_a_disable_starts_it_disabled() {
     let overrides = std::fs::read_to_string(dir.path().join("overrides.yaml")).unwrap();
     assert!(!overrides.contains("enabled"), "{overrides}");
 }
+
+#[test]
+fn the_binary_s_check_names_a_wrong_secret_without_quoting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "hooks: {enabled: false}
+plugins:
+  ntfy:
+    enabled: true
+    topic: media
+    password: 87654321
+    auth_token: [tk_INALIST4242]
+  pushover:
+    enabled: true
+    user_key: 31415926535
+    api_token: azGDORePK8gMaC0QOYAMyEEuzJnyUi
+",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mydia-plugins"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    for named in [
+        "plugins.ntfy.password",
+        "plugins.ntfy.auth_token",
+        "plugins.pushover.user_key",
+    ] {
+        assert!(text.contains(named), "{named} not named: {text}");
+    }
+    for shown in ["87654321", "tk_INALIST4242", "31415926535"] {
+        assert!(!text.contains(shown), "check prints {shown}: {text}");
+    }
+}
