@@ -3,7 +3,7 @@
 //! paid per batch, not per event. Accept callbacks run after the commit, in order.
 
 use std::collections::HashSet;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,11 @@ pub(super) enum Op {
 
 /// Most operations in one transaction (bounds a commit's latency under a flood).
 const MAX_BATCH: usize = 8192;
+/// How long a batch of state changes alone waits for more before it is committed. Nobody
+/// waits for those commits, and each costs an fsync with `synchronous: full`: while
+/// deliveries stream out, this makes one commit of what would be several. A crash in
+/// that time can send a delivery again at the next start, as one during a commit can.
+const LINGER: Duration = Duration::from_millis(10);
 /// How often finished deliveries past their retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -59,14 +64,11 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
+            let (batch, open) = gather(first, &rx, LINGER);
             self.commit(batch);
+            if !open {
+                return;
+            }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 self.prune();
                 last_prune = Instant::now();
@@ -177,6 +179,40 @@ impl Writer {
             tracing::warn!(target: "store", error = %e, "pruning old deliveries failed; trying again later");
         }
     }
+}
+
+impl Op {
+    /// Whether someone waits for this op's commit.
+    fn awaited(&self) -> bool {
+        !matches!(self, Op::Update(_) | Op::Updates(_))
+    }
+}
+
+/// `first` and what follows it into one batch: everything already queued, and while the
+/// batch holds only state changes, what arrives within `linger` of the first wait. Also
+/// whether the channel is still open.
+fn gather(first: Op, rx: &Receiver<Op>, linger: Duration) -> (Vec<Op>, bool) {
+    let mut awaited = first.awaited();
+    let mut batch = vec![first];
+    let mut deadline = None;
+    while batch.len() < MAX_BATCH {
+        let op = match rx.try_recv() {
+            Ok(op) => op,
+            Err(TryRecvError::Disconnected) => return (batch, false),
+            Err(TryRecvError::Empty) if awaited => break,
+            Err(TryRecvError::Empty) => {
+                let until = *deadline.get_or_insert_with(|| Instant::now() + linger);
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(op) => op,
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return (batch, false),
+                }
+            }
+        };
+        awaited |= op.awaited();
+        batch.push(op);
+    }
+    (batch, true)
 }
 
 enum Outcome {
@@ -457,4 +493,68 @@ fn requeue(tx: &Transaction, r: &Requeue, now: i64) -> rusqlite::Result<Vec<Unfi
         revive.execute(params![row.seq, now])?;
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn started(seq: Seq) -> Op {
+        Op::Update(Update::Started { seq })
+    }
+
+    /// A linger no test run reaches: a batch that ends early ended for its reason.
+    const LONG: Duration = Duration::from_secs(120);
+
+    #[test]
+    fn state_changes_wait_for_more_until_someone_waits_for_the_commit() {
+        let (tx, rx) = mpsc::channel();
+        let gathering = std::thread::spawn(move || gather(started(1), &rx, LONG));
+        // Give the batch time to be cut, were it cut at once (it passes either way when
+        // right: the wait ends on the flush, not on a clock).
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(started(2)).unwrap();
+        let (flushed, _flushed_rx) = mpsc::channel();
+        tx.send(Op::Flush(flushed)).unwrap();
+        // Queued after the flush: the next batch's.
+        tx.send(started(3)).unwrap();
+        let (batch, open) = gathering.join().unwrap();
+        let kinds: Vec<_> = batch
+            .iter()
+            .map(|op| match op {
+                Op::Update(Update::Started { seq }) => format!("started {seq}"),
+                Op::Flush(_) => "flush".to_owned(),
+                _ => "other".to_owned(),
+            })
+            .collect();
+        assert!(open);
+        assert_eq!(kinds[..3], ["started 1", "started 2", "flush"]);
+        // The one after the flush may have been queued before the batch was cut.
+        assert!(kinds.len() <= 4, "{kinds:?}");
+        drop(tx);
+    }
+
+    #[test]
+    fn a_batch_waited_for_is_cut_at_once_and_a_closed_channel_ends_the_wait() {
+        let (tx, rx) = mpsc::channel();
+        let (flushed, _flushed_rx) = mpsc::channel();
+        tx.send(started(1)).unwrap();
+        let t = Instant::now();
+        let (batch, open) = gather(Op::Flush(flushed), &rx, LONG);
+        assert_eq!((batch.len(), open), (2, true));
+        assert!(
+            t.elapsed() < LONG / 2,
+            "a batch someone waits for did not linger"
+        );
+
+        // Shutting down: what lingers is handed back for its commit, and the writer ends.
+        let gathering = std::thread::spawn(move || gather(started(2), &rx, LONG));
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(started(3)).unwrap();
+        drop(tx);
+        let (batch, open) = gathering.join().unwrap();
+        assert_eq!((batch.len(), open), (2, false));
+    }
 }
