@@ -1,0 +1,291 @@
+//! The rows each op writes: an accepted event and its deliveries, a state change, a
+//! requeue. One transaction of the writer's runs these for a whole batch.
+
+use std::sync::Arc;
+
+use rusqlite::{params, CachedStatement, OptionalExtension, Transaction};
+
+use crate::store::sqlite::read::{event_from_row, unfinished_from_row, EVENT_COLUMNS};
+use crate::store::{Accept, Accepted, Requeue, Seq, State, Unfinished, Update};
+
+/// The statements nearly every batch runs once per delivery, prepared once per batch:
+/// taking them from the statement cache costs a hash of their text and a re-insert each
+/// time, per row.
+pub(super) struct Hot<'c> {
+    pub tx: &'c Transaction<'c>,
+    insert_event: Option<CachedStatement<'c>>,
+    insert_delivery: Option<CachedStatement<'c>>,
+    started: Option<CachedStatement<'c>>,
+    delivered: Option<CachedStatement<'c>>,
+}
+
+impl<'c> Hot<'c> {
+    pub fn new(tx: &'c Transaction<'c>) -> Self {
+        Hot {
+            tx,
+            insert_event: None,
+            insert_delivery: None,
+            started: None,
+            delivered: None,
+        }
+    }
+}
+
+/// `slot`'s statement, prepared on first use.
+fn stmt<'s, 'c>(
+    tx: &'c Transaction<'c>,
+    slot: &'s mut Option<CachedStatement<'c>>,
+    sql: &str,
+) -> rusqlite::Result<&'s mut CachedStatement<'c>> {
+    if slot.is_none() {
+        *slot = Some(tx.prepare_cached(sql)?);
+    }
+    Ok(slot.as_mut().expect("prepared just above"))
+}
+
+pub(super) fn accept(
+    hot: &mut Hot,
+    a: &Accept,
+    next: &mut Seq,
+    now: i64,
+) -> rusqlite::Result<Accepted> {
+    let tx = hot.tx;
+    let ev = &a.event;
+    let data = serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into());
+    let inserted = stmt(
+        tx,
+        &mut hot.insert_event,
+        "INSERT INTO events(id, name, timestamp, data, accepted_at, first_delivery, deliveries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+    )?
+    .execute(params![
+        ev.id,
+        ev.name.as_str(),
+        ev.timestamp.to_rfc3339(),
+        data,
+        now,
+        *next,
+        a.instances.len() as i64
+    ])?;
+    if inserted == 0 {
+        let stored = tx
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = ?1"
+            ))?
+            .query_row([&ev.id], |r| event_from_row(r, 0))
+            .optional()?;
+        return Ok(Accepted {
+            first: 0,
+            duplicate: Some(stored.map(Arc::new).unwrap_or_else(|| Arc::clone(ev))),
+        });
+    }
+    let event_seq = tx.last_insert_rowid();
+    let first = *next;
+    let insert = stmt(
+        tx,
+        &mut hot.insert_delivery,
+        "INSERT INTO deliveries(seq, event_seq, instance, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+    )?;
+    for instance in a.instances.iter() {
+        insert.execute(params![*next, event_seq, &**instance, now])?;
+        *next += 1;
+    }
+    Ok(Accepted {
+        first,
+        duplicate: None,
+    })
+}
+
+pub(super) fn update(hot: &mut Hot, u: &Update, now: i64) -> rusqlite::Result<()> {
+    let tx = hot.tx;
+    match u {
+        Update::Started { seq } => {
+            stmt(
+                tx,
+                &mut hot.started,
+                "UPDATE deliveries SET state = 'in_flight', parked = 0, updated_at = ?2
+                 WHERE seq = ?1 AND state IN ('pending', 'held')",
+            )?
+            .execute(params![seq, now])?;
+        }
+        Update::NotStarted { seq, held } => {
+            let state = if held.is_some() { "held" } else { "pending" };
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = ?2, reason = ?3, updated_at = ?4
+                 WHERE seq = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![seq, state, held, now])?;
+        }
+        Update::Attempted {
+            seq,
+            attempt,
+            state: State::Delivered,
+            ..
+        } => {
+            // Most deliveries succeed at once: the success lives in the row itself, which
+            // saves an insert (and its index) per delivery.
+            stmt(
+                tx,
+                &mut hot.delivered,
+                "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, parked = 0,
+                     last_status = ?2, last_error = NULL, reason = NULL, next_attempt_at = NULL,
+                     detail = ?3, duration_ms = ?4, updated_at = ?5
+                 WHERE seq = ?1",
+            )?
+            .execute(params![
+                seq,
+                attempt.status,
+                attempt.error,
+                attempt.duration_ms as i64,
+                attempt.at
+            ])?;
+        }
+        Update::Attempted {
+            seq,
+            attempt,
+            state,
+            reason,
+            next_attempt_at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO attempts(delivery_seq, at, outcome, status, error, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                seq,
+                attempt.at,
+                attempt.outcome,
+                attempt.status,
+                attempt.error,
+                attempt.duration_ms as i64
+            ])?;
+            let last_error = attempt.error.as_deref();
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = ?2, attempts = attempts + 1, parked = 0, last_status = ?3,
+                     last_error = ?4, reason = ?5, next_attempt_at = ?6, updated_at = ?7
+                 WHERE seq = ?1",
+            )?
+            .execute(params![
+                seq,
+                state.as_str(),
+                attempt.status,
+                last_error,
+                reason,
+                next_attempt_at,
+                now
+            ])?;
+        }
+        Update::Dead { seq, reason } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'dead', reason = ?2, next_attempt_at = NULL,
+                     updated_at = ?3 WHERE seq = ?1",
+            )?
+            .execute(params![seq, reason, now])?;
+        }
+        Update::Hold {
+            instance,
+            reason,
+            until,
+        } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'held', reason = ?2, next_attempt_at = ?3,
+                     updated_at = ?4
+                 WHERE instance = ?1 AND state IN ('pending', 'held') AND parked = 0",
+            )?
+            .execute(params![&**instance, reason, until, now])?;
+        }
+        Update::HoldOne { seq, reason } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'held', reason = ?2, updated_at = ?3
+                 WHERE seq = ?1 AND state = 'pending'",
+            )?
+            .execute(params![seq, reason, now])?;
+        }
+        Update::Release { instance } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'pending', reason = NULL, next_attempt_at = NULL,
+                     updated_at = ?2 WHERE instance = ?1 AND state = 'held' AND parked = 0",
+            )?
+            .execute(params![&**instance, now])?;
+        }
+        Update::Park { seq, why, reason } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'held', parked = ?2, reason = ?3, updated_at = ?4
+                 WHERE seq = ?1 AND state IN ('pending', 'held', 'in_flight')",
+            )?
+            .execute(params![seq, why.code(), reason, now])?;
+        }
+        Update::Unpark { seq, held } => {
+            let state = if held.is_some() { "held" } else { "pending" };
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = ?2, parked = 0, reason = ?3, digest_id = NULL,
+                     updated_at = ?4 WHERE seq = ?1 AND state IN ('pending', 'held', 'in_flight')",
+            )?
+            .execute(params![seq, state, held, now])?;
+        }
+        Update::Digested {
+            seqs,
+            digest,
+            why,
+            reason,
+        } => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE deliveries SET state = 'held', parked = ?2, digest_id = ?3, reason = ?4,
+                     updated_at = ?5 WHERE seq = ?1 AND state IN ('pending', 'held', 'in_flight')",
+            )?;
+            for seq in seqs {
+                stmt.execute(params![seq, why.code(), digest, reason, now])?;
+            }
+        }
+        Update::DeliveredVia { seq, digest } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'delivered', parked = 0, digest_id = ?2,
+                     reason = NULL, next_attempt_at = NULL, updated_at = ?3
+                 WHERE seq = ?1 AND state <> 'delivered'",
+            )?
+            .execute(params![seq, digest, now])?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn requeue(
+    tx: &Transaction,
+    r: &Requeue,
+    now: i64,
+) -> rusqlite::Result<Vec<Unfinished>> {
+    let select = format!(
+        "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, d.parked, d.digest_id,
+                {EVENT_COLUMNS}
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+    );
+    let rows = match r {
+        Requeue::One(seq) => {
+            let mut stmt = tx.prepare_cached(&format!(
+                "{select} WHERE d.seq = ?1 AND d.state IN ('dead', 'held')"
+            ))?;
+            let rows = stmt.query_map([seq], unfinished_from_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        }
+        Requeue::Dead { instance, since } => {
+            let mut stmt = tx.prepare_cached(&format!(
+                "{select} WHERE d.instance = ?1 AND d.state = 'dead' AND d.created_at >= ?2
+                 ORDER BY d.seq"
+            ))?;
+            let rows = stmt.query_map(
+                params![instance, since.unwrap_or(i64::MIN)],
+                unfinished_from_row,
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        }
+    };
+    let mut revive = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'pending', reason = NULL, next_attempt_at = NULL,
+             parked = 0, digest_id = NULL, updated_at = ?2 WHERE seq = ?1",
+    )?;
+    for row in &rows {
+        revive.execute(params![row.seq, now])?;
+    }
+    Ok(rows)
+}
