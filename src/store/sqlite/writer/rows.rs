@@ -12,7 +12,7 @@ use crate::store::{Accept, Accepted, Requeue, Seq, State, Unfinished, Update};
 /// taking them from the statement cache costs a hash of their text and a re-insert each
 /// time, per row.
 pub(super) struct Hot<'c> {
-    pub tx: &'c Transaction<'c>,
+    tx: &'c Transaction<'c>,
     insert_event: Option<CachedStatement<'c>>,
     insert_delivery: Option<CachedStatement<'c>>,
     started: Option<CachedStatement<'c>>,
