@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use minijinja::{Environment, Value};
 
@@ -204,9 +205,19 @@ impl Templates {
         Some(self.render_with(template, self.context(template, event)))
     }
 
+    /// [`Templates::render`] for an event the caller shares: the template reads its data
+    /// in place. A plugin's `&Event` within a delivery is found shared this way too.
+    pub fn render_shared(&self, event: &Arc<Event>) -> Option<Rendered> {
+        let template = self.for_event(event.name)?;
+        Some(self.render_with(
+            template,
+            context::build(event, &self.instance, &template.roots),
+        ))
+    }
+
     /// The context `template` is rendered with for `event`.
     pub fn context(&self, template: &MessageTemplate, event: &Event) -> Value {
-        context::build(event, &self.instance, &template.roots)
+        context::build(&context::share(event), &self.instance, &template.roots)
     }
 
     /// Render every part of `template` with `ctx` (any value: a digest passes its own).

@@ -79,9 +79,18 @@ pub struct ActorSetup {
     pub store_tag: u32,
 }
 
+/// The delivery a running plugin call makes.
+struct Current {
+    /// The store's tag.
+    tag: u32,
+    /// The delivery's sequence number (0 for an enrichment call).
+    seq: u64,
+    /// The event, shared with the store and the supervisor.
+    event: Arc<Event>,
+}
+
 tokio::task_local! {
-    /// The store tag and sequence number of the delivery the running call makes.
-    static DELIVERY: (u32, u64);
+    static DELIVERY: Current;
 }
 
 /// The public id of the delivery the current plugin call makes (`None` outside one, and
@@ -89,7 +98,17 @@ tokio::task_local! {
 /// sends it as `webhook-id` and receivers can drop a repeat.
 pub fn delivery_id() -> Option<String> {
     DELIVERY
-        .try_with(|&(tag, seq)| (seq > 0).then(|| crate::store::format_id(tag, seq as i64)))
+        .try_with(|d| (d.seq > 0).then(|| crate::store::format_id(d.tag, d.seq as i64)))
+        .ok()
+        .flatten()
+}
+
+/// The shared copy of `event` when it is the event of the delivery the current plugin
+/// call makes (plugins see a plain `&Event`): a message template reads its data from
+/// there instead of copying it. `None` outside a delivery, or for any other event.
+pub fn shared_event(event: &Event) -> Option<Arc<Event>> {
+    DELIVERY
+        .try_with(|d| std::ptr::eq(&*d.event, event).then(|| Arc::clone(&d.event)))
         .ok()
         .flatten()
 }
@@ -263,7 +282,12 @@ async fn work<R: Role>(
                 let Some(job) = inbox.jobs.pop_front() else {
                     break;
                 };
-                running.push(DELIVERY.scope((setup.store_tag, job.seq), run(role, cx, job)));
+                let current = Current {
+                    tag: setup.store_tag,
+                    seq: job.seq,
+                    event: Arc::clone(&job.event),
+                };
+                running.push(DELIVERY.scope(current, run(role, cx, job)));
             }
         }
         if let Poll::Ready(Some(finished)) = running.poll_next_unpin(task) {
@@ -418,6 +442,28 @@ mod tests {
         for _ in 0..50 {
             tokio::task::yield_now().await;
         }
+    }
+
+    /// A plugin's `&Event` is found shared only when it is the delivery's own event: a
+    /// copy of it, or any call outside a delivery, gets `None`.
+    #[actix_rt::test]
+    async fn the_shared_event_is_the_deliverys_own() {
+        let event = Arc::new(Event::new(EventName::AfterMediaAdded, Default::default()));
+        let copy = (*event).clone();
+        let current = Current {
+            tag: 7,
+            seq: 3,
+            event: Arc::clone(&event),
+        };
+        DELIVERY
+            .scope(current, async {
+                let found = shared_event(&event).expect("the delivery's event");
+                assert!(Arc::ptr_eq(&found, &event));
+                assert!(shared_event(&copy).is_none(), "equal, but not the same");
+                assert_eq!(delivery_id(), Some(crate::store::format_id(7, 3)));
+            })
+            .await;
+        assert!(shared_event(&event).is_none(), "outside a delivery");
     }
 
     /// With its queue low, the worker asks for more once; later results wait for the
