@@ -92,7 +92,7 @@ fn scalar(json: &Json) -> Option<Value> {
 }
 
 /// One step from an object or list to a value in it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Step {
     Key(String),
     Index(usize),
@@ -136,10 +136,7 @@ impl View {
     fn child(self: &Arc<Self>, json: &Json, step: Step) -> Value {
         scalar(json).unwrap_or_else(|| {
             let mut path = Vec::with_capacity(self.path.len() + 1);
-            path.extend(self.path.iter().map(|s| match s {
-                Step::Key(k) => Step::Key(k.clone()),
-                Step::Index(i) => Step::Index(*i),
-            }));
+            path.extend_from_slice(&self.path);
             path.push(step);
             Value::from_object(View {
                 event: Arc::clone(&self.event),
@@ -159,10 +156,7 @@ impl Object for View {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match self.target() {
-            Target::Map(m) => {
-                let k = key.as_str()?;
-                Some(self.child(m.get(k)?, Step::Key(k.to_owned())))
-            }
+            Target::Map(_) => self.get_value_by_str(key.as_str()?),
             Target::Seq(s) => {
                 let i = key.as_usize()?;
                 Some(self.child(s.get(i)?, Step::Index(i)))

@@ -444,25 +444,77 @@ mod tests {
         }
     }
 
-    /// A plugin's `&Event` is found shared only when it is the delivery's own event: a
-    /// copy of it, or any call outside a delivery, gets `None`.
+    /// What one call found: its `&Event` shared as itself, the copy found shared, the
+    /// delivery id.
+    type Found = (bool, bool, Option<String>);
+
+    /// Inside a delivery, what the plugin's `&Event` finds shared.
+    struct Probe {
+        /// An equal copy of the delivered event, not the same one.
+        copy: Event,
+        /// One entry per call.
+        seen: Arc<Mutex<Vec<Found>>>,
+    }
+
+    impl Role for Probe {
+        fn info(&self) -> PluginInfo {
+            PluginInfo {
+                name: "Probe",
+                description: "records what it finds shared",
+                version: "0",
+                config_schema: serde_json::json!({}),
+            }
+        }
+        async fn call(&self, _: &PluginContext, event: &Event) -> Result<Outcome, PluginError> {
+            let itself = shared_event(event).is_some_and(|e| std::ptr::eq(&*e, event));
+            let copy = shared_event(&self.copy).is_some();
+            self.seen
+                .lock()
+                .unwrap()
+                .push((itself, copy, delivery_id()));
+            Ok(Outcome::Delivered(Delivered {
+                detail: String::new(),
+            }))
+        }
+        async fn test(&self, _: &PluginContext) -> Result<ConnectionReport, PluginError> {
+            unreachable!("not tested here")
+        }
+    }
+
+    /// A plugin's `&Event` is found shared (for templates to read in place) only when it
+    /// is the delivery's own event: an equal copy, or any call outside a delivery, gets
+    /// `None`.
     #[actix_rt::test]
     async fn the_shared_event_is_the_deliverys_own() {
         let event = Arc::new(Event::new(EventName::AfterMediaAdded, Default::default()));
-        let copy = (*event).clone();
-        let current = Current {
-            tag: 7,
-            seq: 3,
-            event: Arc::clone(&event),
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let probe = Probe {
+            copy: (*event).clone(),
+            seen: Arc::clone(&seen),
         };
-        DELIVERY
-            .scope(current, async {
-                let found = shared_event(&event).expect("the delivery's event");
-                assert!(Arc::ptr_eq(&found, &event));
-                assert!(shared_event(&copy).is_none(), "equal, but not the same");
-                assert_eq!(delivery_id(), Some(crate::store::format_id(7, 3)));
-            })
-            .await;
+        let reply = Collect(Arc::new(Mutex::new(Vec::new())))
+            .start()
+            .recipient();
+        let setup = ActorSetup {
+            reply,
+            max_concurrent: 1,
+            store_tag: 7,
+        };
+        let handle = spawn("probe".into(), probe, setup);
+        handle.deliveries.do_send(DeliverBatch {
+            batch: 1,
+            events: vec![(3, Arc::clone(&event))],
+            timeout: Duration::from_secs(60),
+        });
+        // The actor runs on its own thread: wait for its call to be recorded.
+        while seen.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        handle.stop();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(true, false, Some(crate::store::format_id(7, 3)))]
+        );
         assert!(shared_event(&event).is_none(), "outside a delivery");
     }
 
