@@ -132,12 +132,13 @@ impl View {
         at
     }
 
-    /// The value at `json`, one `step` below this view.
-    fn child(self: &Arc<Self>, json: &Json, step: Step) -> Value {
+    /// The value at `json`, one step below this view; `step` is called only for an
+    /// object or a list (a scalar needs no path, so no key is copied for it).
+    fn child(self: &Arc<Self>, json: &Json, step: impl FnOnce() -> Step) -> Value {
         scalar(json).unwrap_or_else(|| {
             let mut path = Vec::with_capacity(self.path.len() + 1);
             path.extend_from_slice(&self.path);
-            path.push(step);
+            path.push(step());
             Value::from_object(View {
                 event: Arc::clone(&self.event),
                 path,
@@ -159,14 +160,14 @@ impl Object for View {
             Target::Map(_) => self.get_value_by_str(key.as_str()?),
             Target::Seq(s) => {
                 let i = key.as_usize()?;
-                Some(self.child(s.get(i)?, Step::Index(i)))
+                Some(self.child(s.get(i)?, || Step::Index(i)))
             }
         }
     }
 
     fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
         match self.target() {
-            Target::Map(m) => Some(self.child(m.get(key)?, Step::Key(key.to_owned()))),
+            Target::Map(m) => Some(self.child(m.get(key)?, || Step::Key(key.to_owned()))),
             Target::Seq(_) => None,
         }
     }
