@@ -52,12 +52,12 @@ impl SqliteStore {
         let reader = schema::open(path, config.synchronous)?;
         let (tx, rx) = mpsc::channel();
         let commits = Arc::new(Timings::default());
-        let writer = Writer {
+        let writer = Writer::new(
             conn,
-            commits: Arc::clone(&commits),
+            Arc::clone(&commits),
             next_seq,
-            retention_ms: config.retention.as_millis().min(i64::MAX as u128) as i64,
-        };
+            config.retention.as_millis().min(i64::MAX as u128) as i64,
+        );
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))

@@ -679,3 +679,36 @@ fn a_delivery_handed_back_unstarted_is_waiting_again() {
         assert_eq!(seqs(&store.unfinished().unwrap()), [a + 1]);
     }
 }
+
+#[test]
+fn sqlite_writes_a_held_back_start_on_its_own_and_before_what_must_follow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&sqlite_config(&dir)).unwrap();
+    let a = accept(&store, event("A"), &["ntfy", "slack"])
+        .unwrap()
+        .first;
+    // Burying the instance after the start leaves the delivery in flight, as it would
+    // had the start been written at once.
+    store.update(Update::Started { seq: a });
+    let (tx, rx) = mpsc::channel();
+    store.bury(Arc::from("ntfy"), "instance removed".into(), move |r| {
+        tx.send(r).unwrap()
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap(), 0);
+    store.update(Update::Started { seq: a + 1 });
+    // No flush: the writer writes the start once it has waited its grace out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let states = loop {
+        let states: Vec<State> = store
+            .unfinished()
+            .unwrap()
+            .iter()
+            .map(|r| r.state)
+            .collect();
+        if states == [State::InFlight, State::InFlight] || std::time::Instant::now() > deadline {
+            break states;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(states, [State::InFlight, State::InFlight]);
+}

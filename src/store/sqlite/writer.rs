@@ -2,12 +2,12 @@
 //! commit as one transaction (group commit), so the fsync that `synchronous=FULL` pays is
 //! paid per batch, not per event. Accept callbacks run after the commit, in order.
 
-use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod rows;
+mod starts;
 
 use rusqlite::{params, Connection};
 
@@ -16,6 +16,7 @@ use super::super::{
 };
 use crate::metrics::Timings;
 use rows::{accept, requeue, update, Hot};
+use starts::Starts;
 
 /// Requeue replies run after the commit that made the rows pending.
 pub(super) type RequeueReply = Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>;
@@ -44,32 +45,51 @@ const LINGER: Duration = Duration::from_millis(10);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub(super) struct Writer {
-    pub conn: Connection,
+    conn: Connection,
     /// How long each batch's transaction took, commit (and its fsync) included.
-    pub commits: Arc<Timings>,
-    pub next_seq: Seq,
-    pub retention_ms: i64,
+    commits: Arc<Timings>,
+    next_seq: Seq,
+    retention_ms: i64,
+    starts: Starts,
 }
 
 impl Writer {
+    pub fn new(conn: Connection, commits: Arc<Timings>, next_seq: Seq, retention_ms: i64) -> Self {
+        Writer {
+            conn,
+            commits,
+            next_seq,
+            retention_ms,
+            starts: Starts::default(),
+        }
+    }
+
     /// Run until every sender is gone.
     pub fn run(mut self, rx: Receiver<Op>) {
         self.prune();
         let mut last_prune = Instant::now();
         loop {
-            let first = match rx.recv_timeout(PRUNE_EVERY) {
-                Ok(op) => op,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.prune();
-                    last_prune = Instant::now();
-                    continue;
+            let now = Instant::now();
+            let mut wake = last_prune + PRUNE_EVERY;
+            if let Some(due) = self.starts.next_due() {
+                wake = wake.min(due);
+            }
+            match rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(first) => {
+                    let (batch, open) = gather(first, &rx, LINGER);
+                    self.commit(batch);
+                    if !open {
+                        return;
+                    }
                 }
+                // Starts that waited their grace out are written on their own.
+                Err(RecvTimeoutError::Timeout)
+                    if self.starts.next_due().is_some_and(|t| t <= Instant::now()) =>
+                {
+                    self.commit(Vec::new())
+                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
-            };
-            let (batch, open) = gather(first, &rx, LINGER);
-            self.commit(batch);
-            if !open {
-                return;
             }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 self.prune();
@@ -111,52 +131,50 @@ impl Writer {
 
     /// Apply every op in one transaction; one outcome per op, in order.
     fn apply(&mut self, batch: &[Op]) -> rusqlite::Result<Vec<Outcome>> {
-        // A delivery that started and ended within this batch needs only its end written.
-        let ended: HashSet<Seq> = batch
-            .iter()
-            .flat_map(|op| match op {
-                Op::Update(u) => std::slice::from_ref(u),
-                Op::Updates(us) => us.as_slice(),
-                _ => &[],
-            })
-            .filter_map(|u| match u {
-                Update::Attempted { seq, .. } => Some(*seq),
-                _ => None,
-            })
-            .collect();
         let now = now_ms();
+        let clock = Instant::now();
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(batch.len());
         let mut next = self.next_seq;
         let mut hot = Hot::new(&tx);
+        let starts = &mut self.starts;
         for op in batch {
             out.push(match op {
                 Op::Accept(a) => Outcome::Accepted(accept(&mut hot, a, &mut next, now)?),
-                Op::Update(Update::Started { seq }) if ended.contains(seq) => Outcome::Done,
                 Op::Update(u) => {
-                    update(&mut hot, u, now)?;
+                    change(&mut hot, starts, u, now, clock)?;
                     Outcome::Done
                 }
                 Op::Updates(us) => {
                     for u in us {
-                        if !matches!(u, Update::Started { seq } if ended.contains(seq)) {
-                            update(&mut hot, u, now)?;
-                        }
+                        change(&mut hot, starts, u, now, clock)?;
                     }
                     Outcome::Done
                 }
-                Op::Requeue(r, _) => Outcome::Requeued(requeue(&tx, r, now)?),
-                Op::Bury(instance, reason, _) => Outcome::Buried(
-                    tx.prepare_cached(
-                        "UPDATE deliveries SET state = 'dead', parked = 0, reason = ?2,
-                             next_attempt_at = NULL, updated_at = ?3
-                         WHERE instance = ?1 AND state IN ('pending', 'held')",
-                    )?
-                    .execute(params![&**instance, reason, now])? as u64,
-                ),
-                Op::Flush(_) => Outcome::Done,
+                // These read or change rows by state: the starts before them are written
+                // first, so they see what came before them.
+                Op::Requeue(r, _) => {
+                    write_starts(&mut hot, starts.all(), now)?;
+                    Outcome::Requeued(requeue(&tx, r, now)?)
+                }
+                Op::Bury(instance, reason, _) => {
+                    write_starts(&mut hot, starts.all(), now)?;
+                    Outcome::Buried(
+                        tx.prepare_cached(
+                            "UPDATE deliveries SET state = 'dead', parked = 0, reason = ?2,
+                                 next_attempt_at = NULL, updated_at = ?3
+                             WHERE instance = ?1 AND state IN ('pending', 'held')",
+                        )?
+                        .execute(params![&**instance, reason, now])? as u64,
+                    )
+                }
+                Op::Flush(_) => {
+                    write_starts(&mut hot, starts.all(), now)?;
+                    Outcome::Done
+                }
             });
         }
+        write_starts(&mut hot, starts.due(clock), now)?;
         drop(hot);
         tx.commit()?;
         self.next_seq = next;
@@ -181,6 +199,50 @@ impl Writer {
             tracing::warn!(target: "store", error = %e, "pruning old deliveries failed; trying again later");
         }
     }
+}
+
+/// Apply `u`, holding a start back (see [`starts`]): an attempt's end makes its start
+/// moot, and any other change of that delivery, or of an instance's deliveries, writes
+/// the starts it must come after.
+fn change(
+    hot: &mut Hot,
+    starts: &mut Starts,
+    u: &Update,
+    now: i64,
+    clock: Instant,
+) -> rusqlite::Result<()> {
+    match u {
+        Update::Started { seq } => {
+            starts.defer(*seq, clock);
+            return Ok(());
+        }
+        Update::Attempted { seq, .. } => {
+            starts.cancel(*seq);
+        }
+        Update::NotStarted { seq, .. }
+        | Update::Dead { seq, .. }
+        | Update::HoldOne { seq, .. }
+        | Update::Park { seq, .. }
+        | Update::Unpark { seq, .. }
+        | Update::DeliveredVia { seq, .. } => {
+            if starts.cancel(*seq) {
+                write_starts(hot, vec![*seq], now)?;
+            }
+        }
+        Update::Digested { seqs, .. } => {
+            let held: Vec<Seq> = seqs.iter().copied().filter(|s| starts.cancel(*s)).collect();
+            write_starts(hot, held, now)?;
+        }
+        Update::Hold { .. } | Update::Release { .. } => write_starts(hot, starts.all(), now)?,
+    }
+    update(hot, u, now)
+}
+
+fn write_starts(hot: &mut Hot, seqs: Vec<Seq>, now: i64) -> rusqlite::Result<()> {
+    for seq in seqs {
+        update(hot, &Update::Started { seq }, now)?;
+    }
+    Ok(())
 }
 
 impl Op {
