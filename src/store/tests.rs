@@ -694,7 +694,10 @@ fn sqlite_writes_a_held_back_start_on_its_own_and_before_what_must_follow_it() {
     store.bury(Arc::from("ntfy"), "instance removed".into(), move |r| {
         tx.send(r).unwrap()
     });
-    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap(), 0);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap(),
+        0
+    );
     store.update(Update::Started { seq: a + 1 });
     // No flush: the writer writes the start once it has waited its grace out.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
