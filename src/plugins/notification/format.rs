@@ -133,23 +133,14 @@ pub fn notice(event: &Event) -> Notice {
     let file = || field(event, &["file_path", "media_file.path"]).map(|p| file_name(&p));
     let error =
         || field(event, &["error_message", "error", "reason"]).map(|e| format!("Error: {e}"));
-    let (title, lines, tone) = match event.name {
-        BeforeMediaAdded => (format!("Adding {noun}"), vec![item], Tone::Info),
-        AfterMediaAdded => (
-            format!("{} added", media.title_noun()),
-            vec![item],
-            Tone::Info,
-        ),
+    let (title, lines) = match event.name {
+        BeforeMediaAdded => (format!("Adding {noun}"), vec![item]),
+        AfterMediaAdded => (format!("{} added", media.title_noun()), vec![item]),
         AfterMediaUpdated => (
             format!("{} updated", media.title_noun()),
             vec![item, changes(event)],
-            Tone::Info,
         ),
-        AfterMediaDeleted => (
-            format!("{} removed", media.title_noun()),
-            vec![item],
-            Tone::Info,
-        ),
+        AfterMediaDeleted => (format!("{} removed", media.title_noun()), vec![item]),
         BeforeDownloadInitiated => {
             let details = joined(
                 event,
@@ -159,7 +150,6 @@ pub fn notice(event: &Event) -> Notice {
             (
                 "Grabbing release".to_owned(),
                 vec![field(event, &["release.title"]), details, target],
-                Tone::Info,
             )
         }
         AfterDownloadInitiated => {
@@ -172,22 +162,10 @@ pub fn notice(event: &Event) -> Notice {
                 .collect::<Vec<_>>()
                 .join(" ");
             let route = (!route.is_empty()).then(|| capitalised(&route));
-            (
-                "Download started".to_owned(),
-                vec![item, release(), route],
-                Tone::Info,
-            )
+            ("Download started".to_owned(), vec![item, release(), route])
         }
-        OnDownloadCompleted => (
-            "Download completed".to_owned(),
-            vec![item, release()],
-            Tone::Success,
-        ),
-        OnDownloadFailed => (
-            "Download failed".to_owned(),
-            vec![item, release(), error()],
-            Tone::Failure,
-        ),
+        OnDownloadCompleted => ("Download completed".to_owned(), vec![item, release()]),
+        OnDownloadFailed => ("Download failed".to_owned(), vec![item, release(), error()]),
         AfterImportCompleted => {
             let details = joined(
                 event,
@@ -197,26 +175,16 @@ pub fn notice(event: &Event) -> Notice {
                     "media_file.size",
                 ],
             );
-            (
-                "Import completed".to_owned(),
-                vec![item, file(), details],
-                Tone::Success,
-            )
+            ("Import completed".to_owned(), vec![item, file(), details])
         }
-        OnImportFailed => (
-            "Import failed".to_owned(),
-            vec![item, file(), error()],
-            Tone::Failure,
-        ),
+        OnImportFailed => ("Import failed".to_owned(), vec![item, file(), error()]),
         OnPlaybackStarted => (
             "Playback started".to_owned(),
             vec![playback(event, item, "is watching")],
-            Tone::Info,
         ),
         OnPlaybackFinished => (
             "Playback finished".to_owned(),
             vec![playback(event, item, "finished")],
-            Tone::Info,
         ),
         OnPluginHealthChanged => return plugin_health(event),
     };
@@ -225,8 +193,36 @@ pub fn notice(event: &Event) -> Notice {
         message: joined_lines(lines).unwrap_or_else(|| capitalised(event.name.about())),
         link: link_in(sections.item, media),
         media,
-        tone,
+        tone: tone(event.name),
     }
+}
+
+/// The tone of `name`'s notices (a plugin's health takes its own from the data).
+fn tone(name: EventName) -> Tone {
+    use EventName::*;
+    match name {
+        OnDownloadCompleted | AfterImportCompleted => Tone::Success,
+        OnDownloadFailed | OnImportFailed => Tone::Failure,
+        _ => Tone::Info,
+    }
+}
+
+/// [`notice`] with `title` and `message` in place of the built-in ones, which are then
+/// not made at all; `None` where the rest of the notice comes with its text (a digest, a
+/// plugin's health).
+fn framed(event: &Event, title: &str, message: &str) -> Option<Notice> {
+    if event.digest.is_some() || event.name == EventName::OnPluginHealthChanged {
+        return None;
+    }
+    let sections = Sections::of(event);
+    let media = MediaKind::of_item(sections.item);
+    Some(Notice {
+        title: title.to_owned(),
+        message: message.to_owned(),
+        link: link_in(sections.item, media),
+        media,
+        tone: tone(event.name),
+    })
 }
 
 /// [`notice`] with the title and message the instance's template gives for `event` in
@@ -234,7 +230,6 @@ pub fn notice(event: &Event) -> Notice {
 /// template rendered (tags, links, fields) for the plugin to use. Without templates, or
 /// with none for this event, exactly [`notice`].
 pub fn templated(event: &Event, templates: Option<&Templates>) -> (Notice, Option<Rendered>) {
-    let mut notice = notice(event);
     let rendered = templates.and_then(|t| match (&event.digest, t.digest()) {
         // A digest has a template of its own (`templates.digest`), with the digest in its
         // context; the events' templates would read one event's data. Without one, the
@@ -247,16 +242,22 @@ pub fn templated(event: &Event, templates: Option<&Templates>) -> (Notice, Optio
         (Some(_), None) => None,
         (None, _) => t.render(event),
     });
-    if let Some(r) = &rendered {
-        for (template, reason) in &r.failed {
-            crate::preview::notes::template_fell_back(template, reason);
-        }
-        if let Some(title) = r.get(Part::Title) {
-            title.clone_into(&mut notice.title);
-        }
-        if let Some(message) = r.get(Part::Message) {
-            message.clone_into(&mut notice.message);
-        }
+    let Some(r) = &rendered else {
+        return (notice(event), rendered);
+    };
+    for (template, reason) in &r.failed {
+        crate::preview::notes::template_fell_back(template, reason);
+    }
+    let (title, message) = (r.get(Part::Title), r.get(Part::Message));
+    if let Some(n) = title.zip(message).and_then(|(t, m)| framed(event, t, m)) {
+        return (n, rendered);
+    }
+    let mut notice = notice(event);
+    if let Some(title) = title {
+        title.clone_into(&mut notice.title);
+    }
+    if let Some(message) = message {
+        message.clone_into(&mut notice.message);
     }
     (notice, rendered)
 }
@@ -771,6 +772,48 @@ mod tests {
         );
         assert!(rendered.is_some());
         assert_eq!(templated(&ev, None), (notice(&ev), None));
+    }
+
+    #[test]
+    fn a_template_giving_title_and_message_keeps_the_rest_of_the_built_in_notice() {
+        use crate::message::{for_tests, Part};
+        let t = for_tests(
+            &[Part::Title, Part::Message],
+            "default: {title: 'T {{ event.name }}', message: 'M {{ event.id }}'}",
+        );
+        let episode =
+            json!({"series": office(), "episode": {"season_number": 2, "episode_number": 3}});
+        let cases = [
+            (EventName::AfterMediaAdded, json!({"media_item": dune()})),
+            (
+                EventName::OnDownloadCompleted,
+                json!({"media_item": dune()}),
+            ),
+            (EventName::OnImportFailed, episode.clone()),
+            (EventName::AfterImportCompleted, episode),
+            (EventName::OnDownloadFailed, json!({})),
+            (
+                EventName::OnPluginHealthChanged,
+                json!({"plugin": "tg", "to": "open"}),
+            ),
+        ];
+        use Tone::*;
+        let tones = [Info, Success, Failure, Success, Failure, Failure];
+        for ((name, data), tone) in cases.into_iter().zip(tones) {
+            let ev = event(name, data);
+            let (n, _) = templated(&ev, Some(&t));
+            let built_in = notice(&ev);
+            assert_eq!(built_in.tone, tone, "{name:?}");
+            assert_eq!(
+                n,
+                Notice {
+                    title: format!("T {}", name.as_str()),
+                    message: format!("M {}", ev.id),
+                    ..built_in
+                },
+                "{name:?}"
+            );
+        }
     }
 
     #[test]
