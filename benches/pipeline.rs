@@ -201,7 +201,7 @@ async fn hooks_vs_bare() -> HookRates {
     let mut rates = HookRates::default();
     // BENCH_SIDE=one, two or bare runs one side alone, to profile it.
     let side = std::env::var("BENCH_SIDE").unwrap_or_default();
-    let run = |name: &str| side.is_empty() || side == name;
+    let run = |name: &str| side.is_empty() || side.split(',').any(|s| s == name);
     for _ in 0..ROUNDS {
         if run("one") {
             rates.one_worker.push(through_hooks(&one, &event, n).await);
@@ -463,9 +463,10 @@ async fn ntfy_vs_bare() -> NtfyRates {
     let body = bare_body();
     let mut rates = NtfyRates::default();
     // Interleave the sides so all see the same machine load. BENCH_SIDE=service, plugin or
-    // bare runs one side alone, to profile it or count its CPU with perf stat.
+    // bare runs one side alone, to profile it or count its CPU with perf stat; a list
+    // (`service,templated,bare`) runs those.
     let side = std::env::var("BENCH_SIDE").unwrap_or_default();
-    let run = |name: &str| side.is_empty() || side == name;
+    let run = |name: &str| side.is_empty() || side.split(',').any(|s| s == name);
     for _ in 0..ROUNDS {
         if run("service") {
             rates.service.push(through_service(&ntfy, &hits, n).await);

@@ -411,13 +411,7 @@ async fn the_actor_runs_at_most_max_in_flight_and_the_rest_wait_in_order() {
         2,
         "never more than max_in_flight calls at once, and the limit is used"
     );
-    let started: Vec<String> = slow
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, e)| e.id.clone())
-        .collect();
+    let started = slow.received_ids();
     assert_eq!(started, ids, "calls start in emit order");
     assert_eq!(slow.delivered_ids(), ids);
     let s = state(&h, "slow").await;
@@ -523,13 +517,7 @@ async fn after_a_failure_the_deliveries_queued_in_the_actor_are_not_sent() {
     // What reached the plugin: the first, answered 429 (again, should a pause end before
     // the mode changed), until it went through; only then the two behind it. Whatever the
     // machine's speed: a loaded one may see the pause end before it looks.
-    let received: Vec<String> = limited
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, e)| e.id.clone())
-        .collect();
+    let received = limited.received_ids();
     let (first, rest) = received.split_at(received.len() - 2);
     assert!(
         first.len() >= 2 && first.iter().all(|id| *id == ids[0]) && rest == &ids[1..],

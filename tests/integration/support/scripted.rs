@@ -60,6 +60,15 @@ impl Script {
             .map(|e| e.id.clone())
             .collect()
     }
+    /// The ids of the events calls were made with, in the order they were made.
+    pub fn received_ids(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.id.clone())
+            .collect()
+    }
     pub fn delivered_count(&self) -> usize {
         self.delivered.lock().unwrap().len()
     }
