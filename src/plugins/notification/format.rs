@@ -188,9 +188,21 @@ pub fn notice(event: &Event) -> Notice {
         ),
         OnPluginHealthChanged => return plugin_health(event),
     };
+    let message = joined_lines(lines).unwrap_or_else(|| capitalised(event.name.about()));
+    assembled(event, sections, media, title, message)
+}
+
+/// A notice of `event` with this text: the link, media kind and tone from the event.
+fn assembled(
+    event: &Event,
+    sections: Sections,
+    media: MediaKind,
+    title: String,
+    message: String,
+) -> Notice {
     Notice {
         title,
-        message: joined_lines(lines).unwrap_or_else(|| capitalised(event.name.about())),
+        message,
         link: link_in(sections.item, media),
         media,
         tone: tone(event.name),
@@ -216,13 +228,13 @@ fn framed(event: &Event, title: &str, message: &str) -> Option<Notice> {
     }
     let sections = Sections::of(event);
     let media = MediaKind::of_item(sections.item);
-    Some(Notice {
-        title: title.to_owned(),
-        message: message.to_owned(),
-        link: link_in(sections.item, media),
+    Some(assembled(
+        event,
+        sections,
         media,
-        tone: tone(event.name),
-    })
+        title.to_owned(),
+        message.to_owned(),
+    ))
 }
 
 /// [`notice`] with the title and message the instance's template gives for `event` in
