@@ -1,6 +1,5 @@
 //! `EventBus`: hooks first, then delivery to every subscribed plugin instance; many events in flight.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -91,10 +90,11 @@ impl Routing {
 /// webhooks, which get the enriched event).
 #[derive(Debug)]
 pub struct Subscriptions {
-    enrich: HashMap<EventName, Arc<[usize]>>,
-    deliver: HashMap<EventName, Arc<[usize]>>,
+    /// Indexed by [`EventName::index`], as all three tables.
+    enrich: Vec<Arc<[usize]>>,
+    deliver: Vec<Arc<[usize]>>,
     /// The names of `deliver`'s instances, in the same order (the store's rows).
-    names: HashMap<EventName, Arc<[Arc<str>]>>,
+    names: Vec<Arc<[Arc<str>]>>,
     all_names: Vec<Arc<str>>,
 }
 
@@ -111,18 +111,18 @@ impl Subscriptions {
                         .filter(|(_, s)| s.wants(name) && (s.role == "enrichment") == enrichers)
                         .map(|(i, _)| i)
                         .collect();
-                    (name, Arc::from(targets))
+                    Arc::from(targets)
                 })
                 .collect()
         };
         let all_names: Vec<Arc<str>> = specs.iter().map(|s| Arc::from(s.name.as_str())).collect();
-        let deliver: HashMap<EventName, Arc<[usize]>> = table(false);
+        let deliver: Vec<Arc<[usize]>> = table(false);
         let names = deliver
             .iter()
-            .map(|(name, targets)| {
+            .map(|targets| {
                 let names: Vec<Arc<str>> =
                     targets.iter().map(|&i| Arc::clone(&all_names[i])).collect();
-                (*name, Arc::from(names))
+                Arc::from(names)
             })
             .collect();
         Subscriptions {
@@ -135,21 +135,14 @@ impl Subscriptions {
 
     /// The delivery instances that receive `name`.
     pub fn targets(&self, name: EventName) -> Arc<[usize]> {
-        self.deliver
-            .get(&name)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(Vec::new()))
+        Arc::clone(&self.deliver[name.index()])
     }
 
     /// The delivery instances `event` goes to and their names. A health event about an
     /// instance is for the others.
     pub fn deliveries(&self, event: &Event) -> (Arc<[usize]>, Arc<[Arc<str>]>) {
         let targets = self.targets(event.name);
-        let names = self
-            .names
-            .get(&event.name)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(Vec::new()));
+        let names = Arc::clone(&self.names[event.name.index()]);
         let about = (event.name == EventName::OnPluginHealthChanged)
             .then(|| event.str_at("plugin"))
             .flatten();
@@ -172,10 +165,7 @@ impl Subscriptions {
 
     /// The enrichment instances asked about `name`.
     pub fn enrichers(&self, name: EventName) -> Arc<[usize]> {
-        self.enrich
-            .get(&name)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(Vec::new()))
+        Arc::clone(&self.enrich[name.index()])
     }
 }
 

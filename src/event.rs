@@ -24,6 +24,11 @@ macro_rules! catalog {
             /// All events, in catalog order.
             pub const ALL: &'static [EventName] = &[ $( EventName::$variant, )* ];
 
+            /// This name's place in [`EventName::ALL`], for tables indexed by event.
+            pub fn index(self) -> usize {
+                self as usize
+            }
+
             /// The canonical (seed) name, e.g. `after_media_added`.
             pub fn as_str(self) -> &'static str {
                 match self { $( EventName::$variant => $name, )* }
@@ -215,6 +220,14 @@ mod tests {
             if let Some(a) = e.alias() {
                 assert_eq!(a.parse::<EventName>(), Ok(*e));
             }
+        }
+    }
+
+    /// Tables indexed by event (the bus's routes) rely on this.
+    #[test]
+    fn each_name_is_indexed_by_its_place_in_the_catalog() {
+        for (i, name) in EventName::ALL.iter().enumerate() {
+            assert_eq!(name.index(), i, "{name:?}");
         }
     }
 
