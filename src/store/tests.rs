@@ -715,3 +715,40 @@ fn sqlite_writes_a_held_back_start_on_its_own_and_before_what_must_follow_it() {
     };
     assert_eq!(states, [State::InFlight, State::InFlight]);
 }
+
+/// What the memory window reads back: an instance's pending and held deliveries after a
+/// point, merged in order, at most the limit, without parked ones or other instances'.
+#[test]
+fn waiting_deliveries_come_back_in_order_across_pending_and_held() {
+    for (store, _dir) in stores() {
+        let seqs_of: Vec<Seq> = (0..6)
+            .map(|i| {
+                accept(&store, event(&format!("E{i}")), &["ntfy", "other"])
+                    .unwrap()
+                    .first
+            })
+            .collect();
+        for &i in &[1, 4] {
+            store.update(Update::HoldOne {
+                seq: seqs_of[i],
+                reason: "paused".into(),
+            });
+        }
+        store.update(Update::Park {
+            seq: seqs_of[3],
+            why: Parked::Quiet,
+            reason: "quiet hours".into(),
+        });
+        store.flush();
+        let waiting = |after: Seq, limit: usize| {
+            let rows = store.waiting_after("ntfy", after, limit).unwrap();
+            assert!(rows.iter().all(|r| &*r.instance == "ntfy"));
+            seqs(&rows)
+        };
+        let all = [0, 1, 2, 4, 5].map(|i| seqs_of[i]);
+        assert_eq!(waiting(0, 100), all, "pending and held, merged in order");
+        assert_eq!(waiting(0, 3), all[..3], "the limit counts both states");
+        assert_eq!(waiting(seqs_of[1], 2), [seqs_of[2], seqs_of[4]]);
+        assert_eq!(waiting(seqs_of[5], 10), Vec::<Seq>::new());
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod rows;
+pub(super) mod rows;
 mod starts;
 
 use rusqlite::{params, Connection};

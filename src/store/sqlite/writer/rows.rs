@@ -250,6 +250,18 @@ pub(super) fn update(hot: &mut Hot, u: &Update, now: i64) -> rusqlite::Result<()
     Ok(())
 }
 
+/// An instance's dead letters (?1) since ?2, in order. `<> 'delivered'` lets SQLite read
+/// them from the partial index of open deliveries instead of scanning every row.
+pub(in crate::store::sqlite) fn dead_sql() -> String {
+    format!(
+        "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, d.parked, d.digest_id,
+                {EVENT_COLUMNS}
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq
+         WHERE d.instance = ?1 AND d.state = 'dead' AND d.state <> 'delivered'
+             AND d.created_at >= ?2 ORDER BY d.seq"
+    )
+}
+
 pub(super) fn requeue(
     tx: &Transaction,
     r: &Requeue,
@@ -269,10 +281,7 @@ pub(super) fn requeue(
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         }
         Requeue::Dead { instance, since } => {
-            let mut stmt = tx.prepare_cached(&format!(
-                "{select} WHERE d.instance = ?1 AND d.state = 'dead' AND d.created_at >= ?2
-                 ORDER BY d.seq"
-            ))?;
+            let mut stmt = tx.prepare_cached(&dead_sql())?;
             let rows = stmt.query_map(
                 params![instance, since.unwrap_or(i64::MIN)],
                 unfinished_from_row,
