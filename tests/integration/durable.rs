@@ -411,6 +411,18 @@ async fn the_deliveries_api_pages_filters_retries_and_replays() {
     h.shutdown().await;
 }
 
+/// The window (50) bounds what waits in memory. Deliveries the plugin had in hand (one
+/// running, and those sent ahead of it) go back to their place in memory when it fails,
+/// even into a full window: on a loaded machine they come back after it has filled.
+async fn in_memory_at_most_the_window(h: &Handle) {
+    let s = state(h, "ntfy").await;
+    let in_hand = (1 + mydia_plugins::plugins::actor::QUEUED_PER_RUNNING) as usize;
+    assert!(
+        s.queued + s.in_flight as usize <= 50 + in_hand,
+        "only the window, and what the plugin had, is in memory: {s:?}"
+    );
+}
+
 #[actix_rt::test]
 async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -442,8 +454,7 @@ async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_or
         // Concurrent emits are accepted in some order: the store's is the delivery order.
         ids.extend(sent.into_iter().map(|r| r.unwrap().event.id.clone()));
     }
-    let s = state(&h, "ntfy").await;
-    assert!(s.queued <= 50, "only the window is in memory: {s:?}");
+    in_memory_at_most_the_window(&h).await;
     // Half of them wait across a restart.
     let report = h.shutdown().await;
     assert_eq!(report.kept, 300, "{report:?}");
@@ -480,8 +491,7 @@ async fn beyond_the_memory_window_deliveries_wait_in_the_store_and_keep_their_or
         .await
         .unwrap();
     }
-    let s = state(&h, "ntfy").await;
-    assert!(s.queued <= 50, "only the window is in memory: {s:?}");
+    in_memory_at_most_the_window(&h).await;
     up.set(Mode::Ok);
     assert!(
         wait_until(LONG, || async { up.delivered_count() == 500 }).await,
