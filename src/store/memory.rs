@@ -452,7 +452,7 @@ impl DeliveryStore for MemoryStore {
         let m = self.lock();
         let limit = q.limit.clamp(1, 500);
         let upper = q.before.unwrap_or(Seq::MAX);
-        let mut items: Vec<Summary> = m
+        let items: Vec<Summary> = m
             .deliveries
             .range(..upper)
             .rev()
@@ -466,14 +466,7 @@ impl DeliveryStore for MemoryStore {
             .take(limit + 1)
             .map(|(seq, r)| m.summary(*seq, r))
             .collect();
-        let next = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            items.last().map(|s| s.seq)
-        });
-        Ok(Page {
-            items,
-            next: next.flatten(),
-        })
+        Ok(Page::cut(items, limit))
     }
 
     fn get(&self, seq: Seq) -> Result<Option<Detail>> {

@@ -345,6 +345,21 @@ pub struct Page {
     pub next: Option<Seq>,
 }
 
+impl Page {
+    /// The page of `limit` from `items`, read with one more than `limit` so that a
+    /// further item says a next page exists (its cursor: the last item kept).
+    pub fn cut(mut items: Vec<Summary>, limit: usize) -> Page {
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|s| s.seq)
+        });
+        Page {
+            items,
+            next: next.flatten(),
+        }
+    }
+}
+
 /// One delivery with everything about it.
 #[derive(Debug, Clone)]
 pub struct Detail {

@@ -186,17 +186,10 @@ pub(super) fn list(conn: &Connection, q: &Query) -> Result<Page> {
     let rows = stmt
         .query_map(rusqlite::params_from_iter(args), summary_from_row)
         .map_err(read_err)?;
-    let mut items = rows
+    let items = rows
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(read_err)?;
-    let next = (items.len() > limit).then(|| {
-        items.truncate(limit);
-        items.last().map(|s| s.seq)
-    });
-    Ok(Page {
-        items,
-        next: next.flatten(),
-    })
+    Ok(Page::cut(items, limit))
 }
 
 /// The query for a page of `q` (one more row than `limit`, to know whether a next page
