@@ -120,15 +120,23 @@ pub(super) fn unfinished(conn: &Connection) -> Result<Vec<Unfinished>> {
     Ok(out)
 }
 
-/// An instance's waiting deliveries in one state (?2) after ?3, in order, at most ?4.
-fn waiting_sql() -> String {
+/// The columns [`unfinished_from_row`] reads, of deliveries `d` joined with their events
+/// `e`; a query adds its `WHERE`.
+pub(super) fn select_unfinished() -> String {
     format!(
         "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, d.parked, d.digest_id,
                 {EVENT_COLUMNS}
-         FROM deliveries d JOIN events e ON e.seq = d.event_seq
-         WHERE d.instance = ?1 AND d.state = ?2 AND d.state <> 'delivered' AND d.seq > ?3
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+    )
+}
+
+/// An instance's waiting deliveries in one state (?2) after ?3, in order, at most ?4.
+fn waiting_sql() -> String {
+    format!(
+        "{} WHERE d.instance = ?1 AND d.state = ?2 AND d.state <> 'delivered' AND d.seq > ?3
              AND d.parked = 0
-         ORDER BY d.seq LIMIT ?4"
+         ORDER BY d.seq LIMIT ?4",
+        select_unfinished()
     )
 }
 
@@ -151,21 +159,10 @@ pub(super) fn waiting_after(
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .map_err(read_err)
     };
-    let pending = read("pending")?;
-    let held = read("held")?;
-    let mut rows = Vec::with_capacity(limit.min(pending.len() + held.len()));
-    let (mut pending, mut held) = (pending.into_iter().peekable(), held.into_iter().peekable());
-    while rows.len() < limit {
-        let next = match (pending.peek(), held.peek()) {
-            (Some(p), Some(h)) if h.seq < p.seq => held.next(),
-            (Some(_), _) => pending.next(),
-            (None, _) => held.next(),
-        };
-        match next {
-            Some(row) => rows.push(row),
-            None => break,
-        }
-    }
+    let mut rows = read("pending")?;
+    rows.extend(read("held")?);
+    rows.sort_unstable_by_key(|r| r.seq);
+    rows.truncate(limit);
     Ok(rows)
 }
 

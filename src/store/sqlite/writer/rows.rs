@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use rusqlite::{params, CachedStatement, OptionalExtension, Transaction};
 
-use crate::store::sqlite::read::{event_from_row, unfinished_from_row, EVENT_COLUMNS};
+use crate::store::sqlite::read::{
+    event_from_row, select_unfinished, unfinished_from_row, EVENT_COLUMNS,
+};
 use crate::store::{Accept, Accepted, Requeue, Seq, State, Unfinished, Update};
 
 /// The statements nearly every batch runs once per delivery, prepared once per batch:
@@ -254,11 +256,9 @@ pub(super) fn update(hot: &mut Hot, u: &Update, now: i64) -> rusqlite::Result<()
 /// them from the partial index of open deliveries instead of scanning every row.
 pub(in crate::store::sqlite) fn dead_sql() -> String {
     format!(
-        "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, d.parked, d.digest_id,
-                {EVENT_COLUMNS}
-         FROM deliveries d JOIN events e ON e.seq = d.event_seq
-         WHERE d.instance = ?1 AND d.state = 'dead' AND d.state <> 'delivered'
-             AND d.created_at >= ?2 ORDER BY d.seq"
+        "{} WHERE d.instance = ?1 AND d.state = 'dead' AND d.state <> 'delivered'
+             AND d.created_at >= ?2 ORDER BY d.seq",
+        select_unfinished()
     )
 }
 
@@ -267,11 +267,7 @@ pub(super) fn requeue(
     r: &Requeue,
     now: i64,
 ) -> rusqlite::Result<Vec<Unfinished>> {
-    let select = format!(
-        "SELECT d.seq, d.instance, d.state, d.attempts, d.created_at, d.parked, d.digest_id,
-                {EVENT_COLUMNS}
-         FROM deliveries d JOIN events e ON e.seq = d.event_seq"
-    );
+    let select = select_unfinished();
     let rows = match r {
         Requeue::One(seq) => {
             let mut stmt = tx.prepare_cached(&format!(
