@@ -41,6 +41,10 @@ pub struct DeliverBatch {
     pub events: Vec<(u64, Arc<Event>)>,
     /// Per-delivery timeout, counted from when the delivery starts.
     pub timeout: Duration,
+    /// How many failure reports the supervisor had read from this actor when it sent the
+    /// batch (see [`Done::failures`]). Fewer than the actor has sent: the supervisor has
+    /// not judged a failure yet, so the actor hands the batch back unstarted.
+    pub failures_seen: u64,
 }
 
 /// One delivery's result.
@@ -66,6 +70,8 @@ pub struct Done {
     pub results: Vec<Finished>,
     /// Queued deliveries handed back unstarted.
     pub returned: Vec<(u64, usize)>,
+    /// Reports with a failure this actor has sent, this one included.
+    pub failures: u64,
 }
 
 /// How the actor is set up: where results go and how many deliveries run at once.
@@ -216,6 +222,8 @@ struct Inbox {
     jobs: VecDeque<Job>,
     /// Batches received so far (tells the worker that a refill it asked for came).
     batches: u64,
+    /// Reports with a failure sent so far.
+    failures_sent: u64,
     /// Wakes the worker when jobs arrive.
     waker: Option<Waker>,
 }
@@ -234,6 +242,16 @@ impl<R: Role> Handler<DeliverBatch> for PluginActor<R> {
     fn handle(&mut self, msg: DeliverBatch, _: &mut Context<Self>) {
         let mut inbox = self.inbox.borrow_mut();
         let (batch, timeout) = (msg.batch, msg.timeout);
+        if msg.failures_seen < inbox.failures_sent {
+            // Sent before the supervisor read a failure report: a failing service must
+            // not get it before that failure is judged.
+            self.setup.reply.do_send(Done {
+                results: Vec::new(),
+                returned: (0..msg.events.len()).map(|i| (batch, i)).collect(),
+                failures: inbox.failures_sent,
+            });
+            return;
+        }
         inbox.batches += 1;
         inbox.jobs.extend(
             msg.events
@@ -312,6 +330,8 @@ async fn work<R: Role>(
                     .as_mut()
                     .is_some_and(|t| t.as_mut().poll(task).is_ready());
             if urgent || due {
+                inbox.failures_sent += u64::from(failed);
+                report.failures = inbox.failures_sent;
                 setup.reply.do_send(std::mem::take(&mut report));
                 if low {
                     asked_at = Some(inbox.batches);
@@ -438,6 +458,49 @@ mod tests {
         }
     }
 
+    /// Each call fails at once, and is counted.
+    struct Failing(Arc<Mutex<Vec<u64>>>);
+
+    impl Role for Failing {
+        fn info(&self) -> PluginInfo {
+            PluginInfo {
+                name: "Failing",
+                description: "fails every call",
+                version: "0",
+                config_schema: serde_json::json!({}),
+            }
+        }
+        async fn call(&self, _: &PluginContext, _: &Event) -> Result<Outcome, PluginError> {
+            self.0.lock().unwrap().push(1);
+            Err(PluginError::Unresponsive)
+        }
+        async fn test(&self, _: &PluginContext) -> Result<ConnectionReport, PluginError> {
+            unreachable!("not tested here")
+        }
+    }
+
+    /// One report as a test reads it: results' sequence numbers, what was handed back,
+    /// the failure count.
+    type Whole = (Vec<u64>, Vec<(u64, usize)>, u64);
+
+    /// Keeps every report whole.
+    struct CollectAll(Arc<Mutex<Vec<Whole>>>);
+
+    impl Actor for CollectAll {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Done> for CollectAll {
+        type Result = ();
+        fn handle(&mut self, done: Done, _: &mut Context<Self>) {
+            let seqs = done.results.iter().map(|f| f.seq).collect();
+            self.0
+                .lock()
+                .unwrap()
+                .push((seqs, done.returned, done.failures));
+        }
+    }
+
     async fn settle() {
         for _ in 0..50 {
             tokio::task::yield_now().await;
@@ -505,6 +568,7 @@ mod tests {
             batch: 1,
             events: vec![(3, Arc::clone(&event))],
             timeout: Duration::from_secs(60),
+            failures_seen: 0,
         });
         // The actor runs on its own thread: wait for its call to be recorded.
         while seen.lock().unwrap().is_empty() {
@@ -546,6 +610,7 @@ mod tests {
             batch: 1,
             events,
             timeout: Duration::from_secs(60),
+            failures_seen: 0,
         });
         settle().await;
         // Two run, two wait: the queue is at the limit, so the first result asks at once.
@@ -568,10 +633,56 @@ mod tests {
             batch: 2,
             events: vec![(5, Arc::clone(&event)), (6, Arc::clone(&event))],
             timeout: Duration::from_secs(60),
+            failures_seen: 0,
         });
         settle().await;
         gate.add_permits(1);
         settle().await;
         assert_eq!(reports.lock().unwrap().last(), Some(&vec![4]));
+    }
+
+    /// A batch the supervisor sent before it read a failure report is handed back
+    /// unstarted; once the batch says the failure was read, it runs.
+    #[actix_rt::test]
+    async fn a_batch_sent_before_a_failure_was_read_is_handed_back() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let reply = CollectAll(Arc::clone(&reports)).start().recipient();
+        let setup = ActorSetup {
+            reply,
+            max_concurrent: 1,
+            store_tag: 1,
+        };
+        let handle = spawn("failing".into(), Failing(Arc::clone(&calls)), setup);
+        let event = Arc::new(Event::new(EventName::AfterMediaAdded, Default::default()));
+        let batch = |batch, seqs: &[u64], failures_seen| DeliverBatch {
+            batch,
+            events: seqs.iter().map(|s| (*s, Arc::clone(&event))).collect(),
+            timeout: Duration::from_secs(60),
+            failures_seen,
+        };
+        let reports_now = |n: usize| {
+            let reports = Arc::clone(&reports);
+            async move {
+                while reports.lock().unwrap().len() < n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                reports.lock().unwrap().clone()
+            }
+        };
+        // The first call fails; the delivery queued behind it comes back unstarted.
+        handle.deliveries.do_send(batch(1, &[1, 2], 0));
+        assert_eq!(reports_now(1).await, vec![(vec![1], vec![(1, 1)], 1)]);
+        // Sent as if that report were still unread: nothing starts.
+        handle.deliveries.do_send(batch(2, &[3, 4], 0));
+        let seen = reports_now(2).await;
+        assert_eq!(seen[1], (vec![], vec![(2, 0), (2, 1)], 1));
+        assert_eq!(calls.lock().unwrap().len(), 1);
+        // The failure was read: the batch runs.
+        handle.deliveries.do_send(batch(3, &[5], 1));
+        let seen = reports_now(3).await;
+        assert_eq!(seen[2], (vec![5], vec![], 2));
+        assert_eq!(calls.lock().unwrap().len(), 2);
+        handle.stop();
     }
 }

@@ -93,6 +93,7 @@ impl PluginSupervisor {
             batch: tag,
             events,
             timeout: slot.timeout,
+            failures_seen: slot.failures_seen,
         };
         let sent = handle.deliveries.try_send(msg);
         let started = Instant::now();
@@ -161,12 +162,16 @@ impl PluginSupervisor {
     /// Take a `Done` report: deliveries handed back go back in the backlog first, in
     /// order, so nothing drained while judging the results overtakes them.
     pub(super) fn on_done(&mut self, done: Done, ctx: &mut Context<Self>) {
+        self.count_failures(&done);
         let mut waiting = Vec::new();
         for (tag, index) in done.returned {
             if let Some(idx) = self.returned(tag, index) {
                 waiting.push(idx);
             }
         }
+        // Handed back with no results: a batch that crossed a failure report on its way
+        // (judged already, so the deliveries go out again now if nothing holds them).
+        let crossed = done.results.is_empty();
         for finished in done.results {
             self.on_result(finished, ctx);
         }
@@ -174,9 +179,24 @@ impl PluginSupervisor {
         waiting.dedup();
         for idx in waiting {
             let slot = &self.slots[idx];
-            if slot.removed || slot.rebuild.is_some() {
+            if crossed || slot.removed || slot.rebuild.is_some() {
                 self.drain(idx, ctx);
             }
+        }
+    }
+
+    /// Note how many failure reports the actor behind `done` has sent. Any batch it names
+    /// tells which actor that is; one from an older actor is ignored. A maximum, so a
+    /// report whose batches all timed out already is made up for by the next one.
+    fn count_failures(&mut self, done: &Done) {
+        let tags = done.results.iter().map(|f| f.batch);
+        let tags = tags.chain(done.returned.iter().map(|(tag, _)| *tag));
+        let Some(batch) = tags.filter_map(|t| self.batches.by_tag.get(&t)).next() else {
+            return;
+        };
+        let slot = &mut self.slots[batch.idx];
+        if slot.generation == batch.generation {
+            slot.failures_seen = slot.failures_seen.max(done.failures);
         }
     }
 

@@ -262,6 +262,7 @@ impl Slot {
             read_back: 0,
             handle: None,
             generation: 0,
+            failures_seen: 0,
             breaker: breaker::Breaker::new(breaker),
             restarts: restart::RestartTracker::new(restart),
             misconfigured: None,

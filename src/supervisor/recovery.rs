@@ -84,6 +84,7 @@ impl PluginSupervisor {
         match (slot.spec.factory)(setup) {
             Ok(h) => {
                 slot.handle = Some(h);
+                slot.failures_seen = 0;
                 true
             }
             Err(e) => {

@@ -93,6 +93,10 @@ pub(crate) struct Slot {
     pub handle: Option<PluginHandle>,
     /// Bumped at every restart; answers from an older actor do not judge the new one.
     pub generation: u64,
+    /// Failure reports read from the current actor (the highest count a `Done` of its
+    /// carried); each batch sent carries it, so the actor can tell a batch sent before
+    /// the supervisor judged a failure.
+    pub failures_seen: u64,
     pub breaker: Breaker,
     pub restarts: RestartTracker,
     pub misconfigured: Option<String>,
