@@ -92,7 +92,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl DeliveryStore for SqliteStore {
     fn accept(&self, accept: Accept) {
-        if let Err(Op::Accept(a)) = self.send(Op::Accept(accept)) {
+        let encoded = writer::Encoded::new(&accept);
+        if let Err(Op::Accept(a, _)) = self.send(Op::Accept(accept, encoded)) {
             (a.done)(Err(StoreError::Closed));
         }
     }

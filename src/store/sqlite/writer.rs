@@ -23,7 +23,7 @@ pub(super) type RequeueReply = Box<dyn FnOnce(Result<Vec<Unfinished>>) + Send>;
 
 /// Work for the writer.
 pub(super) enum Op {
-    Accept(Accept),
+    Accept(Accept, Encoded),
     Update(Update),
     /// Several, from one turn of the supervisor.
     Updates(Vec<Update>),
@@ -32,6 +32,23 @@ pub(super) enum Op {
     Bury(Arc<str>, String, Box<dyn FnOnce(Result<u64>) + Send>),
     /// Answered once everything queued before it is committed.
     Flush(Sender<()>),
+}
+
+/// An accepted event's columns that take work to write (its data as JSON, its time as
+/// RFC 3339), made on the caller's thread: the writer is the store's one bottleneck.
+pub(super) struct Encoded {
+    pub data: String,
+    pub timestamp: String,
+}
+
+impl Encoded {
+    pub fn new(accept: &Accept) -> Self {
+        let ev = &accept.event;
+        Encoded {
+            data: serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into()),
+            timestamp: ev.timestamp.to_rfc3339(),
+        }
+    }
 }
 
 /// Most operations in one transaction (bounds a commit's latency under a flood).
@@ -115,8 +132,8 @@ impl Writer {
         let err = || StoreError::Write(failure.clone().unwrap_or_default());
         for op in batch {
             match (op, results.next()) {
-                (Op::Accept(a), Some(Outcome::Accepted(r))) => (a.done)(Ok(r)),
-                (Op::Accept(a), _) => (a.done)(Err(err())),
+                (Op::Accept(a, _), Some(Outcome::Accepted(r))) => (a.done)(Ok(r)),
+                (Op::Accept(a, _), _) => (a.done)(Err(err())),
                 (Op::Requeue(_, reply), Some(Outcome::Requeued(rows))) => reply(Ok(rows)),
                 (Op::Requeue(_, reply), _) => reply(Err(err())),
                 (Op::Bury(_, _, reply), Some(Outcome::Buried(n))) => reply(Ok(n)),
@@ -140,7 +157,9 @@ impl Writer {
         let starts = &mut self.starts;
         for op in batch {
             out.push(match op {
-                Op::Accept(a) => Outcome::Accepted(accept(&mut hot, a, &mut next, now)?),
+                Op::Accept(a, encoded) => {
+                    Outcome::Accepted(accept(&mut hot, a, encoded, &mut next, now)?)
+                }
                 Op::Update(u) => {
                     change(&mut hot, starts, u, now, clock)?;
                     Outcome::Done

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, CachedStatement, OptionalExtension, Transaction};
 
+use super::Encoded;
 use crate::store::sqlite::read::{
     event_from_row, select_unfinished, unfinished_from_row, EVENT_COLUMNS,
 };
@@ -48,12 +49,12 @@ fn stmt<'s, 'c>(
 pub(super) fn accept(
     hot: &mut Hot,
     a: &Accept,
+    encoded: &Encoded,
     next: &mut Seq,
     now: i64,
 ) -> rusqlite::Result<Accepted> {
     let tx = hot.tx;
     let ev = &a.event;
-    let data = serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into());
     let inserted = stmt(
         tx,
         &mut hot.insert_event,
@@ -63,8 +64,8 @@ pub(super) fn accept(
     .execute(params![
         ev.id,
         ev.name.as_str(),
-        ev.timestamp.to_rfc3339(),
-        data,
+        encoded.timestamp,
+        encoded.data,
         now,
         *next,
         a.instances.len() as i64
