@@ -8,7 +8,7 @@ use serde_yaml::Value as Yaml;
 
 use super::filters::{self, environment};
 use super::scan::{names_used, Kind};
-use super::templates::{MessageTemplate, Part, Piece, Templates};
+use super::templates::{Compiled, MessageTemplate, Part, Piece, Templates};
 use super::{check, describe};
 use crate::config::Problems;
 use crate::event::EventName;
@@ -115,7 +115,7 @@ pub fn compile(
     }
     let templates = Templates {
         instance: target.instance.to_owned(),
-        env: cx.env,
+        compiled: Compiled::build(cx.env, &cx.sources),
         events,
         default,
         digest,
@@ -246,7 +246,7 @@ impl Compiler<'_, '_> {
         let template = self.env.get_template(name).ok()?;
         roots.extend(template.undeclared_variables(false));
         self.sources.push((name.to_owned(), source));
-        Some(Piece::new(name.to_owned()))
+        Some(Piece::new(name.to_owned(), self.sources.len() - 1))
     }
 
     fn part_names(&self) -> String {

@@ -73,15 +73,46 @@ impl Part {
 /// field path below `templates`, e.g. `after_media_added.title`).
 pub(super) struct Piece {
     pub(super) name: String,
+    /// Its place in the environment's handles (and in `Templates::sources`).
+    index: usize,
     warned: AtomicBool,
 }
 
 impl Piece {
-    pub(super) fn new(name: String) -> Self {
+    pub(super) fn new(name: String, index: usize) -> Self {
         Piece {
             name,
+            index,
             warned: AtomicBool::new(false),
         }
+    }
+}
+
+/// A handle on each template of an environment, in the order they were added.
+type Handles<'env> = Vec<minijinja::Template<'env, 'env>>;
+
+self_cell::self_cell!(
+    /// An instance's environment, with a handle on each of its templates: a render takes
+    /// its piece's handle instead of looking the name up (MiniJinja's `get_template`
+    /// searches two maps, one behind a lock: 0.4k instructions per piece measured with
+    /// callgrind, a sixth of what the two renders of a message cost beside MiniJinja's
+    /// own evaluation).
+    pub(super) struct Compiled {
+        owner: Environment<'static>,
+        #[not_covariant]
+        dependent: Handles,
+    }
+);
+
+impl Compiled {
+    /// `env` with a handle on each of `names`, which it must hold (the compile added them).
+    pub(super) fn build(env: Environment<'static>, names: &[(String, String)]) -> Self {
+        Compiled::new(env, |env| {
+            names
+                .iter()
+                .map(|(name, _)| env.get_template(name).expect("compiled into it"))
+                .collect()
+        })
     }
 }
 
@@ -159,7 +190,7 @@ impl Rendered {
 /// The compiled `templates:` of one plugin instance.
 pub struct Templates {
     pub(super) instance: String,
-    pub(super) env: Environment<'static>,
+    pub(super) compiled: Compiled,
     pub(super) events: Vec<(EventName, MessageTemplate)>,
     pub(super) default: Option<MessageTemplate>,
     pub(super) digest: Option<MessageTemplate>,
@@ -255,9 +286,8 @@ impl Templates {
         failed: &mut Vec<(String, String)>,
     ) -> Option<String> {
         let result = self
-            .env
-            .get_template(&piece.name)
-            .and_then(|t| t.render(ctx.clone()));
+            .compiled
+            .with_dependent(|_, handles| handles[piece.index].render(ctx.clone()));
         match result {
             Ok(text) => {
                 let trimmed = text.trim();
