@@ -23,26 +23,62 @@ pub const RESERVED: &[&str] = &["event", "plugin", "data"];
 
 /// The context for one render of a template that reads `roots`, for `instance`.
 pub fn build(event: &Arc<Event>, instance: &str, roots: &[String]) -> Value {
-    Value::from_pairs(roots.iter().filter_map(|root| {
-        let value = match root.as_str() {
-            "event" => event_value(event),
-            "plugin" => Value::from(instance),
-            "data" => Value::from_object(View {
-                event: Arc::clone(event),
-                path: Vec::new(),
-            }),
-            key => {
-                let json = event.data.get(key)?;
-                scalar(json).unwrap_or_else(|| {
-                    Value::from_object(View {
-                        event: Arc::clone(event),
-                        path: vec![Step::Key(key.to_owned())],
+    let entries = roots
+        .iter()
+        .filter_map(|root| {
+            let value = match root.as_str() {
+                "event" => event_value(event),
+                "plugin" => Value::from(instance),
+                "data" => Value::from_object(View {
+                    event: Arc::clone(event),
+                    path: Vec::new(),
+                }),
+                key => {
+                    let json = event.data.get(key)?;
+                    scalar(json).unwrap_or_else(|| {
+                        Value::from_object(View {
+                            event: Arc::clone(event),
+                            path: vec![Step::Key(key.to_owned())],
+                        })
                     })
-                })
-            }
-        };
-        Some((root.as_str(), value))
-    }))
+                }
+            };
+            Some((Value::from(root.as_str()), value))
+        })
+        .collect();
+    Value::from_object(Root(entries))
+}
+
+/// The context's top level: the values of the roots a template reads, made once per
+/// render and found by a scan (a template reads a handful). A map of them cost a sorted
+/// build and a tree's drop per message: this saves about 0.6k instructions of 11k per
+/// message (callgrind of benchmark (6), the whole run's count).
+#[derive(Debug)]
+struct Root(Vec<(Value, Value)>);
+
+impl Object for Root {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.get_value_by_str(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v.clone())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.iter().map(|(k, _)| k.clone()).collect())
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.0.len())
+    }
 }
 
 /// `event` shared: the delivery's own copy when `event` is the event of the delivery
