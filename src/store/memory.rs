@@ -3,9 +3,14 @@
 //! the retention but at most [`MAX_FINISHED`] of them, and events (for duplicate ids) at
 //! most [`MAX_EVENTS`], so memory stays bounded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+// foldhash, not SipHash: event ids and numbers are hashed on every accept; its seed is
+// random per process.
+use foldhash::HashMap;
 
 use super::{
     now_ms, Accept, Accepted, Attempt, DeliveryStore, Detail, Page, Parked, Query, Requeue, Result,
@@ -328,18 +333,23 @@ impl Mem {
 impl DeliveryStore for MemoryStore {
     fn accept(&self, a: Accept) {
         let now = now_ms();
-        let mut m = self.lock();
-        if let Some(seq) = m.ids.get(&a.event.id) {
-            let stored = Arc::clone(&m.events[seq].0);
-            // Called under the lock, like every accept: hand-overs stay in accept order.
-            return (a.done)(Ok(Accepted {
-                first: 0,
-                duplicate: Some(stored),
-            }));
-        }
+        let mut guard = self.lock();
+        let m = &mut *guard;
         let event = m.next_event;
+        match m.ids.entry(a.event.id.clone()) {
+            Entry::Occupied(seq) => {
+                let stored = Arc::clone(&m.events[seq.get()].0);
+                // Called under the lock, like every accept: hand-overs stay in accept order.
+                return (a.done)(Ok(Accepted {
+                    first: 0,
+                    duplicate: Some(stored),
+                }));
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(event);
+            }
+        }
         m.next_event += 1;
-        m.ids.insert(a.event.id.clone(), event);
         m.events.insert(event, (Arc::clone(&a.event), now));
         let first = m.next_seq;
         for instance in a.instances.iter() {

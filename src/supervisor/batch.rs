@@ -8,11 +8,11 @@
 //! batches are in flight: a timer per batch would pile up in the actor's context, which
 //! polls every pending future on each wake.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use foldhash::HashMap;
 
 use super::deliver::{reply, report};
 use super::slot::{Pending, Waiter};

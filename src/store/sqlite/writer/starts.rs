@@ -4,7 +4,9 @@
 //! nothing a restart does: pending and in-flight deliveries are resumed alike. It only
 //! shows the delivery as `pending`, not `in_flight`, for up to [`GRACE`].
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::store::Seq;
