@@ -262,6 +262,10 @@ mod tests {
             Some("after_media_added")
         );
         assert_eq!(event.get_attr("id").unwrap().as_str(), Some("e1"));
+        // The top level lists the roots it holds, in the order they were read.
+        let keys: Vec<String> = ctx.try_iter().unwrap().map(|k| k.to_string()).collect();
+        assert_eq!(keys, ["media_item", "event", "plugin", "data"]);
+        assert_eq!(ctx.len(), Some(4));
     }
 
     /// Every expression renders through the views exactly as through the data converted

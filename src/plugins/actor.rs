@@ -417,20 +417,26 @@ mod tests {
     use super::*;
     use crate::event::EventName;
     use crate::plugins::{Delivered, PluginInfo};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     use tokio::sync::Semaphore;
+
+    /// The info of a plugin only these tests run.
+    fn info(name: &'static str, description: &'static str) -> PluginInfo {
+        PluginInfo {
+            name,
+            description,
+            version: "0",
+            config_schema: serde_json::json!({}),
+        }
+    }
 
     /// Each call waits for a permit: the test decides when each one finishes.
     struct Gated(Arc<Semaphore>);
 
     impl Role for Gated {
         fn info(&self) -> PluginInfo {
-            PluginInfo {
-                name: "Gated",
-                description: "finishes when the test says",
-                version: "0",
-                config_schema: serde_json::json!({}),
-            }
+            info("Gated", "finishes when the test says")
         }
         async fn call(&self, _: &PluginContext, _: &Event) -> Result<Outcome, PluginError> {
             self.0.acquire().await.expect("open").forget();
@@ -443,35 +449,15 @@ mod tests {
         }
     }
 
-    /// Keeps every report, as sequence numbers.
-    struct Collect(Arc<Mutex<Vec<Vec<u64>>>>);
-
-    impl Actor for Collect {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<Done> for Collect {
-        type Result = ();
-        fn handle(&mut self, done: Done, _: &mut Context<Self>) {
-            let seqs = done.results.iter().map(|f| f.seq).collect();
-            self.0.lock().unwrap().push(seqs);
-        }
-    }
-
     /// Each call fails at once, and is counted.
-    struct Failing(Arc<Mutex<Vec<u64>>>);
+    struct Failing(Arc<AtomicUsize>);
 
     impl Role for Failing {
         fn info(&self) -> PluginInfo {
-            PluginInfo {
-                name: "Failing",
-                description: "fails every call",
-                version: "0",
-                config_schema: serde_json::json!({}),
-            }
+            info("Failing", "fails every call")
         }
         async fn call(&self, _: &PluginContext, _: &Event) -> Result<Outcome, PluginError> {
-            self.0.lock().unwrap().push(1);
+            self.0.fetch_add(1, Ordering::Relaxed);
             Err(PluginError::Unresponsive)
         }
         async fn test(&self, _: &PluginContext) -> Result<ConnectionReport, PluginError> {
@@ -484,13 +470,23 @@ mod tests {
     type Whole = (Vec<u64>, Vec<(u64, usize)>, u64);
 
     /// Keeps every report whole.
-    struct CollectAll(Arc<Mutex<Vec<Whole>>>);
+    struct Collect(Arc<Mutex<Vec<Whole>>>);
 
-    impl Actor for CollectAll {
+    /// The sequence numbers of each report's results.
+    fn seqs(reports: &Mutex<Vec<Whole>>) -> Vec<Vec<u64>> {
+        reports
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.0.clone())
+            .collect()
+    }
+
+    impl Actor for Collect {
         type Context = Context<Self>;
     }
 
-    impl Handler<Done> for CollectAll {
+    impl Handler<Done> for Collect {
         type Result = ();
         fn handle(&mut self, done: Done, _: &mut Context<Self>) {
             let seqs = done.results.iter().map(|f| f.seq).collect();
@@ -521,12 +517,7 @@ mod tests {
 
     impl Role for Probe {
         fn info(&self) -> PluginInfo {
-            PluginInfo {
-                name: "Probe",
-                description: "records what it finds shared",
-                version: "0",
-                config_schema: serde_json::json!({}),
-            }
+            info("Probe", "records what it finds shared")
         }
         async fn call(&self, _: &PluginContext, event: &Event) -> Result<Outcome, PluginError> {
             let itself = shared_event(event).is_some_and(|e| std::ptr::eq(&*e, event));
@@ -616,18 +607,18 @@ mod tests {
         // Two run, two wait: the queue is at the limit, so the first result asks at once.
         gate.add_permits(1);
         settle().await;
-        assert_eq!(*reports.lock().unwrap(), vec![vec![1]]);
+        assert_eq!(seqs(&reports), vec![vec![1]]);
         // No batch came since: the next result is held, not reported on its own.
         gate.add_permits(1);
         settle().await;
-        let seen = reports.lock().unwrap().clone();
+        let seen = seqs(&reports);
         assert_eq!(seen.len(), 1, "{seen:?}");
         // It goes within the report delay, with whatever else finished by then.
         gate.add_permits(1);
         settle().await;
         tokio::time::advance(REPORT_DELAY * 2).await;
         settle().await;
-        assert_eq!(*reports.lock().unwrap(), vec![vec![1], vec![2, 3]]);
+        assert_eq!(seqs(&reports), vec![vec![1], vec![2, 3]]);
         // A new batch lets the worker ask again.
         actor.do_send(DeliverBatch {
             batch: 2,
@@ -638,16 +629,16 @@ mod tests {
         settle().await;
         gate.add_permits(1);
         settle().await;
-        assert_eq!(reports.lock().unwrap().last(), Some(&vec![4]));
+        assert_eq!(seqs(&reports).last(), Some(&vec![4]));
     }
 
     /// A batch the supervisor sent before it read a failure report is handed back
     /// unstarted; once the batch says the failure was read, it runs.
     #[actix_rt::test]
     async fn a_batch_sent_before_a_failure_was_read_is_handed_back() {
-        let calls = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(AtomicUsize::new(0));
         let reports = Arc::new(Mutex::new(Vec::new()));
-        let reply = CollectAll(Arc::clone(&reports)).start().recipient();
+        let reply = Collect(Arc::clone(&reports)).start().recipient();
         let setup = ActorSetup {
             reply,
             max_concurrent: 1,
@@ -677,12 +668,12 @@ mod tests {
         handle.deliveries.do_send(batch(2, &[3, 4], 0));
         let seen = reports_now(2).await;
         assert_eq!(seen[1], (vec![], vec![(2, 0), (2, 1)], 1));
-        assert_eq!(calls.lock().unwrap().len(), 1);
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
         // The failure was read: the batch runs.
         handle.deliveries.do_send(batch(3, &[5], 1));
         let seen = reports_now(3).await;
         assert_eq!(seen[2], (vec![5], vec![], 2));
-        assert_eq!(calls.lock().unwrap().len(), 2);
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
         handle.stop();
     }
 }
