@@ -547,7 +547,7 @@ fn main() {
             fan
         );
         }
-        if run("store") {
+        if run("store") || run("accept") {
             let (sqlite, memory) = store::durable_accept().await;
             println!(
                 "(4) durable accept, one plugin: SQLite (synchronous: {}) {:>8.0} events/s, memory {:>8.0}/s, ratio {:.2}   (target >= 50000/s and >= 0.5)",
@@ -556,6 +556,8 @@ fn main() {
                 memory,
                 sqlite / memory
             );
+        }
+        if run("store") || run("restart") {
             let r = store::restart_with_pending(100_000).await;
             println!(
                 "(5) restart with {} pending deliveries: started (API served next) in {:.0} ms, first delivery after {:.0} ms, all sent after {:.1} s   (target: API within 2 s, sending at once)",

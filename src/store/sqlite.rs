@@ -1,6 +1,7 @@
 //! The SQLite backend: one file in WAL mode, one writer thread that group-commits, and a
 //! read connection of its own for the API.
 
+mod checkpoint;
 mod read;
 mod schema;
 mod writer;
@@ -50,10 +51,13 @@ impl SqliteStore {
             )
             .map_err(|e| StoreError::Read(e.to_string()))?;
         let reader = schema::open(path, config.synchronous)?;
+        let checkpoints =
+            checkpoint::Checkpointer::start(&conn, schema::open(path, config.synchronous)?)?;
         let (tx, rx) = mpsc::channel();
         let commits = Arc::new(Timings::default());
         let writer = Writer::new(
             conn,
+            checkpoints,
             Arc::clone(&commits),
             next_seq,
             config.retention.as_millis().min(i64::MAX as u128) as i64,

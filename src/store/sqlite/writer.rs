@@ -14,6 +14,7 @@ use rusqlite::{params, Connection};
 use super::super::{
     now_ms, Accept, Accepted, Requeue, Result, Seq, StoreError, Unfinished, Update,
 };
+use super::checkpoint::Checkpointer;
 use crate::metrics::Timings;
 use rows::{accept, requeue, update, Hot};
 use starts::Starts;
@@ -68,16 +69,24 @@ pub(super) struct Writer {
     next_seq: Seq,
     retention_ms: i64,
     starts: Starts,
+    checkpoints: Checkpointer,
 }
 
 impl Writer {
-    pub fn new(conn: Connection, commits: Arc<Timings>, next_seq: Seq, retention_ms: i64) -> Self {
+    pub fn new(
+        conn: Connection,
+        checkpoints: Checkpointer,
+        commits: Arc<Timings>,
+        next_seq: Seq,
+        retention_ms: i64,
+    ) -> Self {
         Writer {
             conn,
             commits,
             next_seq,
             retention_ms,
             starts: Starts::default(),
+            checkpoints,
         }
     }
 
@@ -196,6 +205,7 @@ impl Writer {
         write_starts(&mut hot, starts.due(clock), now)?;
         drop(hot);
         tx.commit()?;
+        self.checkpoints.committed();
         self.next_seq = next;
         Ok(out)
     }
@@ -217,6 +227,7 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
             tracing::warn!(target: "store", error = %e, "pruning old deliveries failed; trying again later");
         }
+        self.checkpoints.committed();
     }
 }
 
