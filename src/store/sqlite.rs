@@ -43,13 +43,18 @@ impl SqliteStore {
         }
         let conn = schema::open(path, config.synchronous)?;
         let tag = schema::tag(&conn)?;
-        let next_seq: i64 = conn
-            .query_row(
-                "SELECT coalesce(max(seq), 0) + 1 FROM deliveries",
+        let next_seq = |table: &str| -> Result<Seq> {
+            conn.query_row(
+                &format!("SELECT coalesce(max(seq), 0) + 1 FROM {table}"),
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| StoreError::Read(e.to_string()))?;
+            .map_err(|e| StoreError::Read(e.to_string()))
+        };
+        let next = writer::Seqs {
+            event: next_seq("events")?,
+            delivery: next_seq("deliveries")?,
+        };
         let reader = schema::open(path, config.synchronous)?;
         let checkpoints =
             checkpoint::Checkpointer::start(&conn, schema::open(path, config.synchronous)?)?;
@@ -59,7 +64,7 @@ impl SqliteStore {
             conn,
             checkpoints,
             Arc::clone(&commits),
-            next_seq,
+            next,
             config.retention.as_millis().min(i64::MAX as u128) as i64,
         );
         let thread = std::thread::Builder::new()

@@ -16,7 +16,8 @@ use super::super::{
 };
 use super::checkpoint::Checkpointer;
 use crate::metrics::Timings;
-use rows::{accept, requeue, update, Hot};
+pub(super) use rows::Seqs;
+use rows::{accept, accept_rows, requeue, update, Hot, ROWS};
 use starts::Starts;
 
 /// Requeue replies run after the commit that made the rows pending.
@@ -66,7 +67,7 @@ pub(super) struct Writer {
     conn: Connection,
     /// How long each batch's transaction took, commit (and its fsync) included.
     commits: Arc<Timings>,
-    next_seq: Seq,
+    next: Seqs,
     retention_ms: i64,
     starts: Starts,
     checkpoints: Checkpointer,
@@ -77,13 +78,13 @@ impl Writer {
         conn: Connection,
         checkpoints: Checkpointer,
         commits: Arc<Timings>,
-        next_seq: Seq,
+        next: Seqs,
         retention_ms: i64,
     ) -> Self {
         Writer {
             conn,
             commits,
-            next_seq,
+            next,
             retention_ms,
             starts: Starts::default(),
             checkpoints,
@@ -125,14 +126,14 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Op>) {
-        let first_seq = self.next_seq;
+        let first = self.next;
         let started = Instant::now();
         let applied = self.apply(&batch);
         self.commits.observe(started.elapsed());
         let (mut results, failure) = match applied {
             Ok(r) => (r.into_iter(), None),
             Err(e) => {
-                self.next_seq = first_seq;
+                self.next = first;
                 let _ = self.conn.execute_batch("ROLLBACK");
                 tracing::error!(target: "store", error = %e, ops = batch.len(), "delivery store write failed; its callers are refused");
                 (Vec::new().into_iter(), Some(e.to_string()))
@@ -161,10 +162,25 @@ impl Writer {
         let clock = Instant::now();
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(batch.len());
-        let mut next = self.next_seq;
+        let mut next = self.next;
         let mut hot = Hot::new(&tx);
         let starts = &mut self.starts;
-        for op in batch {
+        // Ops before this index are written one by one (a many-row insert found an id
+        // stored or given twice among them).
+        let mut single_until = 0;
+        let mut i = 0;
+        while let Some(op) = batch.get(i) {
+            if i >= single_until {
+                if let Some(run) = accept_run(&batch[i..]) {
+                    if let Some(accepted) = accept_rows(&mut hot, &run, &mut next, now)? {
+                        out.extend(accepted.into_iter().map(Outcome::Accepted));
+                        i += ROWS;
+                        continue;
+                    }
+                    single_until = i + ROWS;
+                }
+            }
+            i += 1;
             out.push(match op {
                 Op::Accept(a, encoded) => {
                     Outcome::Accepted(accept(&mut hot, a, encoded, &mut next, now)?)
@@ -206,7 +222,7 @@ impl Writer {
         drop(hot);
         tx.commit()?;
         self.checkpoints.committed();
-        self.next_seq = next;
+        self.next = next;
         Ok(out)
     }
 
@@ -273,6 +289,17 @@ fn write_starts(hot: &mut Hot, seqs: Vec<Seq>, now: i64) -> rusqlite::Result<()>
         update(hot, &Update::Started { seq }, now)?;
     }
     Ok(())
+}
+
+/// The next [`ROWS`] ops, when all are accepts.
+fn accept_run(ops: &[Op]) -> Option<Vec<(&Accept, &Encoded)>> {
+    ops.get(..ROWS)?
+        .iter()
+        .map(|op| match op {
+            Op::Accept(a, encoded) => Some((a, encoded)),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Op {
@@ -377,5 +404,122 @@ mod tests {
         drop(tx);
         let (batch, open) = gathering.join().unwrap();
         assert_eq!((batch.len(), open), (2, false));
+    }
+}
+
+#[cfg(test)]
+mod many_rows {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::Synchronous;
+    use crate::event::{Event, EventName};
+    use crate::store::sqlite::schema;
+
+    type Results = Arc<Mutex<Vec<(usize, Result<Accepted>)>>>;
+
+    fn accept(k: usize, id: &str, instances: &[&str], results: &Results) -> Op {
+        let event = Event::new(EventName::AfterMediaAdded, Default::default()).with_id(id);
+        let results = Arc::clone(results);
+        let a = Accept {
+            event: Arc::new(event),
+            instances: instances.iter().map(|&i| Arc::from(i)).collect(),
+            done: Box::new(move |r| results.lock().unwrap().push((k, r))),
+        };
+        let encoded = Encoded::new(&a);
+        Op::Accept(a, encoded)
+    }
+
+    /// Instances of the `k`th accept: none, one or two, in turn.
+    fn instances(k: usize) -> &'static [&'static str] {
+        [&[][..], &["a"][..], &["a", "b"][..]][k % 3]
+    }
+
+    #[test]
+    fn accepts_written_many_rows_at_a_time_keep_their_order_and_duplicates_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite3");
+        let conn = schema::open(&path, Synchronous::Full).unwrap();
+        let checkpoints =
+            Checkpointer::start(&conn, schema::open(&path, Synchronous::Full).unwrap()).unwrap();
+        let start = Seqs {
+            event: 1,
+            delivery: 1,
+        };
+        let mut writer = Writer::new(conn, checkpoints, Arc::default(), start, i64::MAX);
+        let results: Results = Arc::default();
+        writer.commit(vec![accept(1000, "old", &["a"], &results)]);
+        // 16 new ones (one statement), 16 with a stored id and a repeat among them (one
+        // by one), 16 new ones again, and 5 (fewer than a statement takes).
+        let ids: Vec<String> = (0..53)
+            .map(|k| match k {
+                20 => "old".to_owned(),
+                25 => "e17".to_owned(),
+                k => format!("e{k}"),
+            })
+            .collect();
+        let batch = (0..53)
+            .map(|k| accept(k, &ids[k], instances(k), &results))
+            .collect();
+        writer.commit(batch);
+
+        let results = std::mem::take(&mut *results.lock().unwrap());
+        assert_eq!(results.len(), 54);
+        let mut first = 2;
+        for (k, r) in results.into_iter().skip(1) {
+            let r = r.unwrap();
+            if k == 20 || k == 25 {
+                assert_eq!(
+                    r.duplicate.as_ref().map(|e| e.id.as_str()),
+                    Some(ids[k].as_str()),
+                    "accept {k}"
+                );
+                continue;
+            }
+            assert!(r.duplicate.is_none(), "accept {k}");
+            assert_eq!(r.first, first, "accept {k}");
+            first += instances(k).len() as Seq;
+        }
+        // Read back: events in order, each with its deliveries' range, and those rows
+        // point at it, in order of its instances.
+        let read = schema::open(&path, Synchronous::Full).unwrap();
+        let mut events = read
+            .prepare("SELECT seq, id, first_delivery, deliveries FROM events ORDER BY seq")
+            .unwrap();
+        let events: Vec<(Seq, String, Seq, i64)> = events
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let expected: Vec<&str> = std::iter::once("old")
+            .chain(
+                (0..53)
+                    .filter(|k| *k != 20 && *k != 25)
+                    .map(|k| ids[k].as_str()),
+            )
+            .collect();
+        let stored: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(stored, expected);
+        for (seq, id, first, n) in &events {
+            let rows: Vec<(Seq, Seq, String)> = read
+                .prepare(
+                    "SELECT seq, event_seq, instance FROM deliveries
+                     WHERE seq >= ?1 AND seq < ?1 + ?2 ORDER BY seq",
+                )
+                .unwrap()
+                .query_map(params![first, n], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert_eq!(rows.len() as i64, *n, "event {id}");
+            for (i, (d, e, instance)) in rows.iter().enumerate() {
+                assert_eq!((*d, *e), (first + i as Seq, *seq), "event {id}");
+                assert_eq!(instance, ["a", "b"][i], "event {id}");
+            }
+        }
+        let total: i64 = read
+            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(total, events.iter().map(|e| e.3).sum::<i64>());
     }
 }

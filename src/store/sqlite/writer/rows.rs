@@ -1,7 +1,7 @@
 //! The rows each op writes: an accepted event and its deliveries, a state change, a
 //! requeue. One transaction of the writer's runs these for a whole batch.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rusqlite::{params, CachedStatement, OptionalExtension, Transaction};
 
@@ -18,6 +18,8 @@ pub(super) struct Hot<'c> {
     tx: &'c Transaction<'c>,
     insert_event: Option<CachedStatement<'c>>,
     insert_delivery: Option<CachedStatement<'c>>,
+    insert_events: Option<CachedStatement<'c>>,
+    insert_deliveries: Option<CachedStatement<'c>>,
     started: Option<CachedStatement<'c>>,
     delivered: Option<CachedStatement<'c>>,
 }
@@ -28,6 +30,8 @@ impl<'c> Hot<'c> {
             tx,
             insert_event: None,
             insert_delivery: None,
+            insert_events: None,
+            insert_deliveries: None,
             started: None,
             delivered: None,
         }
@@ -46,11 +50,30 @@ fn stmt<'s, 'c>(
     Ok(slot.as_mut().expect("prepared just above"))
 }
 
+/// The next sequence numbers to hand out: events', deliveries'.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::store::sqlite) struct Seqs {
+    pub event: Seq,
+    pub delivery: Seq,
+}
+
+/// Accepts (and then deliveries) written by one INSERT of this many rows. A statement of
+/// one row pays SQLite's per-statement work (the machine's start and halt, its cursors
+/// opened, positioned and closed, a reset) for every row: callgrind of bench (4)'s
+/// writer counted 21.7k instructions per accepted event for its two inserts, and a
+/// replay of the same inserts 22% fewer with 16 rows per statement.
+pub(super) const ROWS: usize = 16;
+
+const EVENT_COLUMNS_IN: &str =
+    "INSERT INTO events(seq, id, name, timestamp, data, accepted_at, first_delivery, deliveries)";
+const DELIVERY_COLUMNS_IN: &str =
+    "INSERT INTO deliveries(seq, event_seq, instance, state, created_at, updated_at)";
+
 pub(super) fn accept(
     hot: &mut Hot,
     a: &Accept,
     encoded: &Encoded,
-    next: &mut Seq,
+    seqs: &mut Seqs,
     now: i64,
 ) -> rusqlite::Result<Accepted> {
     let tx = hot.tx;
@@ -58,16 +81,17 @@ pub(super) fn accept(
     let inserted = stmt(
         tx,
         &mut hot.insert_event,
-        "INSERT INTO events(id, name, timestamp, data, accepted_at, first_delivery, deliveries)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+        "INSERT INTO events(seq, id, name, timestamp, data, accepted_at, first_delivery, deliveries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING",
     )?
     .execute(params![
+        seqs.event,
         ev.id,
         ev.name.as_str(),
         encoded.timestamp,
         encoded.data,
         now,
-        *next,
+        seqs.delivery,
         a.instances.len() as i64
     ])?;
     if inserted == 0 {
@@ -82,21 +106,145 @@ pub(super) fn accept(
             duplicate: Some(stored.map(Arc::new).unwrap_or_else(|| Arc::clone(ev))),
         });
     }
-    let event_seq = tx.last_insert_rowid();
-    let first = *next;
-    let insert = stmt(
-        tx,
-        &mut hot.insert_delivery,
-        "INSERT INTO deliveries(seq, event_seq, instance, state, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
-    )?;
+    let event_seq = seqs.event;
+    seqs.event += 1;
+    let first = seqs.delivery;
     for instance in a.instances.iter() {
-        insert.execute(params![*next, event_seq, &**instance, now])?;
-        *next += 1;
+        insert_delivery(hot, seqs.delivery, event_seq, instance, now)?;
+        seqs.delivery += 1;
     }
     Ok(Accepted {
         first,
         duplicate: None,
+    })
+}
+
+fn insert_delivery(
+    hot: &mut Hot,
+    seq: Seq,
+    event_seq: Seq,
+    instance: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    stmt(
+        hot.tx,
+        &mut hot.insert_delivery,
+        "INSERT INTO deliveries(seq, event_seq, instance, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+    )?
+    .execute(params![seq, event_seq, instance, now])?;
+    Ok(())
+}
+
+/// `ROWS` accepts in one statement (and their deliveries in statements of `ROWS` rows).
+/// `None`, with nothing written, when one of them has an id already stored or given
+/// twice among them: those take [`accept`], one by one, which tells which.
+pub(super) fn accept_rows(
+    hot: &mut Hot,
+    run: &[(&Accept, &Encoded)],
+    seqs: &mut Seqs,
+    now: i64,
+) -> rusqlite::Result<Option<Vec<Accepted>>> {
+    debug_assert_eq!(run.len(), ROWS);
+    let tx = hot.tx;
+    let insert = stmt(tx, &mut hot.insert_events, events_sql())?;
+    insert.raw_bind_parameter(1, now)?;
+    let mut first = seqs.delivery;
+    for (r, (a, encoded)) in run.iter().enumerate() {
+        let at = 2 + 7 * r;
+        let ev = &a.event;
+        insert.raw_bind_parameter(at, seqs.event + r as Seq)?;
+        insert.raw_bind_parameter(at + 1, &ev.id)?;
+        insert.raw_bind_parameter(at + 2, ev.name.as_str())?;
+        insert.raw_bind_parameter(at + 3, &encoded.timestamp)?;
+        insert.raw_bind_parameter(at + 4, &encoded.data)?;
+        insert.raw_bind_parameter(at + 5, first)?;
+        insert.raw_bind_parameter(at + 6, a.instances.len() as i64)?;
+        first += a.instances.len() as Seq;
+    }
+    match insert.raw_execute() {
+        Ok(_) => {}
+        // The statement's rows are undone (SQLite's default ABORT), the transaction kept.
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    }
+    let mut accepted = Vec::with_capacity(ROWS);
+    let mut rows: Vec<(Seq, Seq, &str)> = Vec::with_capacity(ROWS);
+    for (r, (a, _)) in run.iter().enumerate() {
+        let event_seq = seqs.event + r as Seq;
+        accepted.push(Accepted {
+            first: seqs.delivery,
+            duplicate: None,
+        });
+        for instance in a.instances.iter() {
+            rows.push((seqs.delivery, event_seq, instance));
+            seqs.delivery += 1;
+            if rows.len() == ROWS {
+                insert_deliveries(hot, &rows, now)?;
+                rows.clear();
+            }
+        }
+    }
+    for (seq, event_seq, instance) in rows {
+        insert_delivery(hot, seq, event_seq, instance, now)?;
+    }
+    seqs.event += ROWS as Seq;
+    Ok(Some(accepted))
+}
+
+/// `ROWS` deliveries, pending, in one statement.
+fn insert_deliveries(hot: &mut Hot, rows: &[(Seq, Seq, &str)], now: i64) -> rusqlite::Result<()> {
+    let insert = stmt(hot.tx, &mut hot.insert_deliveries, deliveries_sql())?;
+    insert.raw_bind_parameter(1, now)?;
+    for (r, (seq, event_seq, instance)) in rows.iter().enumerate() {
+        let at = 2 + 3 * r;
+        insert.raw_bind_parameter(at, seq)?;
+        insert.raw_bind_parameter(at + 1, event_seq)?;
+        insert.raw_bind_parameter(at + 2, instance)?;
+    }
+    insert.raw_execute()?;
+    Ok(())
+}
+
+/// Events' many-row insert: row `r` binds ?(2 + 7r) on (seq, id, name, timestamp, data,
+/// first_delivery, deliveries); ?1 is the time the rows share.
+fn events_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let rows: Vec<String> = (0..ROWS)
+            .map(|r| {
+                let p = 2 + 7 * r;
+                format!(
+                    "(?{p}, ?{}, ?{}, ?{}, ?{}, ?1, ?{}, ?{})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6
+                )
+            })
+            .collect();
+        format!("{EVENT_COLUMNS_IN} VALUES {}", rows.join(", "))
+    })
+}
+
+/// Deliveries' many-row insert: row `r` binds ?(2 + 3r) on (seq, event_seq, instance),
+/// pending since ?1.
+fn deliveries_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let rows: Vec<String> = (0..ROWS)
+            .map(|r| {
+                let p = 2 + 3 * r;
+                format!("(?{p}, ?{}, ?{}, 'pending', ?1, ?1)", p + 1, p + 2)
+            })
+            .collect();
+        format!("{DELIVERY_COLUMNS_IN} VALUES {}", rows.join(", "))
     })
 }
 
