@@ -51,6 +51,18 @@ impl PluginSupervisor {
         for idx in std::mem::take(&mut self.dirty) {
             let slot = &mut self.slots[idx];
             let mut items = std::mem::take(&mut slot.outbox);
+            // A failure read between a delivery's admission and this flush paused the
+            // instance (a new pause epoch): the delivery waits for that pause too, back in
+            // the backlog at its place, instead of reaching a service that just failed.
+            let epoch = slot.pause_epoch;
+            if items.iter().any(|(p, _)| p.epoch != epoch) {
+                let (fresh, stale) = items.into_iter().partition(|(p, _)| p.epoch == epoch);
+                items = fresh;
+                for (pending, waiter) in stale {
+                    self.put_back(idx, pending, waiter);
+                }
+            }
+            let slot = &mut self.slots[idx];
             let before = slot.in_flight - items.len() as u32;
             let at_once = (slot.max_in_flight.saturating_sub(before) as usize).min(items.len());
             let queued = items.split_off(at_once);
