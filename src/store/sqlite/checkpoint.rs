@@ -22,7 +22,7 @@ use super::super::{Result, StoreError};
 
 /// SQLite's default for an automatic checkpoint: the WAL's length in pages.
 const CHECKPOINT_AT: c_int = 1000;
-/// A WAL this long (16 MiB of 4 KiB pages) makes the writer wait for a checkpoint.
+/// A WAL this long (about 16 MB of 4 KiB pages) makes the writer wait for a checkpoint.
 const CATCH_UP: c_int = 4 * CHECKPOINT_AT;
 
 thread_local! {
