@@ -527,6 +527,61 @@ async fn after_a_failure_the_deliveries_queued_in_the_actor_are_not_sent() {
 }
 
 #[actix_rt::test]
+async fn deliveries_admitted_while_a_429_was_on_its_way_wait_for_its_pause() {
+    // Two at a time. After a first pause, the first report holds a success ("First")
+    // and then a 429 ("Movie 0"): the success frees a place, and deliveries behind them
+    // were admitted before the 429 was read. They must wait for the pause the 429
+    // starts, not overtake the delivery it paused.
+    let script = Script::new(Mode::Fail(PluginError::RateLimited {
+        retry_after: Some(Duration::from_secs(1)),
+    }));
+    let mut spec = script.spec("limited");
+    spec.max_in_flight = Some(2);
+    let h = start_with(&fast_config(), vec![spec]).expect("start");
+    let first = h
+        .emit(
+            EventName::AfterMediaAdded,
+            data!({"media_item": {"title": "First"}}),
+        )
+        .await
+        .unwrap();
+    let mut ids = vec![first.event.id.clone()];
+    assert!(
+        wait_until(LONG, || async {
+            state(&h, "limited").await.paused == Some("rate_limited")
+        })
+        .await
+    );
+    // The rest ("Movie 0" to "Movie 29") wait behind it; then "Movie 0" fails once.
+    ids.extend(emit_n(&h, 30).await);
+    script.set(Mode::FailOnce(
+        "Movie 0".into(),
+        PluginError::RateLimited {
+            retry_after: Some(Duration::from_millis(300)),
+        },
+    ));
+    assert!(wait_until(LONG, || async { script.delivered_count() == ids.len() }).await);
+    // Delivered in the order of `ids`, by index.
+    let order: Vec<usize> = script
+        .delivered_ids()
+        .iter()
+        .map(|d| ids.iter().position(|i| i == d).expect("an emitted event"))
+        .collect();
+    let mut once = order.clone();
+    once.sort_unstable();
+    once.dedup();
+    assert_eq!(once.len(), ids.len(), "each delivered once: {order:?}");
+    // "Movie 0" went out second, or third after the one started beside it (two at a
+    // time); none of those behind them went out during its pause.
+    let at = order.iter().position(|&i| i == 1).unwrap();
+    assert!(
+        at <= 2,
+        "{at} deliveries overtook the one a 429 paused: {order:?}"
+    );
+    h.shutdown().await;
+}
+
+#[actix_rt::test]
 async fn a_delivery_waiting_in_the_actor_queue_is_not_timed_out_for_the_wait() {
     // One at a time, each call well within the timeout: the third waits two calls in the
     // actor's queue, longer than one timeout, and must still count as a success.

@@ -22,6 +22,9 @@ pub enum Mode {
     Block(Duration),
     /// Succeed after an async sleep.
     Slow(Duration),
+    /// Fail the first call for an event with this title (`media_item.title`), and then
+    /// turn to `Ok`; deliver the others.
+    FailOnce(String, PluginError),
 }
 
 /// What a scripted plugin saw; shared between the test and every instance the factory builds.
@@ -94,6 +97,11 @@ impl Script {
 
 pub struct Scripted(pub Arc<Script>);
 
+/// The event's `media_item.title`, if it has one.
+fn title_of(event: &Event) -> Option<&str> {
+    event.data.get("media_item")?.get("title")?.as_str()
+}
+
 struct Running<'a>(&'a AtomicUsize);
 
 impl Drop for Running<'_> {
@@ -142,6 +150,16 @@ impl Role for Scripted {
                 }
             }
             Mode::Fail(e) => Err(e),
+            Mode::FailOnce(title, e) if title_of(&event) == Some(title.as_str()) => {
+                *self.0.mode.lock().unwrap() = Mode::Ok;
+                Err(e)
+            }
+            Mode::FailOnce(..) => {
+                self.0.delivered.lock().unwrap().push(event);
+                Ok(Outcome::Delivered(Delivered {
+                    detail: "ok".into(),
+                }))
+            }
             Mode::Panic => panic!("scripted panic"),
             Mode::Hang => futures::future::pending().await,
             Mode::Block(d) => {
