@@ -215,21 +215,11 @@ fn insert_deliveries(hot: &mut Hot, rows: &[(Seq, Seq, &str)], now: i64) -> rusq
 fn events_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
-        let rows: Vec<String> = (0..ROWS)
-            .map(|r| {
-                let p = 2 + 7 * r;
-                format!(
-                    "(?{p}, ?{}, ?{}, ?{}, ?{}, ?1, ?{}, ?{})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6
-                )
-            })
-            .collect();
-        format!("{EVENT_COLUMNS_IN} VALUES {}", rows.join(", "))
+        let row = |p: usize| {
+            let [id, name, time, data, first, n] = [1, 2, 3, 4, 5, 6].map(|i| p + i);
+            format!("(?{p}, ?{id}, ?{name}, ?{time}, ?{data}, ?1, ?{first}, ?{n})")
+        };
+        format!("{EVENT_COLUMNS_IN} VALUES {}", values(7, row))
     })
 }
 
@@ -238,14 +228,16 @@ fn events_sql() -> &'static str {
 fn deliveries_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
-        let rows: Vec<String> = (0..ROWS)
-            .map(|r| {
-                let p = 2 + 3 * r;
-                format!("(?{p}, ?{}, ?{}, 'pending', ?1, ?1)", p + 1, p + 2)
-            })
-            .collect();
-        format!("{DELIVERY_COLUMNS_IN} VALUES {}", rows.join(", "))
+        let row = |p: usize| format!("(?{p}, ?{}, ?{}, 'pending', ?1, ?1)", p + 1, p + 2);
+        format!("{DELIVERY_COLUMNS_IN} VALUES {}", values(3, row))
     })
+}
+
+/// `ROWS` rows of `per_row` parameters each, numbered from ?2: `row` writes the one whose
+/// first parameter is the number it is given.
+fn values(per_row: usize, row: impl Fn(usize) -> String) -> String {
+    let rows: Vec<String> = (0..ROWS).map(|r| row(2 + per_row * r)).collect();
+    rows.join(", ")
 }
 
 pub(super) fn update(hot: &mut Hot, u: &Update, now: i64) -> rusqlite::Result<()> {
