@@ -52,10 +52,23 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("store-checkpoint".into())
             .spawn(move || {
+                // Said once when checkpoints start failing and once when they work again:
+                // under load one is tried after nearly every commit.
+                let mut failing = false;
                 while let Ok(done) = rx.recv() {
-                    let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                    if let Err(e) = r {
-                        tracing::warn!(target: "store", error = %e, "checkpointing the delivery store's WAL failed; trying again after the next commits");
+                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        Ok(()) if failing => {
+                            failing = false;
+                            tracing::info!(target: "store", "checkpointing the delivery store's WAL works again");
+                        }
+                        Ok(()) => {}
+                        Err(e) if !failing => {
+                            failing = true;
+                            tracing::warn!(target: "store", error = %e, "checkpointing the delivery store's WAL failed; the WAL file grows until it works again (trying after each commit)");
+                        }
+                        Err(e) => {
+                            tracing::debug!(target: "store", error = %e, "checkpointing the delivery store's WAL failed again");
+                        }
                     }
                     if let Some(done) = done {
                         let _ = done.send(());
