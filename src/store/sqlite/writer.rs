@@ -291,10 +291,14 @@ fn write_starts(hot: &mut Hot, seqs: Vec<Seq>, now: i64) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// The next [`ROWS`] ops, when all are accepts.
+/// The next [`ROWS`] ops, when all are accepts (checked before anything is gathered:
+/// most positions in a batch of state changes are not the start of such a run).
 fn accept_run(ops: &[Op]) -> Option<Vec<(&Accept, &Encoded)>> {
-    ops.get(..ROWS)?
-        .iter()
+    let ops = ops.get(..ROWS)?;
+    if !ops.iter().all(|op| matches!(op, Op::Accept(..))) {
+        return None;
+    }
+    ops.iter()
         .map(|op| match op {
             Op::Accept(a, encoded) => Some((a, encoded)),
             _ => None,

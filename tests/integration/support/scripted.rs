@@ -140,7 +140,12 @@ impl Role for Scripted {
                     detail: "ok".into(),
                 }))
             }
-            Mode::Ok => {
+            Mode::FailOnce(title, e) if title_of(&event) == Some(title.as_str()) => {
+                *self.0.mode.lock().unwrap() = Mode::Ok;
+                Err(e)
+            }
+            // Any other event, under `FailOnce`, is delivered.
+            Mode::Ok | Mode::FailOnce(..) => {
                 self.0.delivered.lock().unwrap().push(event);
                 match self.0.patch.lock().unwrap().clone() {
                     Some(patch) => Ok(Outcome::Enriched(Enrichment { patch })),
@@ -150,16 +155,6 @@ impl Role for Scripted {
                 }
             }
             Mode::Fail(e) => Err(e),
-            Mode::FailOnce(title, e) if title_of(&event) == Some(title.as_str()) => {
-                *self.0.mode.lock().unwrap() = Mode::Ok;
-                Err(e)
-            }
-            Mode::FailOnce(..) => {
-                self.0.delivered.lock().unwrap().push(event);
-                Ok(Outcome::Delivered(Delivered {
-                    detail: "ok".into(),
-                }))
-            }
             Mode::Panic => panic!("scripted panic"),
             Mode::Hang => futures::future::pending().await,
             Mode::Block(d) => {
