@@ -6,7 +6,7 @@ mod read;
 mod schema;
 mod writer;
 
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -18,11 +18,11 @@ use super::{
 };
 use crate::config::StorageConfig;
 use crate::metrics::{Timings, TimingsSnapshot};
-use writer::{Op, Writer};
+use writer::{Op, Queue, Writer};
 
 /// The SQLite delivery store.
 pub struct SqliteStore {
-    tx: Mutex<Option<Sender<Op>>>,
+    queue: Mutex<Option<Queue>>,
     reader: Mutex<Connection>,
     commits: Arc<Timings>,
     tag: u32,
@@ -72,7 +72,7 @@ impl SqliteStore {
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Write(format!("cannot start the store's writer: {e}")))?;
         Ok(SqliteStore {
-            tx: Mutex::new(Some(tx)),
+            queue: Mutex::new(Some(Queue::new(tx, thread.thread().clone()))),
             reader: Mutex::new(reader),
             commits,
             tag,
@@ -83,8 +83,8 @@ impl SqliteStore {
     // The op comes back only when the writer is gone (at shutdown), to answer its caller.
     #[allow(clippy::result_large_err)]
     fn send(&self, op: Op) -> std::result::Result<(), Op> {
-        match lock(&self.tx).as_ref() {
-            Some(tx) => tx.send(op).map_err(|e| e.0),
+        match lock(&self.queue).as_ref() {
+            Some(queue) => queue.send(op),
             None => Err(op),
         }
     }
@@ -174,7 +174,7 @@ impl DeliveryStore for SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Closing the channel ends the writer once it has committed what it holds.
-        lock(&self.tx).take();
+        lock(&self.queue).take();
         if let Some(t) = lock(&self.writer).take() {
             // Dropped by a callback on the writer itself: it ends on its own.
             if t.thread().id() != std::thread::current().id() {
