@@ -43,6 +43,10 @@ impl SqliteStore {
         }
         let conn = schema::open(path, config.synchronous)?;
         let tag = schema::tag(&conn)?;
+        let restored = writer::lazy::recover(&conn)?;
+        if restored > 0 {
+            tracing::info!(target: "store", deliveries = restored, "wrote the rows of deliveries accepted before the last stop and not yet written");
+        }
         let next_seq = |table: &str| -> Result<Seq> {
             conn.query_row(
                 &format!("SELECT coalesce(max(seq), 0) + 1 FROM {table}"),
@@ -89,6 +93,16 @@ impl SqliteStore {
         }
     }
 
+    /// Wait until what was queued before is committed and every delivery has its row
+    /// (some are written only when something happens to them: see `writer::lazy`), so a
+    /// read sees them.
+    fn settled(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.send(Op::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
     fn reader(&self) -> MutexGuard<'_, Connection> {
         lock(&self.reader)
     }
@@ -128,27 +142,47 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn unfinished(&self) -> Result<Vec<Unfinished>> {
+        self.settled();
         read::unfinished(&self.reader())
     }
 
     fn list(&self, query: &Query) -> Result<Page> {
+        self.settled();
         read::list(&self.reader(), query)
     }
 
     fn get(&self, seq: Seq) -> Result<Option<Detail>> {
+        self.settled();
         read::get(&self.reader(), seq)
     }
 
     fn counts(&self) -> Result<Vec<(String, State, u64)>> {
+        self.settled();
         read::counts(&self.reader())
     }
 
     fn unfinished_count(&self) -> Result<u64> {
+        self.settled();
         read::unfinished_count(&self.reader())
     }
 
     fn waiting_after(&self, instance: &str, after: Seq, limit: usize) -> Result<Vec<Unfinished>> {
-        read::waiting_after(&self.reader(), instance, after, limit)
+        // On the writer, which knows the deliveries that have no rows yet.
+        let (tx, rx) = mpsc::channel();
+        let ask = writer::Waiting {
+            instance: instance.to_owned(),
+            after,
+            limit,
+        };
+        if self.send(Op::Waiting(ask, tx)).is_err() {
+            return Err(StoreError::Closed);
+        }
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                Err(StoreError::Read(
+                    "the store's writer did not answer in 30 s".into(),
+                ))
+            })
     }
 
     fn in_memory(&self) -> bool {
@@ -164,10 +198,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn flush(&self) {
-        let (tx, rx) = mpsc::channel();
-        if self.send(Op::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(10));
-        }
+        self.settled();
     }
 }
 

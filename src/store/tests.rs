@@ -601,7 +601,7 @@ fn sqlite_keeps_parked_rows_across_a_reopen_and_upgrades_a_version_2_file() {
             r.get(0)
         })
         .unwrap();
-    assert_eq!(version, "3");
+    assert_eq!(version, "4");
 }
 
 #[test]

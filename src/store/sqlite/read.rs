@@ -140,24 +140,24 @@ fn waiting_sql() -> String {
     )
 }
 
-pub(super) fn waiting_after(
+/// Up to `limit` of `instance`'s pending or held rows after `after`, not parked, in order.
+pub(super) fn waiting_rows(
     conn: &Connection,
     instance: &str,
     after: Seq,
     limit: usize,
-) -> Result<Vec<Unfinished>> {
+) -> rusqlite::Result<Vec<Unfinished>> {
     // One ordered range of the open-deliveries index per state, merged here: one query
     // over both states (`IN`) would read every waiting row, its event too, and sort them
     // all before its LIMIT, at each refill of the window. (`<> 'delivered'` lets the
     // planner use that partial index with the state as a parameter.)
-    let mut stmt = conn.prepare_cached(&waiting_sql()).map_err(read_err)?;
+    let mut stmt = conn.prepare_cached(&waiting_sql())?;
     let mut read = |state: &str| {
         stmt.query_map(
             params![instance, state, after, limit as i64],
             unfinished_from_row,
         )
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(read_err)
     };
     let mut rows = read("pending")?;
     rows.extend(read("held")?);

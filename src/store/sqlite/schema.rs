@@ -10,7 +10,7 @@ use crate::config::Synchronous;
 
 /// Schema version, kept in `meta`; a newer file than this build is refused, an older one
 /// is brought up to date.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 /// From version 1 (one development day's files): an event's delivery range, the success
 /// in the row, no event index.
@@ -32,6 +32,12 @@ ALTER TABLE deliveries ADD COLUMN digest_id INTEGER;
 ALTER TABLE deliveries ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// From version 3: an event names its instances (its deliveries' rows may come later:
+/// see `writer::lazy`). Older files have every row.
+const FROM_3: &str = "
+ALTER TABLE events ADD COLUMN instances TEXT NOT NULL DEFAULT '[]';
+";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -43,7 +49,9 @@ CREATE TABLE IF NOT EXISTS events (
     accepted_at INTEGER NOT NULL,
     -- An event's deliveries have consecutive sequence numbers: these, no index needed.
     first_delivery INTEGER NOT NULL,
-    deliveries INTEGER NOT NULL
+    deliveries INTEGER NOT NULL,
+    -- Their instances, in order (JSON): delivery i goes to the i-th.
+    instances TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY,
@@ -119,8 +127,9 @@ pub(super) fn open(path: &Path, sync: Synchronous) -> Result<Connection> {
         })
         .map_err(|e| fail(&e))?;
     let steps = match version.as_deref() {
-        Some("1") => vec![FROM_1, FROM_2],
-        Some("2") => vec![FROM_2],
+        Some("1") => vec![FROM_1, FROM_2, FROM_3],
+        Some("2") => vec![FROM_2, FROM_3],
+        Some("3") => vec![FROM_3],
         _ => vec![],
     };
     if !steps.is_empty() {

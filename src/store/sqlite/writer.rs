@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+pub(super) mod lazy;
 pub(super) mod rows;
 mod starts;
 
@@ -17,8 +18,9 @@ use super::super::{
 };
 use super::checkpoint::Checkpointer;
 use crate::metrics::Timings;
+use lazy::{Lazy, LAZY_FOR};
 pub(super) use rows::Seqs;
-use rows::{accept, accept_rows, requeue, update, Hot, ROWS};
+use rows::{accept, accept_rows, requeue, update, write_out, write_out_all, Hot, ROWS};
 use starts::Starts;
 
 /// Requeue replies run after the commit that made the rows pending.
@@ -35,6 +37,16 @@ pub(super) enum Op {
     Bury(Arc<str>, String, Box<dyn FnOnce(Result<u64>) + Send>),
     /// Answered once everything queued before it is committed.
     Flush(Sender<()>),
+    /// An instance's waiting deliveries after a point (see [`Writer::waiting`]), read
+    /// once what came before is committed.
+    Waiting(Waiting, Sender<Result<Vec<Unfinished>>>),
+}
+
+/// What [`Op::Waiting`] asks for: up to `limit` of `instance`'s deliveries after `after`.
+pub(super) struct Waiting {
+    pub instance: String,
+    pub after: Seq,
+    pub limit: usize,
 }
 
 /// The writer's queue, as its callers hold it. An op someone waits for also wakes the
@@ -75,19 +87,23 @@ impl Drop for Queue {
     }
 }
 
-/// An accepted event's columns that take work to write (its data as JSON, its time as
-/// RFC 3339), made on the caller's thread: the writer is the store's one bottleneck.
+/// An accepted event's columns that take work to write (its data and its instances as
+/// JSON, its time as RFC 3339), made on the caller's thread: the writer is the store's
+/// one bottleneck.
 pub(super) struct Encoded {
     pub data: String,
     pub timestamp: String,
+    pub instances: String,
 }
 
 impl Encoded {
     pub fn new(accept: &Accept) -> Self {
         let ev = &accept.event;
+        let names: Vec<&str> = accept.instances.iter().map(|i| &**i).collect();
         Encoded {
             data: serde_json::to_string(&ev.data).unwrap_or_else(|_| "{}".into()),
             timestamp: ev.timestamp.to_rfc3339(),
+            instances: serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()),
         }
     }
 }
@@ -109,6 +125,13 @@ pub(super) struct Writer {
     next: Seqs,
     retention_ms: i64,
     starts: Starts,
+    lazy: Lazy,
+    /// The first event whose delivery rows may be missing, as `meta` has it.
+    lazy_from: Option<Seq>,
+    /// Every delivery gets its row at this commit (the writer is ending).
+    ending: bool,
+    /// How long a delivery goes without its row at most ([`LAZY_FOR`]; tests make it long).
+    lazy_for: Duration,
     checkpoints: Checkpointer,
 }
 
@@ -126,6 +149,10 @@ impl Writer {
             next,
             retention_ms,
             starts: Starts::default(),
+            lazy: Lazy::default(),
+            lazy_from: None,
+            ending: false,
+            lazy_for: LAZY_FOR,
             checkpoints,
         }
     }
@@ -143,6 +170,7 @@ impl Writer {
             match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(first) => {
                     let (batch, open) = gather(first, &rx, LINGER);
+                    self.ending = !open;
                     self.commit(batch);
                     if !open {
                         return;
@@ -155,7 +183,11 @@ impl Writer {
                     self.commit(Vec::new())
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.ending = true;
+                    self.commit(Vec::new());
+                    return;
+                }
             }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 self.prune();
@@ -173,6 +205,7 @@ impl Writer {
             Ok(r) => (r.into_iter(), None),
             Err(e) => {
                 self.next = first;
+                self.lazy.rollback();
                 let _ = self.conn.execute_batch("ROLLBACK");
                 tracing::error!(target: "store", error = %e, ops = batch.len(), "delivery store write failed; its callers are refused");
                 (Vec::new().into_iter(), Some(e.to_string()))
@@ -190,6 +223,15 @@ impl Writer {
                 (Op::Flush(tx), _) => {
                     let _ = tx.send(());
                 }
+                (Op::Waiting(w, tx), _) => {
+                    let rows = match &failure {
+                        None => self
+                            .waiting(&w)
+                            .map_err(|e| StoreError::Read(e.to_string())),
+                        Some(_) => Err(err()),
+                    };
+                    let _ = tx.send(rows);
+                }
                 (Op::Update(_) | Op::Updates(_), _) => {}
             }
         }
@@ -199,6 +241,8 @@ impl Writer {
     fn apply(&mut self, batch: &[Op]) -> rusqlite::Result<Vec<Outcome>> {
         let now = now_ms();
         let clock = Instant::now();
+        let lazy = &mut self.lazy;
+        lazy.begin();
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(batch.len());
         let mut next = self.next;
@@ -211,7 +255,9 @@ impl Writer {
         while let Some(op) = batch.get(i) {
             if i >= single_until {
                 if let Some(run) = accept_run(&batch[i..]) {
-                    if let Some(accepted) = accept_rows(&mut hot, &run, &mut next, now)? {
+                    if let Some(accepted) =
+                        accept_rows(&mut hot, lazy, &run, &mut next, (now, clock))?
+                    {
                         out.extend(accepted.into_iter().map(Outcome::Accepted));
                         i += ROWS;
                         continue;
@@ -222,26 +268,28 @@ impl Writer {
             i += 1;
             out.push(match op {
                 Op::Accept(a, encoded) => {
-                    Outcome::Accepted(accept(&mut hot, a, encoded, &mut next, now)?)
+                    Outcome::Accepted(accept(&mut hot, lazy, a, encoded, &mut next, (now, clock))?)
                 }
                 Op::Update(u) => {
-                    change(&mut hot, starts, u, now, clock)?;
+                    change(&mut hot, lazy, starts, u, now, clock)?;
                     Outcome::Done
                 }
                 Op::Updates(us) => {
                     for u in us {
-                        change(&mut hot, starts, u, now, clock)?;
+                        change(&mut hot, lazy, starts, u, now, clock)?;
                     }
                     Outcome::Done
                 }
-                // These read or change rows by state: the starts before them are written
-                // first, so they see what came before them.
+                // These read or change rows by state: every delivery gets its row, and
+                // the starts before them are written first, so they see what came before.
                 Op::Requeue(r, _) => {
-                    write_starts(&mut hot, starts.all(), now)?;
+                    write_out_all(&mut hot, lazy)?;
+                    write_starts(&mut hot, lazy, starts.all(), now)?;
                     Outcome::Requeued(requeue(&tx, r, now)?)
                 }
                 Op::Bury(instance, reason, _) => {
-                    write_starts(&mut hot, starts.all(), now)?;
+                    write_out_all(&mut hot, lazy)?;
+                    write_starts(&mut hot, lazy, starts.all(), now)?;
                     Outcome::Buried(
                         tx.prepare_cached(
                             "UPDATE deliveries SET state = 'dead', parked = 0, reason = ?2,
@@ -251,29 +299,98 @@ impl Writer {
                         .execute(params![&**instance, reason, now])? as u64,
                     )
                 }
+                Op::Waiting(..) => Outcome::Done,
+                // Answered once what came before is committed, every delivery with its
+                // row: reads come after one (see `SqliteStore::settled`).
                 Op::Flush(_) => {
-                    write_starts(&mut hot, starts.all(), now)?;
+                    write_out_all(&mut hot, lazy)?;
+                    write_starts(&mut hot, lazy, starts.all(), now)?;
                     Outcome::Done
                 }
             });
         }
-        write_starts(&mut hot, starts.due(clock), now)?;
+        write_starts(&mut hot, lazy, starts.due(clock), now)?;
+        if self.ending {
+            write_out_all(&mut hot, lazy)?;
+        } else if let Some(before) = clock.checked_sub(self.lazy_for) {
+            for first in lazy.due(before) {
+                write_out(&mut hot, lazy, first)?;
+            }
+        }
+        let from = lazy.first_event();
+        if from != self.lazy_from {
+            lazy::mark(&tx, from)?;
+        }
         drop(hot);
         tx.commit()?;
+        self.lazy_from = from;
         self.checkpoints.committed();
         self.next = next;
         Ok(out)
     }
 
+    /// Up to `w.limit` of an instance's pending or held deliveries after `w.after`, in
+    /// order: those with rows, as the reader would read them, and those without, from
+    /// their events. On the writer, after a commit: it alone knows which have no rows, and
+    /// writing them out for the memory window's refills would write most of the rows it
+    /// spares.
+    fn waiting(&self, w: &Waiting) -> rusqlite::Result<Vec<Unfinished>> {
+        let mut rows = super::read::waiting_rows(&self.conn, &w.instance, w.after, w.limit)?;
+        let mut event = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM events e WHERE e.seq = ?1",
+            super::read::EVENT_COLUMNS
+        ))?;
+        let mut found = 0;
+        'events: for (first, waiting) in self.lazy.from(w.after + 1) {
+            let mut read: Option<Arc<crate::event::Event>> = None;
+            for (i, instance) in waiting.unwritten() {
+                let seq = first + i as Seq;
+                if seq <= w.after || **instance != *w.instance {
+                    continue;
+                }
+                let ev = match &read {
+                    Some(ev) => Arc::clone(ev),
+                    None => {
+                        let ev =
+                            Arc::new(event.query_row([waiting.event], |r| {
+                                super::read::event_from_row(r, 0)
+                            })?);
+                        read = Some(Arc::clone(&ev));
+                        ev
+                    }
+                };
+                rows.push(Unfinished {
+                    seq,
+                    instance: w.instance.clone(),
+                    state: crate::store::State::Pending,
+                    attempts: 0,
+                    created_at: waiting.created_at,
+                    event: ev,
+                    parked: None,
+                    digest: None,
+                });
+                found += 1;
+                if found >= w.limit {
+                    break 'events;
+                }
+            }
+        }
+        rows.sort_unstable_by_key(|r| r.seq);
+        rows.truncate(w.limit);
+        Ok(rows)
+    }
+
     /// Drop finished deliveries (and then events with none left) past the retention.
     fn prune(&mut self) {
         let cutoff = now_ms() - self.retention_ms;
+        // An event whose deliveries have no rows yet has nothing to show it is in use.
+        let lazy = self.lazy.first_event().unwrap_or(Seq::MAX);
         let r = self.conn.execute_batch(&format!(
             "BEGIN;
              DELETE FROM attempts WHERE delivery_seq IN
                  (SELECT seq FROM deliveries WHERE state = 'delivered' AND updated_at < {cutoff});
              DELETE FROM deliveries WHERE state = 'delivered' AND updated_at < {cutoff};
-             DELETE FROM events WHERE accepted_at < {cutoff}
+             DELETE FROM events WHERE accepted_at < {cutoff} AND seq < {lazy}
                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq >= events.first_delivery
                                  AND d.seq < events.first_delivery + events.deliveries);
              COMMIT;"
@@ -291,6 +408,7 @@ impl Writer {
 /// the starts it must come after.
 fn change(
     hot: &mut Hot,
+    lazy: &mut Lazy,
     starts: &mut Starts,
     u: &Update,
     now: i64,
@@ -311,21 +429,21 @@ fn change(
         | Update::Unpark { seq, .. }
         | Update::DeliveredVia { seq, .. } => {
             if starts.cancel(*seq) {
-                write_starts(hot, vec![*seq], now)?;
+                write_starts(hot, lazy, vec![*seq], now)?;
             }
         }
         Update::Digested { seqs, .. } => {
             let held: Vec<Seq> = seqs.iter().copied().filter(|s| starts.cancel(*s)).collect();
-            write_starts(hot, held, now)?;
+            write_starts(hot, lazy, held, now)?;
         }
-        Update::Hold { .. } | Update::Release { .. } => write_starts(hot, starts.all(), now)?,
+        Update::Hold { .. } | Update::Release { .. } => write_starts(hot, lazy, starts.all(), now)?,
     }
-    update(hot, u, now)
+    update(hot, lazy, u, now)
 }
 
-fn write_starts(hot: &mut Hot, seqs: Vec<Seq>, now: i64) -> rusqlite::Result<()> {
+fn write_starts(hot: &mut Hot, lazy: &mut Lazy, seqs: Vec<Seq>, now: i64) -> rusqlite::Result<()> {
     for seq in seqs {
-        update(hot, &Update::Started { seq }, now)?;
+        update(hot, lazy, &Update::Started { seq }, now)?;
     }
     Ok(())
 }
@@ -391,193 +509,4 @@ enum Outcome {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-
-    use super::*;
-
-    fn started(seq: Seq) -> Op {
-        Op::Update(Update::Started { seq })
-    }
-
-    /// A linger no test run reaches: a batch that ends early ended for its reason.
-    const LONG: Duration = Duration::from_secs(120);
-
-    #[test]
-    fn state_changes_wait_for_more_until_someone_waits_for_the_commit() {
-        let (tx, rx) = mpsc::channel();
-        let t = Instant::now();
-        let gathering = std::thread::spawn(move || gather(started(1), &rx, LONG));
-        let queue = Queue::new(tx, gathering.thread().clone());
-        // Give the batch time to be cut, were it cut at once (it passes either way when
-        // right: the wait ends on the flush, not on a clock).
-        std::thread::sleep(Duration::from_millis(100));
-        queue.send(started(2)).map_err(|_| "sent").unwrap();
-        let (flushed, _flushed_rx) = mpsc::channel();
-        queue.send(Op::Flush(flushed)).map_err(|_| "sent").unwrap();
-        // Queued after the flush: the next batch's.
-        queue.send(started(3)).map_err(|_| "sent").unwrap();
-        let (batch, open) = gathering.join().unwrap();
-        let kinds: Vec<_> = batch
-            .iter()
-            .map(|op| match op {
-                Op::Update(Update::Started { seq }) => format!("started {seq}"),
-                Op::Flush(_) => "flush".to_owned(),
-                _ => "other".to_owned(),
-            })
-            .collect();
-        assert!(open);
-        // The flush woke the parked writer: the batch did not wait for its linger.
-        assert!(t.elapsed() < LONG / 2, "the flush did not end the linger");
-        assert_eq!(kinds[..3], ["started 1", "started 2", "flush"]);
-        // The one after the flush may have been queued before the batch was cut.
-        assert!(kinds.len() <= 4, "{kinds:?}");
-        drop(queue);
-    }
-
-    #[test]
-    fn a_batch_waited_for_is_cut_at_once_and_a_closed_channel_ends_the_wait() {
-        let (tx, rx) = mpsc::channel();
-        let (flushed, _flushed_rx) = mpsc::channel();
-        tx.send(started(1)).unwrap();
-        let t = Instant::now();
-        let (batch, open) = gather(Op::Flush(flushed), &rx, LONG);
-        assert_eq!((batch.len(), open), (2, true));
-        assert!(
-            t.elapsed() < LONG / 2,
-            "a batch someone waits for did not linger"
-        );
-
-        // Shutting down: what lingers is handed back for its commit, and the writer ends
-        // (closing the queue wakes it).
-        let t = Instant::now();
-        let gathering = std::thread::spawn(move || gather(started(2), &rx, LONG));
-        let queue = Queue::new(tx, gathering.thread().clone());
-        std::thread::sleep(Duration::from_millis(100));
-        queue.send(started(3)).map_err(|_| "sent").unwrap();
-        drop(queue);
-        let (batch, open) = gathering.join().unwrap();
-        assert_eq!((batch.len(), open), (2, false));
-        assert!(
-            t.elapsed() < LONG / 2,
-            "closing the queue did not end the linger"
-        );
-    }
-}
-
-#[cfg(test)]
-mod many_rows {
-    use std::sync::Mutex;
-
-    use super::*;
-    use crate::config::Synchronous;
-    use crate::event::{Event, EventName};
-    use crate::store::sqlite::schema;
-
-    type Results = Arc<Mutex<Vec<(usize, Result<Accepted>)>>>;
-
-    fn accept(k: usize, id: &str, instances: &[&str], results: &Results) -> Op {
-        let event = Event::new(EventName::AfterMediaAdded, Default::default()).with_id(id);
-        let results = Arc::clone(results);
-        let a = Accept {
-            event: Arc::new(event),
-            instances: instances.iter().map(|&i| Arc::from(i)).collect(),
-            done: Box::new(move |r| results.lock().unwrap().push((k, r))),
-        };
-        let encoded = Encoded::new(&a);
-        Op::Accept(a, encoded)
-    }
-
-    /// Instances of the `k`th accept: none, one or two, in turn.
-    fn instances(k: usize) -> &'static [&'static str] {
-        [&[][..], &["a"][..], &["a", "b"][..]][k % 3]
-    }
-
-    #[test]
-    fn accepts_written_many_rows_at_a_time_keep_their_order_and_duplicates_are_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite3");
-        let conn = schema::open(&path, Synchronous::Full).unwrap();
-        let checkpoints =
-            Checkpointer::start(&conn, schema::open(&path, Synchronous::Full).unwrap()).unwrap();
-        let start = Seqs {
-            event: 1,
-            delivery: 1,
-        };
-        let mut writer = Writer::new(conn, checkpoints, Arc::default(), start, i64::MAX);
-        let results: Results = Arc::default();
-        writer.commit(vec![accept(1000, "old", &["a"], &results)]);
-        // 16 new ones (one statement), 16 with a stored id and a repeat among them (one
-        // by one), 16 new ones again, and 5 (fewer than a statement takes).
-        let ids: Vec<String> = (0..53)
-            .map(|k| match k {
-                20 => "old".to_owned(),
-                25 => "e17".to_owned(),
-                k => format!("e{k}"),
-            })
-            .collect();
-        let batch = (0..53)
-            .map(|k| accept(k, &ids[k], instances(k), &results))
-            .collect();
-        writer.commit(batch);
-
-        let results = std::mem::take(&mut *results.lock().unwrap());
-        assert_eq!(results.len(), 54);
-        let mut first = 2;
-        for (k, r) in results.into_iter().skip(1) {
-            let r = r.unwrap();
-            if k == 20 || k == 25 {
-                assert_eq!(
-                    r.duplicate.as_ref().map(|e| e.id.as_str()),
-                    Some(ids[k].as_str()),
-                    "accept {k}"
-                );
-                continue;
-            }
-            assert!(r.duplicate.is_none(), "accept {k}");
-            assert_eq!(r.first, first, "accept {k}");
-            first += instances(k).len() as Seq;
-        }
-        // Read back: events in order, each with its deliveries' range, and those rows
-        // point at it, in order of its instances.
-        let read = schema::open(&path, Synchronous::Full).unwrap();
-        let mut events = read
-            .prepare("SELECT seq, id, first_delivery, deliveries FROM events ORDER BY seq")
-            .unwrap();
-        let events: Vec<(Seq, String, Seq, i64)> = events
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        let expected: Vec<&str> = std::iter::once("old")
-            .chain(
-                (0..53)
-                    .filter(|k| *k != 20 && *k != 25)
-                    .map(|k| ids[k].as_str()),
-            )
-            .collect();
-        let stored: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
-        assert_eq!(stored, expected);
-        for (seq, id, first, n) in &events {
-            let rows: Vec<(Seq, Seq, String)> = read
-                .prepare(
-                    "SELECT seq, event_seq, instance FROM deliveries
-                     WHERE seq >= ?1 AND seq < ?1 + ?2 ORDER BY seq",
-                )
-                .unwrap()
-                .query_map(params![first, n], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
-            assert_eq!(rows.len() as i64, *n, "event {id}");
-            for (i, (d, e, instance)) in rows.iter().enumerate() {
-                assert_eq!((*d, *e), (first + i as Seq, *seq), "event {id}");
-                assert_eq!(instance, ["a", "b"][i], "event {id}");
-            }
-        }
-        let total: i64 = read
-            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(total, events.iter().map(|e| e.3).sum::<i64>());
-    }
-}
+mod tests;

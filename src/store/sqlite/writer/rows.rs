@@ -2,9 +2,11 @@
 //! requeue. One transaction of the writer's runs these for a whole batch.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use rusqlite::{params, CachedStatement, OptionalExtension, Transaction};
 
+use super::lazy::Lazy;
 use super::Encoded;
 use crate::store::sqlite::read::{
     event_from_row, select_unfinished, unfinished_from_row, EVENT_COLUMNS,
@@ -19,9 +21,9 @@ pub(super) struct Hot<'c> {
     insert_event: Option<CachedStatement<'c>>,
     insert_delivery: Option<CachedStatement<'c>>,
     insert_events: Option<CachedStatement<'c>>,
-    insert_deliveries: Option<CachedStatement<'c>>,
     started: Option<CachedStatement<'c>>,
     delivered: Option<CachedStatement<'c>>,
+    delivered_row: Option<CachedStatement<'c>>,
 }
 
 impl<'c> Hot<'c> {
@@ -31,9 +33,9 @@ impl<'c> Hot<'c> {
             insert_event: None,
             insert_delivery: None,
             insert_events: None,
-            insert_deliveries: None,
             started: None,
             delivered: None,
+            delivered_row: None,
         }
     }
 }
@@ -57,32 +59,32 @@ pub(in crate::store::sqlite) struct Seqs {
     pub delivery: Seq,
 }
 
-/// Accepts (and then deliveries) written by one INSERT of this many rows. A statement of
-/// one row pays SQLite's per-statement work (the machine's start and halt, its cursors
-/// opened, positioned and closed, a reset) for every row: callgrind of bench (4)'s
-/// writer counted 21.7k instructions per accepted event for its two inserts, and a
-/// replay of the same inserts 22% fewer with 16 rows per statement.
+/// Accepts written by one INSERT of this many rows. A statement of one row pays SQLite's
+/// per-statement work (the machine's start and halt, its cursors opened, positioned and
+/// closed, a reset) for every row: callgrind of bench (4)'s writer counted 21.7k
+/// instructions per accepted event for its two inserts (the event's, its delivery's),
+/// and a replay of the same inserts 22% fewer with 16 rows per statement.
 pub(super) const ROWS: usize = 16;
 
-const EVENT_COLUMNS_IN: &str =
-    "INSERT INTO events(seq, id, name, timestamp, data, accepted_at, first_delivery, deliveries)";
-const DELIVERY_COLUMNS_IN: &str =
-    "INSERT INTO deliveries(seq, event_seq, instance, state, created_at, updated_at)";
+const EVENT_COLUMNS_IN: &str = "INSERT INTO events(seq, id, name, timestamp, data, accepted_at, first_delivery, deliveries, instances)";
 
+/// One accept: the event's row, which names its instances; its deliveries get rows of
+/// their own later (see [`super::lazy`]).
 pub(super) fn accept(
     hot: &mut Hot,
+    lazy: &mut Lazy,
     a: &Accept,
     encoded: &Encoded,
     seqs: &mut Seqs,
-    now: i64,
+    (now, clock): (i64, Instant),
 ) -> rusqlite::Result<Accepted> {
     let tx = hot.tx;
     let ev = &a.event;
     let inserted = stmt(
         tx,
         &mut hot.insert_event,
-        "INSERT INTO events(seq, id, name, timestamp, data, accepted_at, first_delivery, deliveries)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING",
+        "INSERT INTO events(seq, id, name, timestamp, data, accepted_at, first_delivery, deliveries, instances)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING",
     )?
     .execute(params![
         seqs.event,
@@ -92,7 +94,8 @@ pub(super) fn accept(
         encoded.data,
         now,
         seqs.delivery,
-        a.instances.len() as i64
+        a.instances.len() as i64,
+        encoded.instances
     ])?;
     if inserted == 0 {
         let stored = tx
@@ -106,25 +109,23 @@ pub(super) fn accept(
             duplicate: Some(stored.map(Arc::new).unwrap_or_else(|| Arc::clone(ev))),
         });
     }
-    let event_seq = seqs.event;
-    seqs.event += 1;
     let first = seqs.delivery;
-    for instance in a.instances.iter() {
-        insert_delivery(hot, seqs.delivery, event_seq, instance, now)?;
-        seqs.delivery += 1;
-    }
+    lazy.add(first, seqs.event, &a.instances, now, clock);
+    seqs.event += 1;
+    seqs.delivery += a.instances.len() as Seq;
     Ok(Accepted {
         first,
         duplicate: None,
     })
 }
 
+/// A pending row for delivery `seq`, created at `at`.
 fn insert_delivery(
     hot: &mut Hot,
     seq: Seq,
     event_seq: Seq,
     instance: &str,
-    now: i64,
+    at: i64,
 ) -> rusqlite::Result<()> {
     stmt(
         hot.tx,
@@ -132,18 +133,38 @@ fn insert_delivery(
         "INSERT INTO deliveries(seq, event_seq, instance, state, created_at, updated_at)
          VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
     )?
-    .execute(params![seq, event_seq, instance, now])?;
+    .execute(params![seq, event_seq, instance, at])?;
     Ok(())
 }
 
-/// `ROWS` accepts in one statement (and their deliveries in statements of `ROWS` rows).
-/// `None`, with nothing written, when one of them has an id already stored or given
-/// twice among them: those take [`accept`], one by one, which tells which.
+/// Write the pending rows of the event whose deliveries start at `first`.
+pub(super) fn write_out(hot: &mut Hot, lazy: &mut Lazy, first: Seq) -> rusqlite::Result<()> {
+    let Some(w) = lazy.take(first) else {
+        return Ok(());
+    };
+    for (i, instance) in w.unwritten() {
+        insert_delivery(hot, first + i as Seq, w.event, instance, w.created_at)?;
+    }
+    Ok(())
+}
+
+/// Write every pending row not written yet.
+pub(super) fn write_out_all(hot: &mut Hot, lazy: &mut Lazy) -> rusqlite::Result<()> {
+    for first in lazy.all() {
+        write_out(hot, lazy, first)?;
+    }
+    Ok(())
+}
+
+/// `ROWS` accepts in one statement. `None`, with nothing written, when one of them has an
+/// id already stored or given twice among them: those take [`accept`], one by one, which
+/// tells which.
 pub(super) fn accept_rows(
     hot: &mut Hot,
+    lazy: &mut Lazy,
     run: &[(&Accept, &Encoded)],
     seqs: &mut Seqs,
-    now: i64,
+    (now, clock): (i64, Instant),
 ) -> rusqlite::Result<Option<Vec<Accepted>>> {
     debug_assert_eq!(run.len(), ROWS);
     let tx = hot.tx;
@@ -151,7 +172,7 @@ pub(super) fn accept_rows(
     insert.raw_bind_parameter(1, now)?;
     let mut first = seqs.delivery;
     for (r, (a, encoded)) in run.iter().enumerate() {
-        let at = 2 + 7 * r;
+        let at = 2 + 8 * r;
         let ev = &a.event;
         insert.raw_bind_parameter(at, seqs.event + r as Seq)?;
         insert.raw_bind_parameter(at + 1, &ev.id)?;
@@ -160,6 +181,7 @@ pub(super) fn accept_rows(
         insert.raw_bind_parameter(at + 4, &encoded.data)?;
         insert.raw_bind_parameter(at + 5, first)?;
         insert.raw_bind_parameter(at + 6, a.instances.len() as i64)?;
+        insert.raw_bind_parameter(at + 7, &encoded.instances)?;
         first += a.instances.len() as Seq;
     }
     match insert.raw_execute() {
@@ -173,74 +195,91 @@ pub(super) fn accept_rows(
         Err(e) => return Err(e),
     }
     let mut accepted = Vec::with_capacity(ROWS);
-    let mut rows: Vec<(Seq, Seq, &str)> = Vec::with_capacity(ROWS);
     for (r, (a, _)) in run.iter().enumerate() {
-        let event_seq = seqs.event + r as Seq;
         accepted.push(Accepted {
             first: seqs.delivery,
             duplicate: None,
         });
-        for instance in a.instances.iter() {
-            rows.push((seqs.delivery, event_seq, instance));
-            seqs.delivery += 1;
-            if rows.len() == ROWS {
-                insert_deliveries(hot, &rows, now)?;
-                rows.clear();
-            }
-        }
-    }
-    for (seq, event_seq, instance) in rows {
-        insert_delivery(hot, seq, event_seq, instance, now)?;
+        lazy.add(
+            seqs.delivery,
+            seqs.event + r as Seq,
+            &a.instances,
+            now,
+            clock,
+        );
+        seqs.delivery += a.instances.len() as Seq;
     }
     seqs.event += ROWS as Seq;
     Ok(Some(accepted))
 }
 
-/// `ROWS` deliveries, pending, in one statement.
-fn insert_deliveries(hot: &mut Hot, rows: &[(Seq, Seq, &str)], now: i64) -> rusqlite::Result<()> {
-    let insert = stmt(hot.tx, &mut hot.insert_deliveries, deliveries_sql())?;
-    insert.raw_bind_parameter(1, now)?;
-    for (r, (seq, event_seq, instance)) in rows.iter().enumerate() {
-        let at = 2 + 3 * r;
-        insert.raw_bind_parameter(at, seq)?;
-        insert.raw_bind_parameter(at + 1, event_seq)?;
-        insert.raw_bind_parameter(at + 2, instance)?;
-    }
-    insert.raw_execute()?;
-    Ok(())
-}
-
-/// Events' many-row insert: row `r` binds ?(2 + 7r) on (seq, id, name, timestamp, data,
-/// first_delivery, deliveries); ?1 is the time the rows share.
+/// Events' many-row insert: row `r` binds ?(2 + 8r) on (seq, id, name, timestamp, data,
+/// first_delivery, deliveries, instances); ?1 is the time the rows share.
 fn events_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
         let row = |p: usize| {
-            let [id, name, time, data, first, n] = [1, 2, 3, 4, 5, 6].map(|i| p + i);
-            format!("(?{p}, ?{id}, ?{name}, ?{time}, ?{data}, ?1, ?{first}, ?{n})")
+            let [id, name, time, data, first, n, to] = [1, 2, 3, 4, 5, 6, 7].map(|i| p + i);
+            format!("(?{p}, ?{id}, ?{name}, ?{time}, ?{data}, ?1, ?{first}, ?{n}, ?{to})")
         };
-        format!("{EVENT_COLUMNS_IN} VALUES {}", values(7, row))
+        let rows: Vec<String> = (0..ROWS).map(|r| row(2 + 8 * r)).collect();
+        format!("{EVENT_COLUMNS_IN} VALUES {}", rows.join(", "))
     })
 }
 
-/// Deliveries' many-row insert: row `r` binds ?(2 + 3r) on (seq, event_seq, instance),
-/// pending since ?1.
-fn deliveries_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let row = |p: usize| format!("(?{p}, ?{}, ?{}, 'pending', ?1, ?1)", p + 1, p + 2);
-        format!("{DELIVERY_COLUMNS_IN} VALUES {}", values(3, row))
-    })
-}
-
-/// `ROWS` rows of `per_row` parameters each, numbered from ?2: `row` writes the one whose
-/// first parameter is the number it is given.
-fn values(per_row: usize, row: impl Fn(usize) -> String) -> String {
-    let rows: Vec<String> = (0..ROWS).map(|r| row(2 + per_row * r)).collect();
-    rows.join(", ")
-}
-
-pub(super) fn update(hot: &mut Hot, u: &Update, now: i64) -> rusqlite::Result<()> {
+pub(super) fn update(hot: &mut Hot, lazy: &mut Lazy, u: &Update, now: i64) -> rusqlite::Result<()> {
+    match u {
+        // Delivered at the first try: the delivery's one row.
+        Update::Attempted {
+            seq,
+            attempt,
+            state: State::Delivered,
+            ..
+        } if lazy.find(*seq).is_some() => {
+            let (first, i) = lazy.find(*seq).expect("found just above");
+            let (w, instance) = lazy.instance(first, i).expect("found just above");
+            stmt(
+                hot.tx,
+                &mut hot.delivered_row,
+                "INSERT INTO deliveries(seq, event_seq, instance, state, attempts, last_status,
+                     detail, duration_ms, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'delivered', 1, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                seq,
+                w.event,
+                &**instance,
+                attempt.status,
+                attempt.error,
+                attempt.duration_ms as i64,
+                w.created_at,
+                attempt.at
+            ])?;
+            lazy.written(first, i);
+            return Ok(());
+        }
+        // Changes by instance see every delivery.
+        Update::Hold { .. } | Update::Release { .. } => write_out_all(hot, lazy)?,
+        Update::Digested { seqs, .. } => {
+            for seq in seqs {
+                if let Some((first, _)) = lazy.find(*seq) {
+                    write_out(hot, lazy, first)?;
+                }
+            }
+        }
+        Update::Started { seq }
+        | Update::NotStarted { seq, .. }
+        | Update::Attempted { seq, .. }
+        | Update::Dead { seq, .. }
+        | Update::HoldOne { seq, .. }
+        | Update::Park { seq, .. }
+        | Update::Unpark { seq, .. }
+        | Update::DeliveredVia { seq, .. } => {
+            if let Some((first, _)) = lazy.find(*seq) {
+                write_out(hot, lazy, first)?;
+            }
+        }
+    }
     let tx = hot.tx;
     match u {
         Update::Started { seq } => {
