@@ -47,17 +47,22 @@ impl SqliteStore {
         if restored > 0 {
             tracing::info!(target: "store", deliveries = restored, "wrote the rows of deliveries accepted before the last stop and not yet written");
         }
-        let next_seq = |table: &str| -> Result<Seq> {
+        // Past the highest row, and past what the last prune had handed out (see
+        // `Writer::prune`).
+        let next_seq = |table: &str, kept: &str| -> Result<Seq> {
             conn.query_row(
-                &format!("SELECT coalesce(max(seq), 0) + 1 FROM {table}"),
+                &format!(
+                    "SELECT max(coalesce((SELECT max(seq) FROM {table}), 0) + 1,
+                                coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{kept}'), 0))"
+                ),
                 [],
                 |r| r.get(0),
             )
             .map_err(|e| StoreError::Read(e.to_string()))
         };
         let next = writer::Seqs {
-            event: next_seq("events")?,
-            delivery: next_seq("deliveries")?,
+            event: next_seq("events", "next_event")?,
+            delivery: next_seq("deliveries", "next_delivery")?,
         };
         let reader = schema::open(path, config.synchronous)?;
         let checkpoints =

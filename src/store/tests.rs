@@ -364,6 +364,32 @@ fn sqlite_prunes_delivered_rows_past_the_retention() {
 }
 
 #[test]
+fn sqlite_numbers_on_after_pruning_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        retention: Duration::ZERO,
+        ..sqlite_config(&dir)
+    };
+    {
+        let store = Store::open(&config).unwrap();
+        let a = accept(&store, event("one"), &["ntfy", "slack"]).unwrap();
+        assert_eq!(a.first, 1);
+        delivered(&store, 1);
+        delivered(&store, 2);
+        store.flush();
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    // This open prunes every row (pruning runs when the store opens).
+    let store = Store::open(&config).unwrap();
+    store.flush();
+    assert!(store.list(&Query::default()).unwrap().items.is_empty());
+    drop(store);
+    let store = Store::open(&config).unwrap();
+    let b = accept(&store, event("two"), &["ntfy"]).unwrap();
+    assert_eq!(b.first, 3, "a delivery id is never handed out twice");
+}
+
+#[test]
 fn sqlite_brings_a_version_1_file_up_to_date() {
     let dir = tempfile::tempdir().unwrap();
     let config = sqlite_config(&dir);

@@ -381,12 +381,18 @@ impl Writer {
     }
 
     /// Drop finished deliveries (and then events with none left) past the retention.
+    /// The numbers handed out so far are kept too: with every row pruned, the next start
+    /// would otherwise number from 1 again, and a receiver that remembers delivery ids
+    /// (the generic webhook's `webhook-id`) would drop new deliveries as repeats.
     fn prune(&mut self) {
         let cutoff = now_ms() - self.retention_ms;
         // An event whose deliveries have no rows yet has nothing to show it is in use.
         let lazy = self.lazy.first_event().unwrap_or(Seq::MAX);
+        let Seqs { event, delivery } = self.next;
         let r = self.conn.execute_batch(&format!(
             "BEGIN;
+             INSERT OR REPLACE INTO meta(key, value)
+                 VALUES ('next_event', '{event}'), ('next_delivery', '{delivery}');
              DELETE FROM attempts WHERE delivery_seq IN
                  (SELECT seq FROM deliveries WHERE state = 'delivered' AND updated_at < {cutoff});
              DELETE FROM deliveries WHERE state = 'delivered' AND updated_at < {cutoff};
