@@ -52,23 +52,20 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("store-checkpoint".into())
             .spawn(move || {
-                // Said once when checkpoints start failing and once when they work again:
-                // under load one is tried after nearly every commit.
-                let mut failing = false;
+                let mut failing = Failing::default();
                 while let Ok(done) = rx.recv() {
-                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        Ok(()) if failing => {
-                            failing = false;
-                            tracing::info!(target: "store", "checkpointing the delivery store's WAL works again");
-                        }
-                        Ok(()) => {}
-                        Err(e) if !failing => {
-                            failing = true;
+                    let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    match failing.note(r.as_ref().err().map(|e| e.to_string())) {
+                        Some(Said::Failing(e)) => {
                             tracing::warn!(target: "store", error = %e, "checkpointing the delivery store's WAL failed; the WAL file grows until it works again (trying after each commit)");
                         }
-                        Err(e) => {
+                        Some(Said::Again(e)) => {
                             tracing::debug!(target: "store", error = %e, "checkpointing the delivery store's WAL failed again");
                         }
+                        Some(Said::Works) => {
+                            tracing::info!(target: "store", "checkpointing the delivery store's WAL works again");
+                        }
+                        None => {}
                     }
                     if let Some(done) = done {
                         let _ = done.send(());
@@ -101,6 +98,30 @@ impl Checkpointer {
         let (done, finished) = channel();
         if due.send(Some(done)).is_ok() {
             let _ = finished.recv();
+        }
+    }
+}
+
+/// What to say of a checkpoint's outcome: once when checkpoints start failing (a warning)
+/// and once when they work again, as under load one is tried after nearly every commit.
+#[derive(Default)]
+struct Failing(bool);
+
+#[derive(Debug, PartialEq)]
+enum Said {
+    Failing(String),
+    Again(String),
+    Works,
+}
+
+impl Failing {
+    fn note(&mut self, error: Option<String>) -> Option<Said> {
+        let was = std::mem::replace(&mut self.0, error.is_some());
+        match (was, error) {
+            (false, Some(e)) => Some(Said::Failing(e)),
+            (true, Some(e)) => Some(Said::Again(e)),
+            (true, None) => Some(Said::Works),
+            (false, None) => None,
         }
     }
 }
@@ -182,6 +203,35 @@ mod tests {
             file_pages(&path) >= before + 2500,
             "the checkpoint did not copy the WAL: {} pages",
             file_pages(&path)
+        );
+    }
+
+    #[test]
+    fn a_failing_checkpoint_is_told_once_and_so_is_its_recovery() {
+        let mut f = Failing::default();
+        let said: Vec<Option<Said>> = [
+            None,
+            Some("disk I/O error"),
+            Some("disk I/O error"),
+            Some("disk full"),
+            None,
+            None,
+            Some("locked"),
+        ]
+        .into_iter()
+        .map(|e| f.note(e.map(str::to_owned)))
+        .collect();
+        assert_eq!(
+            said,
+            [
+                None,
+                Some(Said::Failing("disk I/O error".into())),
+                Some(Said::Again("disk I/O error".into())),
+                Some(Said::Again("disk full".into())),
+                Some(Said::Works),
+                None,
+                Some(Said::Failing("locked".into())),
+            ]
         );
     }
 
