@@ -59,6 +59,14 @@ fn sqlite_config(dir: &tempfile::TempDir) -> StorageConfig {
     }
 }
 
+/// A SQLite store that prunes every delivered row when it opens (no retention).
+fn pruning_everything(dir: &tempfile::TempDir) -> StorageConfig {
+    StorageConfig {
+        retention: Duration::ZERO,
+        ..sqlite_config(dir)
+    }
+}
+
 /// Both backends, fresh.
 fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
@@ -333,10 +341,7 @@ fn sqlite_refuses_a_write_it_cannot_make() {
 #[test]
 fn sqlite_prunes_delivered_rows_past_the_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StorageConfig {
-        retention: Duration::ZERO,
-        ..sqlite_config(&dir)
-    };
+    let config = pruning_everything(&dir);
     let (done, waiting) = {
         let store = Store::open(&config).unwrap();
         let done = event("done");
@@ -366,10 +371,7 @@ fn sqlite_prunes_delivered_rows_past_the_retention() {
 #[test]
 fn sqlite_numbers_on_after_pruning_every_row() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StorageConfig {
-        retention: Duration::ZERO,
-        ..sqlite_config(&dir)
-    };
+    let config = pruning_everything(&dir);
     {
         let store = Store::open(&config).unwrap();
         let a = accept(&store, event("one"), &["ntfy", "slack"]).unwrap();

@@ -51,8 +51,8 @@ pub(super) struct Waiting {
 
 /// The writer's queue, as its callers hold it. An op someone waits for also wakes the
 /// writer when it lingers over a batch of state changes; state changes alone do not (the
-/// supervisor sends one per mailbox turn, and each wake cost a context switch: bench (3)'s
-/// durable side made 44k of them in a run, 30k without these wakes).
+/// supervisor sends one per mailbox turn, and each wake cost a context switch: on bench
+/// (3)'s durable side the writer's own switches fell from 7.4k a run to 3.8k-5.9k).
 pub(super) struct Queue {
     tx: Option<Sender<Op>>,
     writer: Thread,

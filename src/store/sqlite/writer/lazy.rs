@@ -195,7 +195,8 @@ pub(super) fn mark(conn: &Connection, from: Option<Seq>) -> rusqlite::Result<()>
 pub(in crate::store::sqlite) fn recover(conn: &Connection) -> Result<u64> {
     let fail = |e: &dyn std::fmt::Display| {
         StoreError::Write(format!(
-            "cannot restore the deliveries of the last events: {e}"
+            "cannot restore the deliveries of the events accepted last: {e}; the file may be \
+             damaged: restore a backup of storage.path, or move it aside to start with an empty store"
         ))
     };
     let from: Option<String> = conn

@@ -80,13 +80,7 @@ pub(super) fn accept(
 ) -> rusqlite::Result<Accepted> {
     let tx = hot.tx;
     let ev = &a.event;
-    let inserted = stmt(
-        tx,
-        &mut hot.insert_event,
-        "INSERT INTO events(seq, id, name, timestamp, data, accepted_at, first_delivery, deliveries, instances)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING",
-    )?
-    .execute(params![
+    let inserted = stmt(tx, &mut hot.insert_event, event_sql())?.execute(params![
         seqs.event,
         ev.id,
         ev.name.as_str(),
@@ -213,6 +207,16 @@ pub(super) fn accept_rows(
     Ok(Some(accepted))
 }
 
+/// One event's insert, which leaves a stored id alone (the caller then reads it back).
+fn event_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "{EVENT_COLUMNS_IN} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING"
+        )
+    })
+}
+
 /// Events' many-row insert: row `r` binds ?(2 + 8r) on (seq, id, name, timestamp, data,
 /// first_delivery, deliveries, instances); ?1 is the time the rows share.
 fn events_sql() -> &'static str {
@@ -228,15 +232,15 @@ fn events_sql() -> &'static str {
 }
 
 pub(super) fn update(hot: &mut Hot, lazy: &mut Lazy, u: &Update, now: i64) -> rusqlite::Result<()> {
-    match u {
-        // Delivered at the first try: the delivery's one row.
-        Update::Attempted {
-            seq,
-            attempt,
-            state: State::Delivered,
-            ..
-        } if lazy.find(*seq).is_some() => {
-            let (first, i) = lazy.find(*seq).expect("found just above");
+    // Delivered at the first try, without a row yet: the delivery's one row.
+    if let Update::Attempted {
+        seq,
+        attempt,
+        state: State::Delivered,
+        ..
+    } = u
+    {
+        if let Some((first, i)) = lazy.find(*seq) {
             let (w, instance) = lazy.instance(first, i).expect("found just above");
             stmt(
                 hot.tx,
@@ -258,6 +262,8 @@ pub(super) fn update(hot: &mut Hot, lazy: &mut Lazy, u: &Update, now: i64) -> ru
             lazy.written(first, i);
             return Ok(());
         }
+    }
+    match u {
         // Changes by instance see every delivery.
         Update::Hold { .. } | Update::Release { .. } => write_out_all(hot, lazy)?,
         Update::Digested { seqs, .. } => {

@@ -16,6 +16,14 @@ fn fresh(path: &std::path::Path) -> Writer {
     Writer::new(conn, checkpoints, Arc::default(), start, i64::MAX)
 }
 
+/// A writer whose deliveries keep going without rows for an hour: what has a row in a
+/// test is what the code wrote, not what a slow machine let become due.
+fn lazy_writer(path: &std::path::Path) -> Writer {
+    let mut writer = fresh(path);
+    writer.lazy_for = Duration::from_secs(3600);
+    writer
+}
+
 mod gather {
     use std::sync::mpsc;
 
@@ -253,8 +261,7 @@ mod crash {
     fn waiting_deliveries_are_read_from_rows_and_from_events_without_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite3");
-        let mut writer = fresh(&path);
-        writer.lazy_for = Duration::from_secs(3600);
+        let mut writer = lazy_writer(&path);
         // Deliveries 1 (A to ntfy), 2 (A to slack), 3 (B), 4 (C), 5 (D).
         writer.commit(vec![
             accept("A", &["ntfy", "slack"]),
@@ -314,8 +321,7 @@ mod crash {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite3");
         {
-            let mut writer = fresh(&path);
-            writer.lazy_for = Duration::from_secs(3600);
+            let mut writer = lazy_writer(&path);
             // Deliveries 1, 2 (event A), 3 (B), 4, 5 (C).
             writer.commit(vec![
                 accept("A", &["ntfy", "slack"]),
